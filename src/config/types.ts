@@ -1,0 +1,118 @@
+/**
+ * The validated, in-memory configuration. Key names follow PgDog's pgdog.toml / users.toml
+ * (snake_case in files); see docs/configuration.md. Everything here is plain data so it can
+ * be swapped at cutover and written back to disk.
+ */
+
+export type PoolerMode = 'transaction' | 'session';
+export type Role = 'primary' | 'replica' | 'auto';
+export type ShardDataType = 'bigint' | 'integer' | 'smallint' | 'varchar' | 'text' | 'uuid';
+export type CutoverTimeoutAction = 'abort' | 'cutover';
+
+export interface GeneralConfig {
+  host: string; // listen address, default "0.0.0.0"
+  port: number; // default 6432
+  workers: number; // accepted for PgDog compatibility; Node runs one event loop
+  default_pool_size: number; // default 10
+  min_pool_size: number; // default 1
+  pooler_mode: PoolerMode; // default "transaction"
+  connect_timeout: number; // ms, default 5000
+  query_timeout: number; // ms, 0 = none
+  checkout_timeout: number; // ms, default 5000
+  idle_timeout: number; // ms, default 60000
+  shutdown_timeout: number; // ms, default 60000
+  healthcheck_interval: number; // ms, default 30000
+  healthcheck_timeout: number; // ms, default 5000
+  ban_timeout: number; // ms, default 300000
+  pause_timeout: number; // ms a client may wait at a closed gate before an error; 0 = forever. default 30000
+  tls_certificate?: string;
+  tls_private_key?: string;
+  auth_type: 'scram' | 'md5' | 'trust'; // what clients must use; default "scram"
+  passthrough_auth: 'disabled' | 'enabled';
+  prepared_statements: 'disabled' | 'extended' | 'full'; // default "extended"
+  two_phase_commit: boolean;
+  read_write_split: 'include_primary' | 'exclude_primary';
+  load_balancing_strategy: 'random' | 'round_robin' | 'least_active_connections';
+  http_port?: number; // progress + metrics endpoint; off when unset
+  openmetrics_port?: number; // PgDog name for the metrics port; alias of http_port when http_port unset
+  // Resharding / cutover (PgDog keys)
+  resharding_parallel_copies: number; // default 4
+  resharding_copy_format: 'binary' | 'text';
+  cutover_traffic_stop_threshold: number; // bytes of lag before the pause starts; default 1_000_000
+  cutover_replication_lag_threshold: number; // bytes; default 0
+  cutover_last_transaction_delay: number; // ms; default 1000
+  cutover_timeout: number; // ms; default 30000
+  cutover_timeout_action: CutoverTimeoutAction; // default "abort"
+  cutover_save_config: boolean; // default false
+  cutover_grace_period: number; // ms open transactions may run after the gate closes; default 5000
+}
+
+export interface DatabaseConfig {
+  name: string; // the name clients connect to
+  host: string;
+  port: number; // default 5432
+  database_name?: string; // real name on the server; defaults to name
+  role: Role; // default "primary"
+  shard: number; // default 0
+  user?: string; // server-side user override
+  password?: string; // server-side password override
+  pool_size?: number;
+  min_pool_size?: number;
+  pooler_mode?: PoolerMode;
+}
+
+export interface ShardedTableConfig {
+  database: string;
+  name?: string; // table name; omitted = any table with `column`
+  schema?: string;
+  column: string;
+  data_type: ShardDataType; // default "bigint"
+  primary?: boolean;
+}
+
+/** `[[sharded_mappings]]` (PgDog): list / range rules that override hashing for a table column. */
+export interface ShardedMappingConfig {
+  database: string;
+  table?: string;
+  column: string;
+  kind: 'list' | 'range' | 'default';
+  values?: (string | number)[]; // list
+  start?: string | number | null; // range, inclusive
+  end?: string | number | null; // range, exclusive
+  shard: number;
+}
+
+export interface OmnishardedTableConfig {
+  database: string;
+  tables: string[];
+}
+
+export interface AdminConfig {
+  name: string; // default "admin"
+  user: string; // default "admin"
+  password: string; // required to log in; when absent a random one locks admin out
+}
+
+export interface UserConfig {
+  name: string;
+  database: string;
+  password?: string;
+  server_user?: string;
+  server_password?: string;
+  pool_size?: number;
+  min_pool_size?: number;
+  pooler_mode?: PoolerMode;
+  read_only?: boolean;
+}
+
+export interface Config {
+  general: GeneralConfig;
+  databases: DatabaseConfig[];
+  sharded_tables: ShardedTableConfig[];
+  sharded_mappings: ShardedMappingConfig[];
+  omnisharded_tables: OmnishardedTableConfig[];
+  admin: AdminConfig;
+  users: UserConfig[];
+  /** Where the config came from, for RELOAD and cutover_save_config. */
+  paths: { config?: string; users?: string };
+}
