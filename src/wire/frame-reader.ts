@@ -51,6 +51,11 @@ export class FrameReader {
     return true;
   }
 
+  /** Steps back so the current message is returned again by the next `next()`. */
+  unread(): void {
+    if (this.current === this.buf) this.pos = this.start;
+  }
+
   /** The current message including its header (a view, not a copy). */
   message(): Buffer {
     return this.current.subarray(this.start, this.end);

@@ -1,0 +1,108 @@
+/** Executes parsed admin commands against the AdminContext. */
+import type { AdminCommand } from './parser.js';
+import type { AdminContext } from './context.js';
+import { table, INT8, BOOL, TIMESTAMPTZ, type AdminResult } from './result.js';
+import { redactedConfig } from '../config/index.js';
+import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+import type { Logger } from '../observe/log.js';
+import type { Pool } from '../backend/pool.js';
+
+export async function runAdminCommand(cmd: AdminCommand, ctx: AdminContext, log: Logger): Promise<AdminResult> {
+  switch (cmd.kind) {
+    case 'empty':
+      return { tag: 'EMPTY' };
+    case 'show':
+      return show(cmd.what, ctx);
+    case 'pause': {
+      const db = cmd.database;
+      checkDatabase(ctx, db);
+      ctx.gate.close(db, 'PAUSE');
+      log.info({ database: db ?? '*' }, 'PAUSE: gate closed, waiting for open transactions');
+      await ctx.gate.quiet(db);
+      for (const p of poolsOf(ctx, db)) p.drainIdle();
+      return { tag: 'PAUSE' };
+    }
+    case 'resume':
+      checkDatabase(ctx, cmd.database);
+      ctx.gate.open(cmd.database);
+      return { tag: 'RESUME' };
+    case 'maintenance':
+      checkDatabase(ctx, cmd.database);
+      if (cmd.on) ctx.gate.close(cmd.database, 'maintenance');
+      else ctx.gate.open(cmd.database);
+      return { tag: 'MAINTENANCE' };
+    case 'reload':
+      try {
+        ctx.reload();
+      } catch (err) {
+        throw new PgError(SQLSTATE.configFileError, `RELOAD failed, the running configuration is unchanged: ${asPgError(err).message}`);
+      }
+      return { tag: 'RELOAD' };
+    case 'shutdown':
+      setImmediate(() => void ctx.shutdown());
+      return { tag: 'SHUTDOWN' };
+    case 'set':
+      throw new PgError(SQLSTATE.featureNotSupported, `SET ${cmd.name} is not supported by the admin database; change pgshift.toml and RELOAD`);
+    default:
+      throw new PgError(SQLSTATE.featureNotSupported, `${cmd.kind.toUpperCase()} is not available in this build of pgshift`);
+  }
+}
+
+function checkDatabase(ctx: AdminContext, db: string | undefined): void {
+  if (db !== undefined && !ctx.currentConfig.databases.some((d) => d.name === db)) {
+    throw new PgError(SQLSTATE.invalidCatalogName, `database "${db}" is not in pgshift.toml`);
+  }
+}
+
+function poolsOf(ctx: AdminContext, db: string | undefined): Pool[] {
+  return ctx.pools().filter((p) => db === undefined || p.key.database === db);
+}
+
+function show(what: string, ctx: AdminContext): AdminResult {
+  switch (what) {
+    case 'version':
+      return table(['version'], [[`pgshift ${ctx.version}`]]);
+    case 'config':
+      return table(['name', 'value'], redactedConfig(ctx.currentConfig));
+    case 'pools':
+      return table(
+        [['id', INT8], 'database', 'user', 'addr', ['port', INT8], ['shard', INT8], 'role', ['cl_waiting', INT8], ['sv_idle', INT8], ['sv_active', INT8], ['sv_idle_xact', INT8], ['sv_total', INT8], ['maxwait', INT8], ['maxwait_us', INT8], 'pool_mode', ['paused', BOOL], ['banned', BOOL], ['healthy', BOOL], ['errors', INT8], ['re_synced', INT8], ['out_of_sync', INT8], ['force_closed', INT8], ['online', BOOL], ['schema_admin', BOOL]],
+        ctx.pools().map((p) => {
+          const idleXact = [...p.active].filter((s) => s.txStatus !== 'I').length;
+          return [p.id, p.key.database, p.key.user, p.address.host, p.address.port, p.key.shard, p.key.role, p.waitingCount, p.idleCount, p.activeCount, idleXact, p.total, Math.floor(p.maxWaitUs / 1e6), p.maxWaitUs % 1e6, p.opts.mode, ctx.gate.isClosed(p.key.database), false, p.healthy, p.stats.errors, 0, 0, p.stats.forceClosed, !p.closed, false];
+        }),
+      );
+    case 'clients': {
+      const now = Date.now();
+      return table(
+        [['id', INT8], 'user', 'database', 'addr', ['port', INT8], 'state', ['replication', BOOL], ['connect_time', TIMESTAMPTZ], ['queries', INT8], ['transactions', INT8], ['bytes_received', INT8], ['bytes_sent', INT8], ['errors', INT8], 'application_name', ['server_id', INT8], ['age_ms', INT8]],
+        ctx.clients().map((c) => [c.id, c.user, c.database, c.addr, c.port, c.state, false, c.connectTime, c.stats.queries, c.stats.transactions, c.stats.bytesReceived, c.stats.bytesSent, c.stats.errors, c.applicationName, c.serverId, now - c.connectTime.getTime()]),
+      );
+    }
+    case 'servers': {
+      const now = Date.now();
+      const rows = ctx.pools().flatMap((p) =>
+        p.servers().map((s) => [p.id, p.key.database, p.address.user, p.address.host, p.address.port, s.sink ? 'active' : 'idle', new Date(s.connectedAt), s.pid, s.stats.transactions, s.stats.queries, s.prepared.size, s.stats.healthchecks, s.stats.errors, s.stats.bytesIn, s.stats.bytesOut, now - s.connectedAt, s.params.get('application_name') ?? '']),
+      );
+      return table([['pool_id', INT8], 'database', 'user', 'addr', ['port', INT8], 'state', ['connect_time', TIMESTAMPTZ], ['remote_pid', INT8], ['transactions', INT8], ['queries', INT8], ['prepared_statements', INT8], ['healthchecks', INT8], ['errors', INT8], ['bytes_received', INT8], ['bytes_sent', INT8], ['age', INT8], 'application_name'], rows);
+    }
+    case 'stats':
+      return table(
+        ['database', 'user', 'addr', ['port', INT8], ['shard', INT8], 'role', ['total_xact_count', INT8], ['total_query_count', INT8], ['total_server_assignment_count', INT8], ['total_received', INT8], ['total_sent', INT8], ['total_wait_time', INT8], ['total_errors', INT8], ['total_connect_count', INT8], ['total_healthchecks', INT8]],
+        ctx.pools().map((p) => {
+          const t = p.totals();
+          return [p.key.database, p.key.user, p.address.host, p.address.port, p.key.shard, p.key.role, t.transactions, t.queries, p.stats.checkouts, t.bytesIn, t.bytesOut, p.stats.waitTimeUs, p.stats.errors + t.errors, p.stats.connects, p.stats.healthchecks];
+        }),
+      );
+    case 'databases': {
+      const c = ctx.currentConfig;
+      return table(['name', 'host', ['port', INT8], 'database_name', ['shard', INT8], 'role', ['paused', BOOL]], c.databases.map((d) => [d.name, d.host, d.port, d.database_name ?? d.name, d.shard, d.role, ctx.gate.isClosed(d.name)]));
+    }
+    case 'users': {
+      const c = ctx.currentConfig;
+      return table(['name', 'database', 'pooler_mode', ['pool_size', INT8]], c.users.map((u) => [u.name, u.database, u.pooler_mode ?? c.general.pooler_mode, u.pool_size ?? c.general.default_pool_size]));
+    }
+    default:
+      throw new PgError(SQLSTATE.featureNotSupported, `SHOW ${what.toUpperCase()} is not available in this build of pgshift`);
+  }
+}

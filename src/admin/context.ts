@@ -1,0 +1,15 @@
+/** What the admin database may see and do: a narrow view of the proxy, never its connections. */
+import type { Config } from '../config/types.js';
+import type { Pool } from '../backend/pool.js';
+import type { PauseGate } from '../frontend/pause-gate.js';
+import type { ClientInfo } from '../frontend/context.js';
+
+export interface AdminContext {
+  readonly version: string;
+  readonly gate: PauseGate;
+  readonly currentConfig: Config;
+  clients(): ClientInfo[];
+  pools(): Pool[];
+  reload(): void;
+  shutdown(): Promise<void>;
+}

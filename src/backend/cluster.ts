@@ -1,0 +1,133 @@
+/**
+ * The cluster registry: for each logical database name, its shards (primary + replicas) and the
+ * pools per user. Built from the config; rebuilt on RELOAD and at cutover. The data path asks it
+ * for pools; admin and migrate ask it what exists.
+ */
+import { Pool, type PoolOptions } from './pool.js';
+import type { Config, DatabaseConfig, UserConfig } from '../config/types.js';
+import { PgError, SQLSTATE } from '../wire/pg-error.js';
+
+export interface ShardServers {
+  primary?: DatabaseConfig;
+  replicas: DatabaseConfig[];
+}
+
+export class Cluster {
+  readonly shards: ShardServers[] = [];
+  private pools = new Map<string, Pool>();
+  private rr = 0;
+
+  constructor(readonly name: string, readonly config: Config) {
+    for (const d of config.databases.filter((x) => x.name === name)) {
+      const s = (this.shards[d.shard] ??= { replicas: [] });
+      if (d.role === 'replica') s.replicas.push(d);
+      else s.primary = d;
+    }
+  }
+
+  get shardCount(): number {
+    return this.shards.length;
+  }
+
+  /** The pool for user on shard; role 'replica' picks a replica round-robin (primary when none). */
+  pool(user: UserConfig, shard: number, role: 'primary' | 'replica' = 'primary'): Pool {
+    const s = this.shards[shard];
+    if (!s) throw new PgError(SQLSTATE.invalidParameterValue, `database "${this.name}" has no shard ${shard} (it has ${this.shards.length})`);
+    let db: DatabaseConfig | undefined;
+    if (role === 'replica' && s.replicas.length) db = s.replicas[this.rr++ % s.replicas.length];
+    else db = s.primary ?? s.replicas[0];
+    if (!db) throw new PgError(SQLSTATE.invalidCatalogName, `database "${this.name}" shard ${shard} has no server configured`);
+    const key = `${user.name}|${db.host}|${db.port}|${db.database_name ?? db.name}|${db.shard}|${db.role}`;
+    let p = this.pools.get(key);
+    if (!p) {
+      const g = this.config.general;
+      const opts: PoolOptions = {
+        size: user.pool_size ?? db.pool_size ?? g.default_pool_size,
+        minSize: user.min_pool_size ?? db.min_pool_size ?? 0,
+        mode: user.pooler_mode ?? db.pooler_mode ?? g.pooler_mode,
+        connectTimeout: g.connect_timeout,
+        checkoutTimeout: g.checkout_timeout,
+        idleTimeout: g.idle_timeout,
+        healthcheckInterval: g.healthcheck_interval,
+      };
+      p = new Pool(
+        { user: user.name, database: this.name, shard, role: db.role === 'replica' ? 'replica' : 'primary' },
+        {
+          host: db.host,
+          port: db.port,
+          database: db.database_name ?? db.name,
+          user: db.user ?? user.server_user ?? user.name,
+          password: db.password ?? user.server_password ?? user.password,
+        },
+        opts,
+      );
+      this.pools.set(key, p);
+    }
+    return p;
+  }
+
+  allPools(): Pool[] {
+    return [...this.pools.values()];
+  }
+
+  close(): void {
+    for (const p of this.pools.values()) p.close();
+  }
+}
+
+export class ClusterRegistry {
+  private clusters = new Map<string, Cluster>();
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private config: Config) {
+    this.build(config);
+  }
+
+  private build(config: Config): void {
+    this.config = config;
+    for (const name of new Set(config.databases.map((d) => d.name))) this.clusters.set(name, new Cluster(name, config));
+  }
+
+  get current(): Config {
+    return this.config;
+  }
+
+  get(name: string): Cluster | undefined {
+    return this.clusters.get(name);
+  }
+
+  names(): string[] {
+    return [...this.clusters.keys()];
+  }
+
+  all(): Cluster[] {
+    return [...this.clusters.values()];
+  }
+
+  allPools(): Pool[] {
+    return this.all().flatMap((c) => c.allPools());
+  }
+
+  /**
+   * Installs a new config. Old pools close: idle connections now, active ones when their client
+   * releases them, so in-flight transactions finish where they started.
+   */
+  replace(config: Config): void {
+    const old = this.clusters;
+    this.clusters = new Map();
+    this.build(config);
+    for (const c of old.values()) c.close();
+  }
+
+  startMaintenance(intervalMs = 1000): void {
+    this.timer = setInterval(() => {
+      for (const p of this.allPools()) p.maintain();
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  close(): void {
+    if (this.timer) clearInterval(this.timer);
+    for (const c of this.clusters.values()) c.close();
+  }
+}

@@ -1,0 +1,233 @@
+/**
+ * A pool of server connections for one (user, database, shard, role). Checkout hands out an idle
+ * connection (health-checked when it sat idle long), opens a new one below the size limit, or
+ * queues the caller until one is released or `checkout_timeout` passes.
+ */
+import { ServerConnection, type ServerAddress } from './server.js';
+import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+import type { PoolerMode, Role } from '../config/types.js';
+
+export interface PoolKey {
+  user: string;
+  database: string; // the name clients use
+  shard: number;
+  role: Role;
+}
+
+export interface PoolOptions {
+  size: number;
+  minSize: number;
+  mode: PoolerMode;
+  connectTimeout: number;
+  checkoutTimeout: number;
+  idleTimeout: number;
+  healthcheckInterval: number;
+  applicationName?: string;
+}
+
+interface Waiter {
+  resolve: (c: ServerConnection) => void;
+  reject: (e: PgError) => void;
+  timer: NodeJS.Timeout | null;
+  since: number;
+}
+
+let nextPoolId = 1;
+
+export class Pool {
+  readonly id = nextPoolId++;
+  private idle: ServerConnection[] = [];
+  readonly active = new Set<ServerConnection>();
+  private connecting = 0;
+  private waiters: Waiter[] = [];
+  closed = false;
+  /** Server parameters seen on the last login, replayed to clients at their startup. */
+  serverParams = new Map<string, string>();
+  stats = { errors: 0, connects: 0, checkouts: 0, waitTimeUs: 0, healthchecks: 0, forceClosed: 0 };
+  healthy = true;
+  lastError: PgError | null = null;
+
+  constructor(readonly key: PoolKey, readonly address: ServerAddress, readonly opts: PoolOptions) {}
+
+  get idleCount(): number {
+    return this.idle.length;
+  }
+  get activeCount(): number {
+    return this.active.size;
+  }
+  get waitingCount(): number {
+    return this.waiters.length;
+  }
+  get total(): number {
+    return this.idle.length + this.active.size + this.connecting;
+  }
+  /** Longest current wait in microseconds. */
+  get maxWaitUs(): number {
+    if (!this.waiters.length) return 0;
+    return (Date.now() - this.waiters[0].since) * 1000;
+  }
+  servers(): ServerConnection[] {
+    return [...this.active, ...this.idle];
+  }
+
+  async checkout(): Promise<ServerConnection> {
+    if (this.closed) throw new PgError(SQLSTATE.cannotConnectNow, `pool for database "${this.key.database}" is closed (configuration reloaded or shutting down)`);
+    this.stats.checkouts++;
+    while (this.idle.length) {
+      const conn = this.idle.pop()!;
+      if (conn.closed) continue;
+      if (Date.now() - conn.lastUsed > this.opts.healthcheckInterval) {
+        try {
+          this.stats.healthchecks++;
+          conn.stats.healthchecks++;
+          await conn.query(';');
+        } catch {
+          conn.destroy();
+          continue;
+        }
+      }
+      this.active.add(conn);
+      return conn;
+    }
+    if (this.total < this.opts.size) {
+      const conn = await this.open();
+      this.active.add(conn);
+      return conn;
+    }
+    return this.enqueue();
+  }
+
+  private enqueue(): Promise<ServerConnection> {
+    return new Promise((resolve, reject) => {
+      const w: Waiter = { resolve, reject, timer: null, since: Date.now() };
+      if (this.opts.checkoutTimeout > 0) {
+        w.timer = setTimeout(() => {
+          const i = this.waiters.indexOf(w);
+          if (i >= 0) this.waiters.splice(i, 1);
+          reject(new PgError(SQLSTATE.connectionFailure, `no server connection available for database "${this.key.database}" user "${this.key.user}" within checkout_timeout (${this.opts.checkoutTimeout} ms); pool size is ${this.opts.size}`));
+        }, this.opts.checkoutTimeout);
+      }
+      this.waiters.push(w);
+    });
+  }
+
+  private async open(): Promise<ServerConnection> {
+    this.connecting++;
+    try {
+      const conn = await ServerConnection.connect({
+        ...this.address,
+        connectTimeout: this.opts.connectTimeout,
+        params: this.opts.applicationName ? { application_name: this.opts.applicationName } : undefined,
+      });
+      this.stats.connects++;
+      this.healthy = true;
+      this.lastError = null;
+      this.serverParams = new Map(conn.params);
+      conn.onClosed(() => this.forget(conn));
+      return conn;
+    } catch (err) {
+      this.stats.errors++;
+      this.healthy = false;
+      this.lastError = asPgError(err);
+      throw this.lastError;
+    } finally {
+      this.connecting--;
+    }
+  }
+
+  /** Counters of servers that closed, so totals survive reconnects. */
+  private retired = { transactions: 0, queries: 0, bytesIn: 0, bytesOut: 0, errors: 0 };
+
+  totals(): { transactions: number; queries: number; bytesIn: number; bytesOut: number; errors: number } {
+    const t = { ...this.retired };
+    for (const s of this.servers()) {
+      t.transactions += s.stats.transactions;
+      t.queries += s.stats.queries;
+      t.bytesIn += s.stats.bytesIn;
+      t.bytesOut += s.stats.bytesOut;
+      t.errors += s.stats.errors;
+    }
+    return t;
+  }
+
+  private forget(conn: ServerConnection): void {
+    const r = this.retired;
+    r.transactions += conn.stats.transactions;
+    r.queries += conn.stats.queries;
+    r.bytesIn += conn.stats.bytesIn;
+    r.bytesOut += conn.stats.bytesOut;
+    r.errors += conn.stats.errors;
+    this.active.delete(conn);
+    const i = this.idle.indexOf(conn);
+    if (i >= 0) this.idle.splice(i, 1);
+    // A slot freed up: let a waiter open a fresh connection.
+    this.serveWaiter();
+  }
+
+  /** Returns a connection. `reusable=false` closes it (unknown state, broken, or reset failed). */
+  release(conn: ServerConnection, reusable = true): void {
+    this.active.delete(conn);
+    conn.sink = null;
+    conn.lastUsed = Date.now();
+    if (!reusable || conn.closed || this.closed || conn.txStatus !== 'I') {
+      if (!conn.closed) {
+        this.stats.forceClosed++;
+        conn.destroy();
+      }
+      this.serveWaiter();
+      return;
+    }
+    const w = this.waiters.shift();
+    if (w) {
+      if (w.timer) clearTimeout(w.timer);
+      this.stats.waitTimeUs += (Date.now() - w.since) * 1000;
+      this.active.add(conn);
+      w.resolve(conn);
+      return;
+    }
+    this.idle.push(conn);
+  }
+
+  private serveWaiter(): void {
+    if (!this.waiters.length || this.closed || this.total >= this.opts.size) return;
+    const w = this.waiters.shift()!;
+    if (w.timer) clearTimeout(w.timer);
+    this.open().then(
+      (conn) => {
+        this.stats.waitTimeUs += (Date.now() - w.since) * 1000;
+        this.active.add(conn);
+        w.resolve(conn);
+      },
+      (err) => w.reject(asPgError(err)),
+    );
+  }
+
+  /** Periodic upkeep: close connections idle past idle_timeout, keep min_pool_size open. */
+  maintain(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    while (this.idle.length > this.opts.minSize && this.idle.length && now - this.idle[0].lastUsed > this.opts.idleTimeout) {
+      this.idle.shift()!.destroy();
+    }
+    if (this.healthy && this.total < this.opts.minSize) {
+      this.open().then(
+        (conn) => this.release(conn),
+        () => undefined, // recorded in stats / lastError; retried on the next tick
+      );
+    }
+  }
+
+  /** Closes idle connections now; active ones close when released. */
+  drainIdle(): void {
+    for (const c of this.idle.splice(0)) c.destroy();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.drainIdle();
+    for (const w of this.waiters.splice(0)) {
+      if (w.timer) clearTimeout(w.timer);
+      w.reject(new PgError(SQLSTATE.cannotConnectNow, `pool for database "${this.key.database}" was closed`));
+    }
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Authenticating clients that log in to pgshift: SCRAM-SHA-256 (default), md5 or trust, against
+ * the passwords in users.toml / [admin]. Failures are the standard 28P01 error.
+ */
+import { randomBytes } from 'node:crypto';
+import * as be from '../wire/backend-messages.js';
+import { PgError, SQLSTATE } from '../wire/pg-error.js';
+import { F } from '../wire/protocol.js';
+import { ScramServer, scramSecretFromPassword, parseScramSecret, saslInitialResponseData, type ScramSecret } from '../wire/scram.js';
+import { verifyMd5 } from '../wire/md5.js';
+import type { PacketIO } from './packet-io.js';
+
+export type ClientAuthMethod = 'scram' | 'md5' | 'trust';
+
+const secrets = new Map<string, ScramSecret>();
+function secretFor(password: string): ScramSecret {
+  // A stored SCRAM secret (copied from pg_authid) can be used instead of a plain password.
+  const parsed = password.startsWith('SCRAM-SHA-256$') ? parseScramSecret(password) : undefined;
+  if (parsed) return parsed;
+  let s = secrets.get(password);
+  if (!s) {
+    s = scramSecretFromPassword(password);
+    secrets.set(password, s);
+  }
+  return s;
+}
+
+function failed(user: string): PgError {
+  return new PgError(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`);
+}
+
+export async function authenticateClient(io: PacketIO, method: ClientAuthMethod, user: string, password: string | undefined): Promise<void> {
+  if (method === 'trust') return;
+  if (password === undefined || password === '') {
+    throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" has no password configured in pgshift and auth_type is "${method}"`);
+  }
+  if (method === 'md5' && !password.startsWith('SCRAM-SHA-256$')) {
+    const salt = randomBytes(4);
+    io.write(be.authMd5(salt));
+    const [type, body] = await io.message();
+    if (type !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected a password message, got message type '${String.fromCharCode(type)}'`);
+    const resp = body.toString('utf8', 0, Math.max(0, body.indexOf(0) < 0 ? body.length : body.indexOf(0)));
+    if (!verifyMd5(user, password, salt, resp)) throw failed(user);
+    return;
+  }
+  io.write(be.authSasl(['SCRAM-SHA-256']));
+  const [t1, b1] = await io.message();
+  if (t1 !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected SASLInitialResponse, got message type '${String.fromCharCode(t1)}'`);
+  const init = saslInitialResponseData(b1);
+  if (init.mechanism !== 'SCRAM-SHA-256') {
+    throw new PgError(SQLSTATE.protocolViolation, `client selected SASL mechanism "${init.mechanism}"; only SCRAM-SHA-256 is offered`);
+  }
+  const server = new ScramServer(secretFor(password));
+  io.write(be.authSaslContinue(server.serverFirst(init.data)));
+  const [t2, b2] = await io.message();
+  if (t2 !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected SASLResponse, got message type '${String.fromCharCode(t2)}'`);
+  let final: string;
+  try {
+    final = server.serverFinal(b2.toString('utf8'));
+  } catch (err) {
+    if (err instanceof PgError && err.code === SQLSTATE.invalidPassword) throw failed(user);
+    throw err;
+  }
+  io.write(be.authSaslFinal(final));
+}

@@ -1,0 +1,526 @@
+/**
+ * A client connection after login: the query loop for databases served by one shard.
+ *
+ * Client messages are framed and forwarded as raw byte ranges; only prepared-statement names
+ * are rewritten. A server connection is attached at the first message of a transaction (after
+ * the pause gate lets it through) and released at ReadyForQuery 'I' in transaction mode, or at
+ * disconnect in session mode.
+ */
+import type net from 'node:net';
+import { FrameReader } from '../wire/frame-reader.js';
+import { B, F, type TxStatus } from '../wire/protocol.js';
+import * as be from '../wire/backend-messages.js';
+import * as fe from '../wire/frontend-messages.js';
+import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeParameterStatus } from '../wire/decode.js';
+import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+import type { ServerConnection, ServerSink } from '../backend/server.js';
+import type { Pool } from '../backend/pool.js';
+import { ResponseTracker, Pending, Verdict } from './response-tracker.js';
+import { ClientStatements } from './prepared-statements.js';
+import { changedSessionParams, paramSyncSql } from './session-params.js';
+import type { GateHolder } from './pause-gate.js';
+import type { ProxyContext, ClientInfo } from './context.js';
+
+export class Client implements ServerSink, GateHolder {
+  readonly reader = new FrameReader();
+  readonly tracker = new ResponseTracker();
+  readonly statements: ClientStatements;
+  server: ServerConnection | null = null;
+  pool: Pool | null = null;
+  private blocked = false;
+  private skipUntilSync = false;
+  private closed = false;
+  private inGate = false;
+  /** Parameters changed by SETs in the current attachment, refreshed before release. */
+  private pendingSets: Set<string> | 'all' | null = null;
+  private released: Promise<void> | null = null;
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly ctx: ProxyContext,
+    readonly info: ClientInfo,
+    /** Session parameters owned by this client (startup + SETs). */
+    readonly params: Map<string, string>,
+  ) {
+    this.statements = new ClientStatements(ctx.statements);
+  }
+
+  get sessionMode(): boolean {
+    return this.info.poolerMode === 'session';
+  }
+
+  start(leftover: Buffer): void {
+    this.socket.on('data', (c: Buffer) => this.onClientData(c));
+    this.socket.on('close', () => this.onClientClose());
+    this.socket.on('error', () => this.onClientClose());
+    if (leftover.length) this.onClientData(leftover);
+  }
+
+  private onClientData(chunk: Buffer): void {
+    this.info.stats.bytesReceived += chunk.length;
+    this.reader.push(chunk);
+    this.pump();
+  }
+
+  private write(b: Buffer): void {
+    this.info.stats.bytesSent += b.length;
+    if (!this.socket.write(b) && this.server && !this.server.socket.isPaused()) {
+      const s = this.server.socket;
+      s.pause();
+      this.socket.once('drain', () => s.resume());
+    }
+  }
+
+  private toServer(srv: ServerConnection, b: Buffer): void {
+    if (!srv.write(b) && !this.socket.isPaused()) {
+      this.socket.pause();
+      srv.socket.once('drain', () => {
+        if (!this.blocked) this.socket.resume();
+      });
+    }
+  }
+
+  /** Processes buffered client messages until blocked on a server checkout. */
+  private pump(): void {
+    if (this.blocked || this.closed) return;
+    const r = this.reader;
+    let corked: ServerConnection | null = null;
+    try {
+      while (r.next()) {
+        const t = r.type;
+        if (this.skipUntilSync) {
+          if (t === F.Sync) {
+            this.skipUntilSync = false;
+            this.write(be.readyForQuery('I'));
+          }
+          continue;
+        }
+        if (t === F.Terminate) {
+          this.close();
+          return;
+        }
+        let srv = this.server;
+        if (!srv) {
+          if (t === F.Sync && this.tracker.empty) {
+            this.write(be.readyForQuery('I'));
+            continue;
+          }
+          if (t === F.Flush || t === F.CopyData || t === F.CopyDone || t === F.CopyFail) continue; // nothing to flush / copy already ended with an error
+          if (t === F.Close && this.tracker.empty && r.body()[0] === 0x53 && r.body()[1] !== 0) {
+            this.statements.close(decodeTarget(r.body()).name);
+            this.write(be.closeComplete());
+            continue;
+          }
+          r.unread();
+          this.block(t);
+          return;
+        }
+        if (corked !== srv) {
+          corked?.socket.uncork();
+          srv.socket.cork();
+          corked = srv;
+        }
+        this.forward(srv, t);
+      }
+    } catch (err) {
+      this.fatal(asPgError(err, SQLSTATE.protocolViolation));
+    } finally {
+      corked?.socket.uncork();
+    }
+  }
+
+  /** Forwards the reader's current message to `srv`, rewriting statement names where needed. */
+  private forward(srv: ServerConnection, t: number): void {
+    const r = this.reader;
+    switch (t) {
+      case F.Query: {
+        this.info.stats.queries++;
+        srv.stats.queries++;
+        this.tracker.push(Pending.Query);
+        this.noteSets(decodeQuery(r.body()));
+        this.toServer(srv, r.message());
+        return;
+      }
+      case F.Parse: {
+        const body = r.body();
+        if (body[0] === 0) {
+          this.tracker.push(Pending.Parse);
+          this.toServer(srv, r.message());
+          if (this.pendingSets === null) this.noteSets(decodeParse(body).query);
+          return;
+        }
+        const p = decodeParse(body);
+        const g = this.statements.define(p.name, p.query, p.paramTypes);
+        if (srv.prepared.has(g.serverName)) {
+          this.synthesize(be.parseComplete());
+        } else {
+          srv.prepared.add(g.serverName);
+          this.tracker.push(Pending.Parse, false, g.serverName);
+          this.toServer(srv, g.parseMessage);
+        }
+        return;
+      }
+      case F.Bind: {
+        const body = r.body();
+        const portalEnd = body.indexOf(0);
+        if (body[portalEnd + 1] === 0) {
+          this.tracker.push(Pending.Bind);
+          this.toServer(srv, r.message());
+          return;
+        }
+        const b = decodeBind(body);
+        const g = this.ensurePrepared(srv, b.statement);
+        this.tracker.push(Pending.Bind);
+        if (!g) {
+          this.toServer(srv, r.message()); // the server reports "prepared statement does not exist"
+          return;
+        }
+        const tail = body.subarray(b.statementOffset + Buffer.byteLength(b.statement) + 1);
+        const head = body.subarray(0, b.statementOffset);
+        const nameLen = Buffer.byteLength(g.serverName) + 1;
+        const out = Buffer.allocUnsafe(5 + head.length + nameLen + tail.length);
+        out[0] = F.Bind;
+        out.writeUInt32BE(4 + head.length + nameLen + tail.length, 1);
+        head.copy(out, 5);
+        out.write(g.serverName, 5 + head.length, 'utf8');
+        out[5 + head.length + nameLen - 1] = 0;
+        tail.copy(out, 5 + head.length + nameLen);
+        this.toServer(srv, out);
+        return;
+      }
+      case F.Describe: {
+        const { kind, name } = decodeTarget(r.body());
+        this.tracker.push(Pending.Describe);
+        if (kind === 'P' || name === '') {
+          this.toServer(srv, r.message());
+          return;
+        }
+        const g = this.ensurePrepared(srv, name);
+        this.toServer(srv, g ? fe.describe('S', g.serverName) : r.message());
+        return;
+      }
+      case F.Close: {
+        const { kind, name } = decodeTarget(r.body());
+        if (kind === 'S' && name !== '') {
+          // Statements stay prepared on the server for reuse; the client's name goes away.
+          this.statements.close(name);
+          this.synthesize(be.closeComplete());
+          return;
+        }
+        this.tracker.push(Pending.Close);
+        this.toServer(srv, r.message());
+        return;
+      }
+      case F.Execute:
+        this.info.stats.queries++;
+        srv.stats.queries++;
+        this.tracker.push(Pending.Execute);
+        this.toServer(srv, r.message());
+        return;
+      case F.Sync:
+        this.tracker.push(Pending.Sync);
+        this.toServer(srv, r.message());
+        return;
+      case F.FunctionCall:
+        this.tracker.push(Pending.Query);
+        this.toServer(srv, r.message());
+        return;
+      case F.Flush:
+      case F.CopyData:
+      case F.CopyDone:
+      case F.CopyFail:
+        this.toServer(srv, r.message());
+        return;
+      default:
+        throw new PgError(SQLSTATE.protocolViolation, `invalid frontend message type ${t} ('${String.fromCharCode(t)}')`);
+    }
+  }
+
+  /** Makes sure the client's statement exists on `srv`, injecting a Parse if needed. */
+  private ensurePrepared(srv: ServerConnection, name: string) {
+    const g = this.statements.get(name);
+    if (!g) return undefined;
+    if (!srv.prepared.has(g.serverName)) {
+      srv.prepared.add(g.serverName);
+      this.tracker.push(Pending.Parse, true, g.serverName);
+      this.toServer(srv, g.parseMessage);
+    }
+    return g;
+  }
+
+  private synthesize(msg: Buffer): void {
+    if (this.tracker.empty) this.write(msg);
+    else this.tracker.pushSynthetic(msg);
+  }
+
+  private noteSets(sql: string): void {
+    const names = changedSessionParams(sql);
+    if (!names) return;
+    if (names === 'all') this.pendingSets = 'all';
+    else if (this.pendingSets !== 'all') {
+      this.pendingSets ??= new Set();
+      for (const n of names) this.pendingSets.add(n);
+    }
+  }
+
+  /** Waits at the gate, checks out a server, then resumes the loop. */
+  private block(firstType: number): void {
+    this.blocked = true;
+    this.socket.pause();
+    this.info.state = 'waiting';
+    this.attach().then(
+      () => {
+        this.blocked = false;
+        this.info.state = 'active';
+        if (!this.closed) this.socket.resume();
+        this.pump();
+      },
+      (err) => {
+        this.blocked = false;
+        this.info.state = 'idle';
+        const e = asPgError(err);
+        this.info.stats.errors++;
+        this.write(be.errorResponse(e));
+        // Consume the request the error answers, keeping the client in step.
+        const r = this.reader;
+        if (firstType === F.Query || firstType === F.FunctionCall) {
+          r.next();
+          this.write(be.readyForQuery('I'));
+        } else {
+          this.skipUntilSync = true;
+        }
+        if (!this.closed) this.socket.resume();
+        this.pump();
+      },
+    );
+  }
+
+  async attach(): Promise<void> {
+    const db = this.info.database;
+    const wait = this.ctx.gate.enter(db);
+    if (wait) await wait;
+    // Count the transaction as open from here, so a cutover waiting for quiet sees it.
+    this.ctx.gate.begin(db, this);
+    this.inGate = true;
+    try {
+      const pool = this.ctx.poolFor(this.info);
+      const srv = await pool.checkout();
+      try {
+        const sql = paramSyncSql(this.params, srv.applied);
+        if (sql) {
+          await srv.query(sql);
+          srv.applied.clear();
+          for (const [k, v] of this.params) srv.applied.set(k, v);
+        }
+      } catch (err) {
+        pool.release(srv, false);
+        throw err;
+      }
+      if (this.closed) {
+        pool.release(srv);
+        throw new PgError(SQLSTATE.connectionFailure, 'client went away');
+      }
+      srv.sink = this;
+      this.server = srv;
+      this.pool = pool;
+      this.info.serverId = srv.id;
+    } catch (err) {
+      this.leaveGate();
+      throw err;
+    }
+  }
+
+  private leaveGate(): void {
+    if (this.inGate) {
+      this.inGate = false;
+      this.ctx.gate.end(this.info.database, this);
+    }
+  }
+
+  // ---- server → client -------------------------------------------------------------------
+
+  onServerData(srv: ServerConnection, chunk: Buffer): void {
+    const r = srv.reader;
+    r.push(chunk);
+    let buf: Buffer | null = null;
+    let start = 0;
+    let end = 0;
+    const out: Buffer[] = [];
+    this.socket.cork();
+    try {
+      while (r.next()) {
+        const t = r.type;
+        const verdict = this.tracker.onServerMessage(t, (s) => srv.prepared.delete(s));
+        if (t === B.ParameterStatus) {
+          const [k, v] = decodeParameterStatus(r.body());
+          srv.params.set(k, v);
+        } else if (t === B.ErrorResponse) {
+          this.info.stats.errors++;
+        }
+        if (verdict === Verdict.Forward) {
+          if (buf === r.current && start !== end && r.start === end) end = r.end;
+          else {
+            if (buf && start !== end) this.write(buf.subarray(start, end));
+            buf = r.current;
+            start = r.start;
+            end = r.end;
+          }
+        } else if (buf && start !== end) {
+          this.write(buf.subarray(start, end));
+          start = end = 0;
+        }
+        this.tracker.takeReady(out);
+        if (out.length) {
+          if (buf && start !== end) this.write(buf.subarray(start, end));
+          start = end = 0;
+          for (const m of out) this.write(m);
+          out.length = 0;
+        }
+        if (t === B.ReadyForQuery) {
+          srv.txStatus = String.fromCharCode(r.body()[0]) as TxStatus;
+          if (this.tracker.empty && srv.txStatus === 'I') {
+            if (buf && start !== end) this.write(buf.subarray(start, end));
+            start = end = 0;
+            this.transactionDone(srv);
+            if (this.server !== srv) break;
+          }
+        }
+      }
+      if (buf && start !== end) this.write(buf.subarray(start, end));
+    } catch (err) {
+      this.serverBroken(srv, asPgError(err, SQLSTATE.protocolViolation));
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  /** A transaction (or a run of pipelined ones) ended and nothing is outstanding. */
+  private transactionDone(srv: ServerConnection): void {
+    this.info.stats.transactions++;
+    srv.stats.transactions++;
+    if (this.pendingSets) {
+      const names = this.pendingSets;
+      this.pendingSets = null;
+      this.blocked = true; // hold new client messages until parameters are recorded
+      this.refreshParams(srv, names).finally(() => {
+        this.blocked = false;
+        this.maybeRelease(srv);
+        this.pump();
+      });
+      return;
+    }
+    this.maybeRelease(srv);
+  }
+
+  private maybeRelease(srv: ServerConnection): void {
+    if (this.server !== srv) return;
+    if (this.sessionMode && !this.closed && !(this.pool?.closed ?? false)) return;
+    this.detach(true);
+  }
+
+  /** Reads back the values of parameters the client SET, so they follow it to other servers. */
+  private async refreshParams(srv: ServerConnection, names: Set<string> | 'all'): Promise<void> {
+    try {
+      if (names === 'all') {
+        this.params.clear();
+        srv.applied.clear();
+        return;
+      }
+      const list = [...names];
+      const res = await srv.query(`SELECT ${list.map((_, i) => `current_setting(${quoteLit(list[i])}, true)`).join(', ')}`);
+      list.forEach((n, i) => {
+        const v = res.rows[0]?.[i];
+        if (v === null || v === undefined) return;
+        this.params.set(n, v);
+        srv.applied.set(n, v);
+      });
+    } catch (err) {
+      this.ctx.log.warn({ err: asPgError(err).message, client: this.info.id }, 'could not read back session parameters');
+    }
+  }
+
+  private detach(reusable: boolean): void {
+    const srv = this.server;
+    const pool = this.pool;
+    this.server = null;
+    this.pool = null;
+    this.info.serverId = null;
+    this.info.state = 'idle';
+    this.tracker.clear();
+    if (srv && pool) {
+      srv.sink = null;
+      if (reusable && this.sessionMode) {
+        // Session mode: reset the server before another client gets it.
+        srv.query('DISCARD ALL').then(
+          () => {
+            srv.prepared.clear();
+            srv.applied.clear();
+            pool.release(srv, true);
+          },
+          () => pool.release(srv, false),
+        );
+      } else pool.release(srv, reusable);
+    }
+    this.leaveGate();
+  }
+
+  onServerClose(srv: ServerConnection, err: PgError): void {
+    if (this.server !== srv) return;
+    this.serverBroken(srv, err);
+  }
+
+  /** The server connection failed mid-use: tell the client and keep it usable. */
+  private serverBroken(srv: ServerConnection, err: PgError): void {
+    if (this.server !== srv) return;
+    const outstanding = !this.tracker.empty || srv.txStatus !== 'I';
+    this.detach(false);
+    if (this.closed) return;
+    this.info.stats.errors++;
+    const e = new PgError(err.code.startsWith('08') || err.code.startsWith('57') ? err.code : SQLSTATE.connectionFailure, `server connection lost: ${err.message}`, {
+      hint: 'the transaction was aborted; retry it',
+    });
+    if (outstanding) {
+      this.write(be.errorResponse(e));
+      this.write(be.readyForQuery('I'));
+    }
+  }
+
+  /** GateHolder: the cutover ends a transaction that outlived its grace period. */
+  abortTransaction(err: PgError): void {
+    const srv = this.server;
+    if (!srv) return;
+    this.detach(false);
+    this.write(be.errorResponse(err));
+    this.write(be.readyForQuery('I'));
+  }
+
+  /** Forwards a CancelRequest to the server running this client's query. */
+  cancel(): void {
+    this.server?.cancel().catch(() => undefined);
+  }
+
+  private fatal(err: PgError): void {
+    err.severity = 'FATAL';
+    this.write(be.errorResponse(err));
+    this.close();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.socket.end();
+    this.onClientClose();
+  }
+
+  private onClientClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const srv = this.server;
+    if (srv) this.detach(this.tracker.empty && srv.txStatus === 'I' && !this.blocked);
+    this.ctx.clientGone(this.info);
+    this.socket.destroy();
+  }
+}
+
+function quoteLit(s: string): string {
+  return "'" + s.replace(/'/g, "''") + "'";
+}

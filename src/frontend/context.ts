@@ -1,0 +1,45 @@
+/**
+ * The small interface the client query loop uses to reach the rest of the proxy: the gate, the
+ * statement registry, pool lookup and bookkeeping. Clients never see the config or registry.
+ */
+import type { PauseGate } from './pause-gate.js';
+import type { StatementRegistry } from './prepared-statements.js';
+import type { Pool } from '../backend/pool.js';
+import type { Logger } from '../observe/log.js';
+import type { PoolerMode } from '../config/types.js';
+
+export interface ClientStats {
+  queries: number;
+  transactions: number;
+  errors: number;
+  bytesReceived: number;
+  bytesSent: number;
+}
+
+/** What SHOW CLIENTS shows and cancel needs. */
+export interface ClientInfo {
+  id: number;
+  user: string;
+  database: string;
+  addr: string;
+  port: number;
+  applicationName: string;
+  connectTime: Date;
+  state: 'idle' | 'active' | 'waiting';
+  serverId: number | null;
+  poolerMode: PoolerMode;
+  /** Key given to the client in BackendKeyData, for CancelRequest. */
+  pid: number;
+  secret: number;
+  stats: ClientStats;
+  cancel?: () => void;
+}
+
+export interface ProxyContext {
+  gate: PauseGate;
+  statements: StatementRegistry;
+  /** The pool a transaction of this client should use now (looked up per transaction, so a cutover takes effect). */
+  poolFor(info: ClientInfo): Pool;
+  clientGone(info: ClientInfo): void;
+  log: Logger;
+}

@@ -1,0 +1,130 @@
+/**
+ * Accepts client sockets and takes each through startup: SSLRequest (TLS when configured),
+ * GSSENCRequest refusal, CancelRequest, StartupMessage, authentication, then hands the
+ * connection to the admin session or the client query loop.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import { randomInt } from 'node:crypto';
+import { PacketIO } from './packet-io.js';
+import { decodeStartupParams } from '../wire/decode.js';
+import { SSL_REQUEST_CODE, GSSENC_REQUEST_CODE, CANCEL_REQUEST_CODE, PROTOCOL_V3 } from '../wire/protocol.js';
+import * as be from '../wire/backend-messages.js';
+import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+import { authenticateClient } from './client-auth.js';
+import type { ClientAuthMethod } from './client-auth.js';
+
+export interface StartupInfo {
+  socket: net.Socket;
+  params: Record<string, string>;
+  io: PacketIO;
+}
+
+export interface ListenerHooks {
+  tlsContext(): tls.SecureContext | null;
+  startupTimeoutMs(): number;
+  /** Forwards a CancelRequest to whichever client owns (pid, secret). */
+  cancel(pid: number, secret: number): void;
+  /** Called once startup is complete; returns the password check to run and what to do after. */
+  login(s: StartupInfo): Promise<void>;
+  log: { warn(o: object, msg: string): void; debug(o: object, msg: string): void };
+}
+
+export class Listener {
+  private server: net.Server | null = null;
+  private sockets = new Set<net.Socket>();
+
+  constructor(private readonly hooks: ListenerHooks) {}
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const srv = net.createServer((s) => this.accept(s));
+      srv.once('error', reject);
+      srv.listen(port, host, () => {
+        srv.off('error', reject);
+        srv.on('error', (e) => this.hooks.log.warn({ err: e.message }, 'listener error'));
+        this.server = srv;
+        resolve((srv.address() as net.AddressInfo).port);
+      });
+    });
+  }
+
+  /** Stops accepting new connections; existing ones are untouched. */
+  stopAccepting(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server) return resolve();
+      this.server.close(() => resolve());
+      this.server = null;
+    });
+  }
+
+  private accept(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, 30_000);
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    // An error before a handler attaches must not crash the process.
+    socket.on('error', () => socket.destroy());
+    this.startup(socket).catch((err) => {
+      const e = asPgError(err, SQLSTATE.protocolViolation);
+      e.severity = 'FATAL';
+      this.hooks.log.debug({ err: e.message, code: e.code }, 'client startup failed');
+      if (!socket.destroyed) {
+        socket.end(be.errorResponse(e));
+        setTimeout(() => socket.destroy(), 1000).unref();
+      }
+    });
+  }
+
+  private async startup(socket: net.Socket): Promise<void> {
+    const io = new PacketIO(socket, this.hooks.startupTimeoutMs());
+    for (;;) {
+      const body = await io.startupPacket();
+      const code = body.readInt32BE(0);
+      if (code === SSL_REQUEST_CODE) {
+        const ctx = this.hooks.tlsContext();
+        if (io.buffered > 0) throw new PgError(SQLSTATE.protocolViolation, 'received unencrypted data after SSL request');
+        if (!ctx) {
+          io.write(Buffer.from('N'));
+          continue;
+        }
+        io.write(Buffer.from('S'));
+        const secure = new tls.TLSSocket(io.socket, { isServer: true, secureContext: ctx });
+        secure.on('error', () => secure.destroy());
+        io.replaceSocket(secure);
+        continue;
+      }
+      if (code === GSSENC_REQUEST_CODE) {
+        io.write(Buffer.from('N'));
+        continue;
+      }
+      if (code === CANCEL_REQUEST_CODE) {
+        if (body.length >= 12) this.hooks.cancel(body.readInt32BE(4), body.readInt32BE(8));
+        io.socket.end();
+        return;
+      }
+      if (code >> 16 !== PROTOCOL_V3 >> 16) {
+        throw new PgError(SQLSTATE.featureNotSupported, `unsupported frontend protocol ${code >> 16}.${code & 0xffff}: pgshift speaks 3.0`);
+      }
+      const params = decodeStartupParams(body.subarray(4));
+      if (!params.user) throw new PgError(SQLSTATE.invalidAuthorization, 'no PostgreSQL user name specified in startup packet');
+      params.database ??= params.user;
+      await this.hooks.login({ socket: io.socket, params, io });
+      return;
+    }
+  }
+
+  /** Closes every client socket (last step of shutdown). */
+  destroyAll(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+}
+
+export async function runClientAuth(io: PacketIO, method: ClientAuthMethod, user: string, password: string | undefined): Promise<void> {
+  await authenticateClient(io, method, user, password);
+}
+
+/** A (pid, secret) pair for BackendKeyData. */
+export function newBackendKey(nextPid: number): { pid: number; secret: number } {
+  return { pid: nextPid, secret: randomInt(1, 0x7fffffff) };
+}

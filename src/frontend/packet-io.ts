@@ -1,0 +1,109 @@
+/**
+ * Awaitable message reading for the short conversations before the query loop (startup, TLS
+ * negotiation, authentication). The query loop itself reads frames synchronously.
+ */
+import type net from 'node:net';
+import { FrameReader } from '../wire/frame-reader.js';
+import { PgError, SQLSTATE } from '../wire/pg-error.js';
+import { MAX_STARTUP_LENGTH } from '../wire/protocol.js';
+
+export class PacketIO {
+  private buf: Buffer = Buffer.alloc(0);
+  private waiter: (() => void) | null = null;
+  private ended: PgError | null = null;
+  private readonly onData = (c: Buffer) => {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, c]) : c;
+    this.wake();
+  };
+  private readonly onEnd = () => {
+    this.ended = new PgError(SQLSTATE.connectionFailure, 'client closed the connection during startup');
+    this.wake();
+  };
+
+  constructor(public socket: net.Socket, private readonly timeoutMs: number) {
+    this.attach();
+  }
+
+  private attach(): void {
+    this.socket.on('data', this.onData);
+    this.socket.on('end', this.onEnd);
+    this.socket.on('close', this.onEnd);
+    this.socket.on('error', this.onEnd);
+  }
+
+  /** Stops listening; returns bytes received but not consumed. */
+  detach(): Buffer {
+    this.socket.off('data', this.onData);
+    this.socket.off('end', this.onEnd);
+    this.socket.off('close', this.onEnd);
+    this.socket.off('error', this.onEnd);
+    const rest = this.buf;
+    this.buf = Buffer.alloc(0);
+    return rest;
+  }
+
+  /** Swaps the socket (after a TLS upgrade). */
+  replaceSocket(s: net.Socket): void {
+    this.detach();
+    this.socket = s;
+    this.attach();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  private async need(n: number): Promise<void> {
+    const deadline = Date.now() + this.timeoutMs;
+    while (this.buf.length < n) {
+      if (this.ended) throw this.ended;
+      const left = deadline - Date.now();
+      if (left <= 0) throw new PgError(SQLSTATE.protocolViolation, `client did not complete startup within ${this.timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  private take(n: number): Buffer {
+    const out = this.buf.subarray(0, n);
+    this.buf = this.buf.subarray(n);
+    return out;
+  }
+
+  /** An untyped startup-phase packet: returns its body after the length word. */
+  async startupPacket(): Promise<Buffer> {
+    await this.need(4);
+    const len = this.buf.readUInt32BE(0);
+    if (len < 8 || len > MAX_STARTUP_LENGTH) throw new PgError(SQLSTATE.protocolViolation, `invalid startup packet length ${len}`);
+    await this.need(len);
+    return this.take(len).subarray(4);
+  }
+
+  /** A typed message; returns [type, body]. */
+  async message(maxLength = 1 << 20): Promise<[number, Buffer]> {
+    await this.need(5);
+    const len = this.buf.readUInt32BE(1);
+    if (len < 4 || len > maxLength) throw new PgError(SQLSTATE.protocolViolation, `invalid message length ${len} during authentication`);
+    await this.need(len + 1);
+    const m = this.take(len + 1);
+    return [m[0], m.subarray(5)];
+  }
+
+  get buffered(): number {
+    return this.buf.length;
+  }
+
+  write(b: Buffer): void {
+    this.socket.write(b);
+  }
+}
+
+// Re-exported so callers can size frames consistently.
+export { FrameReader };

@@ -1,0 +1,59 @@
+/**
+ * Prepared statements under transaction pooling. A client's named statement may run on any
+ * server connection, so each distinct (query, parameter types) gets one global server-side name
+ * (`pgshift_<n>`). A client's names map to those; a server connection remembers which global
+ * names it has prepared, and pgshift prepares them on demand before a Bind or Describe.
+ */
+import * as fe from '../wire/frontend-messages.js';
+
+export interface GlobalStatement {
+  serverName: string;
+  query: string;
+  paramTypes: number[];
+  /** The Parse message to send to a server that lacks this statement. */
+  parseMessage: Buffer;
+}
+
+export class StatementRegistry {
+  private byKey = new Map<string, GlobalStatement>();
+  private next = 1;
+
+  intern(query: string, paramTypes: number[]): GlobalStatement {
+    const key = paramTypes.length ? `${paramTypes.join(',')}|${query}` : query;
+    let s = this.byKey.get(key);
+    if (!s) {
+      const serverName = `pgshift_${this.next++}`;
+      s = { serverName, query, paramTypes, parseMessage: fe.parse(serverName, query, paramTypes) };
+      this.byKey.set(key, s);
+    }
+    return s;
+  }
+
+  get size(): number {
+    return this.byKey.size;
+  }
+}
+
+/** One client's statement names → global statements. */
+export class ClientStatements {
+  private map = new Map<string, GlobalStatement>();
+  constructor(private readonly registry: StatementRegistry) {}
+
+  define(name: string, query: string, paramTypes: number[]): GlobalStatement {
+    const s = this.registry.intern(query, paramTypes);
+    this.map.set(name, s);
+    return s;
+  }
+  get(name: string): GlobalStatement | undefined {
+    return this.map.get(name);
+  }
+  close(name: string): void {
+    this.map.delete(name);
+  }
+  clear(): void {
+    this.map.clear();
+  }
+  get size(): number {
+    return this.map.size;
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The proxy: owns the config, the cluster registry, the pause gate, the listener and every
+ * client. It is the composition root; the data path and admin reach each other only through
+ * the small interfaces in frontend/context.ts and admin/context.ts.
+ */
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { loadModule } from 'libpg-query';
+import type { Config, UserConfig } from './config/types.js';
+import { loadConfig } from './config/index.js';
+import { ClusterRegistry } from './backend/cluster.js';
+import type { Pool } from './backend/pool.js';
+import { PauseGate } from './frontend/pause-gate.js';
+import { StatementRegistry } from './frontend/prepared-statements.js';
+import { Listener, type StartupInfo } from './frontend/listener.js';
+import { authenticateClient } from './frontend/client-auth.js';
+import { Client } from './frontend/client.js';
+import { startupSessionParams } from './frontend/session-params.js';
+import type { ClientInfo, ProxyContext } from './frontend/context.js';
+import * as be from './wire/backend-messages.js';
+import { PgError, SQLSTATE } from './wire/pg-error.js';
+import { AdminSession } from './admin/session.js';
+import type { AdminContext } from './admin/context.js';
+import { createLogger, type Logger } from './observe/log.js';
+
+export const VERSION = '0.1.0';
+
+let parserReady: Promise<void> | null = null;
+export function ensureParser(): Promise<void> {
+  return (parserReady ??= loadModule());
+}
+
+export interface ProxyOptions {
+  log?: Logger;
+}
+
+export class Proxy implements ProxyContext, AdminContext {
+  readonly gate: PauseGate;
+  readonly statements = new StatementRegistry();
+  readonly registry: ClusterRegistry;
+  readonly log: Logger;
+  readonly version = VERSION;
+  readonly startedAt = new Date();
+  private listener: Listener;
+  private clientsById = new Map<number, { info: ClientInfo; close: () => void }>();
+  private byKey = new Map<string, ClientInfo>();
+  private nextClientId = 1;
+  private tls: tls.SecureContext | null = null;
+  private shuttingDown: Promise<void> | null = null;
+  port = 0;
+  /** Called after the proxy stopped (serve exits the process). */
+  onShutdown: (() => void) | null = null;
+
+  constructor(private config: Config, opts: ProxyOptions = {}) {
+    this.log = opts.log ?? createLogger();
+    this.gate = new PauseGate(config.general.pause_timeout);
+    this.registry = new ClusterRegistry(config);
+    this.loadTls();
+    this.listener = new Listener({
+      tlsContext: () => this.tls,
+      startupTimeoutMs: () => this.config.general.connect_timeout,
+      cancel: (pid, secret) => this.byKey.get(`${pid}:${secret}`)?.cancel?.(),
+      login: (s) => this.login(s),
+      log: this.log,
+    });
+  }
+
+  get currentConfig(): Config {
+    return this.config;
+  }
+
+  async start(): Promise<number> {
+    await ensureParser();
+    this.port = await this.listener.listen(this.config.general.host, this.config.general.port);
+    this.registry.startMaintenance();
+    this.log.info({ host: this.config.general.host, port: this.port }, 'pgshift listening');
+    return this.port;
+  }
+
+  private loadTls(): void {
+    const g = this.config.general;
+    this.tls = g.tls_certificate && g.tls_private_key ? tls.createSecureContext({ cert: readFileSync(g.tls_certificate), key: readFileSync(g.tls_private_key) }) : null;
+  }
+
+  // ---- login -------------------------------------------------------------------------------
+
+  private async login(s: StartupInfo): Promise<void> {
+    const { params, io } = s;
+    const user = params.user;
+    const database = params.database;
+    if (this.shuttingDown) throw new PgError(SQLSTATE.cannotConnectNow, 'pgshift is shutting down');
+    const g = this.config.general;
+    if (database === this.config.admin.name) {
+      if (user !== this.config.admin.user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" may not connect to the admin database; use the [admin] user`);
+      await authenticateClient(io, g.auth_type === 'trust' ? 'scram' : g.auth_type, user, this.config.admin.password);
+      const leftover = io.detach();
+      s.socket.write(Buffer.concat([be.authOk(), be.parameterStatus('server_version', `15.0 (pgshift ${VERSION})`), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('server_encoding', 'UTF8'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('integer_datetimes', 'on'), be.backendKeyData(0, 0), be.readyForQuery('I')]));
+      new AdminSession(s.socket, this, this.log).start(leftover);
+      return;
+    }
+    const userCfg = this.findUser(user, database);
+    if (!userCfg) {
+      throw new PgError(SQLSTATE.invalidAuthorization, `no user "${user}" for database "${database}" in users.toml`);
+    }
+    const cluster = this.registry.get(database);
+    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${database}" does not exist in pgshift.toml`);
+    await authenticateClient(io, g.auth_type, user, userCfg.password);
+    const id = this.nextClientId++;
+    const info: ClientInfo = {
+      id,
+      user,
+      database,
+      addr: s.socket.remoteAddress ?? '',
+      port: s.socket.remotePort ?? 0,
+      applicationName: params.application_name ?? '',
+      connectTime: new Date(),
+      state: 'idle',
+      serverId: null,
+      poolerMode: userCfg.pooler_mode ?? g.pooler_mode,
+      pid: id,
+      secret: (Math.random() * 0x7fffffff) | 0,
+      stats: { queries: 0, transactions: 0, errors: 0, bytesReceived: 0, bytesSent: 0 },
+    };
+    // Server parameters for the client come from a real server of this database.
+    const pool = this.poolFor(info);
+    if (pool.serverParams.size === 0) {
+      const srv = await pool.checkout();
+      pool.release(srv);
+    }
+    const sessionParams = startupSessionParams(params);
+    const reported = new Map(pool.serverParams);
+    for (const [k] of reported) {
+      const mine = sessionParams.get(k.toLowerCase());
+      if (mine !== undefined) reported.set(k, mine);
+    }
+    if (!reported.has('application_name')) reported.set('application_name', info.applicationName);
+    const leftover = io.detach();
+    const out: Buffer[] = [be.authOk()];
+    for (const [k, v] of reported) out.push(be.parameterStatus(k, v));
+    out.push(be.backendKeyData(info.pid, info.secret), be.readyForQuery('I'));
+    s.socket.write(Buffer.concat(out));
+    const client = new Client(s.socket, this, info, sessionParams);
+    info.cancel = () => client.cancel();
+    this.clientsById.set(id, { info, close: () => client.close() });
+    this.byKey.set(`${info.pid}:${info.secret}`, info);
+    client.start(leftover);
+  }
+
+  private findUser(name: string, database: string): UserConfig | undefined {
+    return this.config.users.find((u) => u.name === name && u.database === database);
+  }
+
+  // ---- ProxyContext ------------------------------------------------------------------------
+
+  poolFor(info: ClientInfo): Pool {
+    const cluster = this.registry.get(info.database);
+    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
+    const user = this.findUser(info.user, info.database);
+    if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
+    return cluster.pool(user, 0, 'primary');
+  }
+
+  clientGone(info: ClientInfo): void {
+    this.clientsById.delete(info.id);
+    this.byKey.delete(`${info.pid}:${info.secret}`);
+  }
+
+  // ---- AdminContext ------------------------------------------------------------------------
+
+  clients(): ClientInfo[] {
+    return [...this.clientsById.values()].map((c) => c.info);
+  }
+
+  pools(): Pool[] {
+    return this.registry.allPools();
+  }
+
+  /** Re-reads the config files (or installs `next`) and rebuilds pools. */
+  reload(next?: Config): void {
+    const config = next ?? loadConfig(this.config.paths);
+    this.applyConfig(config);
+    this.log.info({ databases: this.registry.names() }, 'configuration reloaded');
+  }
+
+  /** Installs a config in memory (RELOAD, cutover swap). */
+  applyConfig(config: Config): void {
+    this.config = config;
+    this.gate.timeoutMs = config.general.pause_timeout;
+    this.loadTls();
+    this.registry.replace(config);
+  }
+
+  /** Stops accepting, lets open transactions finish (up to shutdown_timeout), then closes everything. */
+  shutdown(): Promise<void> {
+    if (this.shuttingDown) return this.shuttingDown;
+    this.shuttingDown = (async () => {
+      this.log.info('shutting down: waiting for open transactions');
+      await this.listener.stopAccepting();
+      const timeout = this.config.general.shutdown_timeout;
+      await Promise.race([this.gate.quiet(), new Promise((r) => setTimeout(r, timeout).unref())]);
+      this.gate.failAll(new PgError(SQLSTATE.adminShutdown, 'pgshift is shutting down'));
+      for (const c of [...this.clientsById.values()]) c.close();
+      this.listener.destroyAll();
+      this.registry.close();
+      this.log.info('pgshift stopped');
+      this.onShutdown?.();
+    })();
+    return this.shuttingDown;
+  }
+}

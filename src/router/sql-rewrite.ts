@@ -1,0 +1,161 @@
+/**
+ * Text rewrites the router needs, done on the original SQL with the lexer's byte offsets (the
+ * parser offers no deparser): the LIMIT/OFFSET of a cross-shard SELECT and splitting a
+ * multi-row INSERT into one INSERT per shard with its parameters renumbered.
+ */
+import { PgError, SQLSTATE } from '../wire/pg-error.js';
+import type { ParsedQuery, ParsedStatement, ScanToken } from './parse-cache.js';
+import { queryBytes, queryTokens } from './parse-cache.js';
+import type { CountSource, ShardLimit } from './merge-plan.js';
+
+/** Tokens of one statement that sit outside every parenthesis, with their index in `tokens`. */
+function topLevel(tokens: ScanToken[], s: ParsedStatement): Array<{ t: ScanToken; i: number }> {
+  const out: Array<{ t: ScanToken; i: number }> = [];
+  let depth = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    const t = tokens[i];
+    if (t.start < s.start || t.start >= s.end) continue;
+    if (t.tokenName === 'C_COMMENT' || t.tokenName === 'SQL_COMMENT') continue;
+    if (t.text === '(' || t.text === '[') depth++;
+    else if (t.text === ')' || t.text === ']') depth--;
+    else if (depth === 0) out.push({ t, i });
+  }
+  return out;
+}
+
+const kw = (t: ScanToken, word: string): boolean => t.keywordKind !== 0 && t.text.toLowerCase() === word;
+
+/**
+ * Shard-side text of a SELECT for the given LIMIT handling: 'combine' sends LIMIT limit+offset
+ * without OFFSET, 'strip' drops both. Returns undefined when the text needs no change.
+ */
+export function rewriteLimit(q: ParsedQuery, s: ParsedStatement, mode: ShardLimit, limit: CountSource, offset: CountSource): string | undefined {
+  if (mode === 'unchanged') return undefined;
+  const tokens = queryTokens(q);
+  const top = topLevel(tokens, s);
+  const starts = new Set(['limit', 'offset', 'fetch', 'for']);
+  const clauses: Array<{ start: number; end: number; word: string }> = [];
+  for (let k = 0; k < top.length; k++) {
+    const t = top[k].t;
+    const word = t.text.toLowerCase();
+    if (!(kw(t, 'limit') || kw(t, 'offset') || (kw(t, 'fetch') && top[k + 1] && /^(first|next)$/i.test(top[k + 1].t.text)))) continue;
+    let end = s.end;
+    for (let j = k + 1; j < top.length; j++) {
+      const u = top[j].t;
+      if (u.text === ';' || (u.keywordKind !== 0 && starts.has(u.text.toLowerCase()) && !(word === 'fetch' && j === k + 1))) {
+        end = u.start;
+        break;
+      }
+    }
+    clauses.push({ start: t.start, end, word });
+  }
+  const bytes = queryBytes(q);
+  let replacement = '';
+  if (mode === 'combine' && limit.kind !== 'none') {
+    replacement = limit.kind === 'const' && offset.kind !== 'param'
+      ? `LIMIT ${limit.value + (offset.kind === 'const' ? offset.value : 0)}`
+      : `LIMIT (${countText(limit)})::bigint + (${countText(offset)})::bigint`;
+  }
+  if (clauses.length === 0) throw new PgError(SQLSTATE.internalError, 'LIMIT/OFFSET clause not found while rewriting a cross-shard query');
+  clauses.sort((a, b) => a.start - b.start);
+  const pieces: string[] = [];
+  let pos = s.start;
+  for (const c of clauses) {
+    pieces.push(bytes.toString('utf8', pos, c.start));
+    if (replacement) {
+      pieces.push(replacement + ' ');
+      replacement = '';
+    }
+    pos = c.end;
+  }
+  pieces.push(bytes.toString('utf8', pos, s.end));
+  return pieces.join('').trim();
+}
+
+function countText(c: CountSource): string {
+  if (c.kind === 'const') return String(c.value);
+  if (c.kind === 'param') return `$${c.index}`;
+  return '0';
+}
+
+/** Where the rows of `INSERT … VALUES (…), (…) …` are in the text. */
+export interface InsertTemplate {
+  /** Byte ranges: text before the first row, each row `(…)`, text after the last row. */
+  prefix: [number, number];
+  rows: Array<[number, number]>;
+  suffix: [number, number];
+}
+
+/** Locates the VALUES rows of a multi-row INSERT; null when the text does not have the expected shape. */
+export function insertTemplate(q: ParsedQuery, s: ParsedStatement, rowCount: number): InsertTemplate | null {
+  const tokens = queryTokens(q);
+  // VALUES of the INSERT itself is the first one outside parentheses (a CTE body is parenthesised).
+  const v = topLevel(tokens, s).find((x) => kw(x.t, 'values'));
+  if (!v) return null;
+  const rows: Array<[number, number]> = [];
+  let i = v.i + 1;
+  for (;;) {
+    while (i < tokens.length && (tokens[i].tokenName === 'C_COMMENT' || tokens[i].tokenName === 'SQL_COMMENT')) i++;
+    if (i >= tokens.length || tokens[i].text !== '(') return null;
+    const open = tokens[i];
+    let depth = 0;
+    let j = i;
+    for (; j < tokens.length; j++) {
+      const x = tokens[j].text;
+      if (x === '(' || x === '[') depth++;
+      else if (x === ')' || x === ']') depth--;
+      if (depth === 0) break;
+    }
+    if (j >= tokens.length) return null;
+    rows.push([open.start, tokens[j].end]);
+    i = j + 1;
+    while (i < tokens.length && (tokens[i].tokenName === 'C_COMMENT' || tokens[i].tokenName === 'SQL_COMMENT')) i++;
+    if (i < tokens.length && tokens[i].text === ',' && tokens[i].start < s.end) {
+      i++;
+      continue;
+    }
+    break;
+  }
+  if (rows.length !== rowCount) return null;
+  const last = rows[rows.length - 1][1];
+  return { prefix: [s.start, rows[0][0]], rows, suffix: [last, s.end] };
+}
+
+/** One INSERT per shard: its text, with parameters renumbered $1.. in the order of `params`. */
+export interface SplitText {
+  sql: string;
+  /** Original parameter numbers (1-based) this text uses, in their new order. */
+  params: number[];
+}
+
+/** Builds the INSERT text holding only `rowIndexes` (in order). */
+export function buildInsertPart(q: ParsedQuery, tpl: InsertTemplate, rowIndexes: number[]): SplitText {
+  const tokens = queryTokens(q);
+  const bytes = queryBytes(q);
+  const mapping = new Map<number, number>();
+  const params: number[] = [];
+  const pieces: string[] = [];
+  const emit = (a: number, b: number) => {
+    let pos = a;
+    for (const t of tokens) {
+      if (t.start < a || t.start >= b || t.tokenName !== 'PARAM') continue;
+      const orig = Number(t.text.slice(1));
+      let n = mapping.get(orig);
+      if (n === undefined) {
+        params.push(orig);
+        n = params.length;
+        mapping.set(orig, n);
+      }
+      pieces.push(bytes.toString('utf8', pos, t.start), `$${n}`);
+      pos = t.end;
+    }
+    pieces.push(bytes.toString('utf8', pos, b));
+  };
+  emit(tpl.prefix[0], tpl.prefix[1]);
+  rowIndexes.forEach((r, i) => {
+    if (i > 0) pieces.push(', ');
+    emit(tpl.rows[r][0], tpl.rows[r][1]);
+  });
+  emit(tpl.suffix[0], tpl.suffix[1]);
+  return { sql: pieces.join(''), params };
+}
