@@ -71,6 +71,7 @@ export class Pool {
   }
 
   async checkout(): Promise<ServerConnection> {
+    if (process.env.PGSHIFT_DEBUG_POOL) console.error(`pool ${this.id} checkout idle=${this.idle.length} total=${this.total}`);
     if (this.closed) throw new PgError(SQLSTATE.cannotConnectNow, `pool for database "${this.key.database}" is closed (configuration reloaded or shutting down)`);
     this.stats.checkouts++;
     while (this.idle.length) {
@@ -99,6 +100,7 @@ export class Pool {
 
   private enqueue(): Promise<ServerConnection> {
     return new Promise((resolve, reject) => {
+      if (process.env.PGSHIFT_DEBUG_POOL) console.error(`pool ${this.id} enqueue, waiters=${this.waiters.length}`);
       const w: Waiter = { resolve, reject, timer: null, since: Date.now() };
       if (this.opts.checkoutTimeout > 0) {
         w.timer = setTimeout(() => {
@@ -166,6 +168,7 @@ export class Pool {
 
   /** Returns a connection. `reusable=false` closes it (unknown state, broken, or reset failed). */
   release(conn: ServerConnection, reusable = true): void {
+    if (process.env.PGSHIFT_DEBUG_POOL) console.error(`pool ${this.id} release ${conn.id} waiters=${this.waiters.length} tx=${conn.txStatus}`);
     this.active.delete(conn);
     conn.sink = null;
     conn.lastUsed = Date.now();

@@ -6,7 +6,7 @@
 import { generateAdminPassword } from './admin-password.js';
 import type { PathPart } from './locate.js';
 import {
-  readArray, readSection, requireKeys, fail, unknownKeyProblem, type Source,
+  readArray, readSection, requireKeys, fail, isTable, unknownKeyProblem, type Source,
 } from './read.js';
 import {
   ADMIN_DEFAULTS, ADMIN_SPEC, DATABASE_SPEC, GENERAL_DEFAULTS, GENERAL_SPEC, IGNORED,
@@ -23,6 +23,8 @@ const USERS_TOP = ['users', 'admin'];
 function checkTopLevel(src: Source, doc: Record<string, unknown>, accepted: string[]): void {
   for (const key of Object.keys(doc)) {
     if (accepted.includes(key) || IGNORED[''].includes(key)) continue;
+    // PgDog's query rewriting: harmless to ignore when it is explicitly switched off.
+    if (key === 'rewrite' && isTable(doc.rewrite) && doc.rewrite.enabled === false) continue;
     fail(src, [key], unknownKeyProblem(key, '', accepted));
   }
 }

@@ -15,13 +15,13 @@ import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeParameterStat
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import type { ServerConnection, ServerSink } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
-import { ResponseTracker, Pending, Verdict } from './response-tracker.js';
+import { ResponseTracker, Pending, Verdict, type ParseObserver } from './response-tracker.js';
 import { ClientStatements } from './prepared-statements.js';
 import { changedSessionParams, paramSyncSql } from './session-params.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
-export class Client implements ServerSink, GateHolder {
+export class Client implements ServerSink, GateHolder, ParseObserver {
   readonly reader = new FrameReader();
   readonly tracker = new ResponseTracker();
   readonly statements: ClientStatements;
@@ -106,6 +106,13 @@ export class Client implements ServerSink, GateHolder {
             continue;
           }
           if (t === F.Flush || t === F.CopyData || t === F.CopyDone || t === F.CopyFail) continue; // nothing to flush / copy already ended with an error
+          if (t === F.Parse && this.tracker.empty && r.body()[0] !== 0) {
+            const p = decodeParse(r.body());
+            if (this.statements.defineVerified(p.name, p.query, p.paramTypes)) {
+              this.write(be.parseComplete());
+              continue;
+            }
+          }
           if (t === F.Close && this.tracker.empty && r.body()[0] === 0x53 && r.body()[1] !== 0) {
             this.statements.close(decodeTarget(r.body()).name);
             this.write(be.closeComplete());
@@ -350,7 +357,7 @@ export class Client implements ServerSink, GateHolder {
     try {
       while (r.next()) {
         const t = r.type;
-        const verdict = this.tracker.onServerMessage(t, (s) => srv.prepared.delete(s));
+        const verdict = this.tracker.onServerMessage(t, this);
         if (t === B.ParameterStatus) {
           const [k, v] = decodeParameterStatus(r.body());
           srv.params.set(k, v);
@@ -462,6 +469,14 @@ export class Client implements ServerSink, GateHolder {
       } else pool.release(srv, reusable);
     }
     this.leaveGate();
+  }
+
+  parseSucceeded(statement: string): void {
+    this.ctx.statements.markVerified(statement);
+  }
+
+  parseFailed(statement: string): void {
+    this.server?.prepared.delete(statement);
   }
 
   onServerClose(srv: ServerConnection, err: PgError): void {

@@ -27,6 +27,12 @@ export interface PendingEntry {
   message?: Buffer;
 }
 
+/** Told about the outcome of Parse messages pgshift forwarded for named statements. */
+export interface ParseObserver {
+  parseSucceeded(statement: string): void;
+  parseFailed(statement: string): void;
+}
+
 /** What to do with one server message. */
 export const enum Verdict {
   Forward,
@@ -85,16 +91,17 @@ export class ResponseTracker {
   }
 
   /**
-   * Accounts for one server message of `type`. `onFailedParse` is told which statement a failed
-   * Parse was for, so the server connection stops claiming to have it.
+   * Accounts for one server message of `type`. The observer learns which named statements were
+   * prepared or failed, so the server connection only claims statements it really has.
    */
-  onServerMessage(type: number, onFailedParse: (stmt: string) => void): Verdict {
+  onServerMessage(type: number, observer: ParseObserver): Verdict {
     const e = this.peek();
     if (!e) return Verdict.Forward;
     switch (type) {
       case B.ParseComplete:
         if (e.kind === Pending.Parse) {
           this.shift();
+          if (e.statement) observer.parseSucceeded(e.statement);
           return e.swallow ? Verdict.Drop : Verdict.Forward;
         }
         return Verdict.Forward;
@@ -127,7 +134,7 @@ export class ResponseTracker {
         while (!this.empty) {
           const x = this.peek()!;
           if (x.kind === Pending.Sync || x.kind === Pending.Query) break;
-          if (x.kind === Pending.Parse && x.statement) onFailedParse(x.statement);
+          if (x.kind === Pending.Parse && x.statement) observer.parseFailed(x.statement);
           this.shift();
         }
         return Verdict.Forward;

@@ -5,3 +5,10 @@
 export type { TableSharder } from './sharder.js';
 export { createTableSharder, shardOfValue } from './sharder.js';
 export { ShardingSchema } from './schema.js';
+
+/**
+ * Where a row whose shard key is NULL is written (INSERT, COPY): shard 0, the partition
+ * PostgreSQL's hash partitioning itself gives NULL keys (their row hash stays 0). Reads that
+ * cannot pin a key go to all shards.
+ */
+export const NULL_KEY_SHARD = 0;

@@ -45,6 +45,9 @@ test('a PgDog key pgshift does not implement is refused with a clear reason', ()
   expectError(`[general]\ncross_shard_disabled = true\n` + DB, '', {
     file: PATHS.config, key: 'general.cross_shard_disabled', line: 2, msg: /PgDog setting that pgshift does not support/,
   });
+  expectError(DB + `[rewrite]\nenabled = true\n`, '', {
+    file: PATHS.config, key: 'rewrite', line: 4, msg: /PgDog setting that pgshift does not support/,
+  });
   expectError(DB, `[[users]]\nname = "a"\ndatabase = "prod"\npassword_hash = "x"\n`, {
     file: PATHS.users, key: 'users[0].password_hash', line: 4, msg: /PgDog setting that pgshift does not support/,
   });
@@ -52,7 +55,7 @@ test('a PgDog key pgshift does not implement is refused with a clear reason', ()
 
 test('PgDog tuning keys on the allow-list are accepted and ignored', () => {
   const c = parseConfig(
-    `[general]\nlog_level = "debug"\nserver_lifetime = 1000\n[tcp]\nkeepalive = true\n` +
+    `[general]\nlog_level = "debug"\nserver_lifetime = 1000\n[tcp]\nkeepalive = true\n[rewrite]\nenabled = false\nshard_key = "ignore"\n` +
       DB.replace('host = "db1"', 'host = "db1"\nlb_weight = 3'),
     `[[users]]\nname = "a"\ndatabase = "prod"\nschema_admin = true\n`,
     PATHS, {},

@@ -44,7 +44,7 @@ test('replication CopyBoth framing: XLogData frames carry pgoutput, a status upd
     repl = new pg.Client({ ...pgc.config(), replication: 'database' } as pg.ClientConfig);
     await repl.connect();
     const stream = repl.query(
-      copyBoth(`START_REPLICATION SLOT w LOGICAL 0/0 (proto_version '1', publication_names 'pub')`, { alignOnCopyDataFrame: true }),
+      copyBoth(`START_REPLICATION SLOT w LOGICAL 0/0 (proto_version '1', publication_names 'pub')`, { alignOnCopyDataFrame: true, readableObjectMode: true }),
     ) as unknown as Duplex;
     const it = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
 
@@ -78,6 +78,11 @@ test('replication CopyBoth framing: XLogData frames carry pgoutput, a status upd
     }
     assert.equal(confirmed, formatLsn(commit.endLsn));
     await c.end();
+    // CopyDone ends the replication; the server answers CopyDone and the connection is reusable.
+    stream.end();
+    await until(it, () => undefined, 'the end of the stream').catch(() => undefined);
+    await repl.end();
+    repl = undefined;
   } finally {
     repl?.connection.stream.destroy();
     await pgc.stop();

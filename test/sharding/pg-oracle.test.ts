@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { PgCluster } from '../harness/pg-cluster.js';
 import type { ShardDataType } from '../../src/config/types.js';
-import { createTableSharder } from '../../src/sharding/index.js';
+import { NULL_KEY_SHARD, createTableSharder } from '../../src/sharding/index.js';
 import { hashKeyText } from '../../src/sharding/hash.js';
 import { MODULI, SEED, int16Values, int32Values, int64Values, prng, signedDecimal, textValues, uuidValues } from './values.js';
 
@@ -106,7 +106,7 @@ for (const c of CASES) {
   });
 }
 
-test('rows inserted into real hash partitions land in the partition matching our shard (tableoid)', async () => {
+test('rows inserted into real hash partitions land in the partition matching our shard, NULL keys in NULL_KEY_SHARD (tableoid)', async () => {
   const picks: [Case, number][] = [
     [CASES[0], 7],
     [CASES[1], 16],
@@ -120,7 +120,10 @@ test('rows inserted into real hash partitions land in the partition matching our
     await db.query(`CREATE TABLE ${t} (k ${c.sqlType}) PARTITION BY HASH (k)`);
     for (let r = 0; r < n; r++) await db.query(`CREATE TABLE ${t}_${r} PARTITION OF ${t} FOR VALUES WITH (MODULUS ${n}, REMAINDER ${r})`);
     await db.query(`INSERT INTO ${t} SELECT unnest($1::${c.sqlType}[])`, [c.values]);
-    const res = await db.query<{ k: string; part: string }>(`SELECT k::text AS k, tableoid::regclass::text AS part FROM ${t}`);
+    await db.query(`INSERT INTO ${t} VALUES (NULL)`);
+    const nul = await db.query<{ part: string }>(`SELECT tableoid::regclass::text AS part FROM ${t} WHERE k IS NULL`);
+    assert.equal(nul.rows[0].part, `${t}_${NULL_KEY_SHARD}`, `NULL ${c.dataType} key N=${n}`);
+    const res = await db.query<{ k: string; part: string }>(`SELECT k::text AS k, tableoid::regclass::text AS part FROM ${t} WHERE k IS NOT NULL`);
     assert.equal(res.rows.length, c.values.length);
     const s = sharderOf(c.dataType, n);
     for (const row of res.rows) {
