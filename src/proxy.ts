@@ -15,6 +15,9 @@ import { StatementRegistry } from './frontend/prepared-statements.js';
 import { Listener, type StartupInfo } from './frontend/listener.js';
 import { authenticateClient } from './frontend/client-auth.js';
 import { Client } from './frontend/client.js';
+import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
+import { initParser } from './router/index.js';
+import type { ShardingSchema } from './sharding/index.js';
 import { startupSessionParams } from './frontend/session-params.js';
 import type { ClientInfo, ProxyContext } from './frontend/context.js';
 import * as be from './wire/backend-messages.js';
@@ -27,14 +30,14 @@ export const VERSION = '0.1.0';
 
 let parserReady: Promise<void> | null = null;
 export function ensureParser(): Promise<void> {
-  return (parserReady ??= loadModule());
+  return (parserReady ??= loadModule().then(() => initParser()));
 }
 
 export interface ProxyOptions {
   log?: Logger;
 }
 
-export class Proxy implements ProxyContext, AdminContext {
+export class Proxy implements ProxyContext, ShardedContext, AdminContext {
   readonly gate: PauseGate;
   readonly statements = new StatementRegistry();
   readonly registry: ClusterRegistry;
@@ -139,7 +142,7 @@ export class Proxy implements ProxyContext, AdminContext {
     for (const [k, v] of reported) out.push(be.parameterStatus(k, v));
     out.push(be.backendKeyData(info.pid, info.secret), be.readyForQuery('I'));
     s.socket.write(Buffer.concat(out));
-    const client = new Client(s.socket, this, info, sessionParams);
+    const client = cluster.shardCount > 1 ? new ShardedClient(s.socket, this, info, sessionParams) : new Client(s.socket, this, info, sessionParams);
     info.cancel = () => client.cancel();
     this.clientsById.set(id, { info, close: () => client.close() });
     this.byKey.set(`${info.pid}:${info.secret}`, info);
@@ -158,6 +161,24 @@ export class Proxy implements ProxyContext, AdminContext {
     const user = this.findUser(info.user, info.database);
     if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
     return cluster.pool(user, 0, 'primary');
+  }
+
+  shardPool(info: ClientInfo, shard: number): Pool {
+    const cluster = this.registry.get(info.database);
+    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
+    const user = this.findUser(info.user, info.database);
+    if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
+    return cluster.pool(user, shard, 'primary');
+  }
+
+  sharding(info: ClientInfo): { schema: ShardingSchema; shards: number } {
+    const cluster = this.registry.get(info.database);
+    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
+    return { schema: cluster.sharding, shards: cluster.shardCount };
+  }
+
+  twoPhaseCommit(): boolean {
+    return this.config.general.two_phase_commit;
   }
 
   clientGone(info: ClientInfo): void {

@@ -6,6 +6,7 @@
 import { Pool, type PoolOptions } from './pool.js';
 import type { Config, DatabaseConfig, UserConfig } from '../config/types.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
+import { ShardingSchema } from '../sharding/index.js';
 
 export interface ShardServers {
   primary?: DatabaseConfig;
@@ -27,6 +28,12 @@ export class Cluster {
 
   get shardCount(): number {
     return this.shards.length;
+  }
+
+  private schemaCache: ShardingSchema | null = null;
+  /** How this database's tables are sharded (built once per config). */
+  get sharding(): ShardingSchema {
+    return (this.schemaCache ??= new ShardingSchema(this.name, this.config.sharded_tables, this.config.sharded_mappings, this.config.omnisharded_tables, this.shards.length));
   }
 
   /** The pool for user on shard; role 'replica' picks a replica round-robin (primary when none). */

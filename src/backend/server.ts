@@ -146,6 +146,35 @@ export class ServerConnection {
     this.onClose(err ?? new PgError(SQLSTATE.adminShutdown, 'server connection closed by pgshift'));
   }
 
+  /**
+   * Sends `bytes` and hands every response message to `onMessage` (type, body, whole message)
+   * until `readyCount` ReadyForQuery messages arrived. Server errors are messages, not
+   * rejections; the promise rejects only when the connection fails. Used by the sharded path
+   * and data movement, which need whole responses rather than a byte stream.
+   */
+  exchange(bytes: Buffer | null, onMessage: (type: number, body: Buffer, raw: Buffer) => void, readyCount = 1): Promise<void> {
+    let left = readyCount;
+    const p = this.readUntil((type, body) => {
+      if (type === B.ReadyForQuery) this.txStatus = String.fromCharCode(body[0]) as TxStatus;
+      else if (type === B.ParameterStatus) {
+        const [k, v] = decodeParameterStatus(body);
+        this.params.set(k, v);
+      }
+      onMessage(type, body, this.reader.message());
+      return type === B.ReadyForQuery && --left === 0;
+    });
+    if (bytes) this.write(bytes);
+    return p;
+  }
+
+  /** Like exchange, but stops when `onMessage` returns true (COPY sub-protocol). */
+  receive(onMessage: (type: number, body: Buffer, raw: Buffer) => boolean): Promise<void> {
+    return this.readUntil((type, body) => {
+      if (type === B.ReadyForQuery) this.txStatus = String.fromCharCode(body[0]) as TxStatus;
+      return onMessage(type, body, this.reader.message());
+    });
+  }
+
   /** Reads messages until `done` returns true; used for startup and internal queries. */
   private readUntil(onMessage: (type: number, body: Buffer) => boolean): Promise<void> {
     return new Promise((resolve, reject) => {

@@ -15,7 +15,7 @@ const LSN_TEXT = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/;
 
 /** Parses "16/B374D848" (pg_lsn text) into a bigint. */
 export function parseLsn(text: string): Lsn {
-  const m = LSN_TEXT.exec(text.trim());
+  const m = LSN_TEXT.exec(text);
   if (!m) {
     // Same SQLSTATE and wording as PostgreSQL's own pg_lsn input function.
     throw new PgError('22P02', `invalid input syntax for type pg_lsn: "${text}"`);

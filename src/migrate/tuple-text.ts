@@ -75,6 +75,9 @@ export class TextCopyRowSplitter {
       return;
     }
     if (this.pendingLen === 0) {
+      if (this.scanned !== leftover) {
+        throw new PgError(SQLSTATE.internalError, 'TextCopyRowSplitter.push called before next() consumed the previous chunk');
+      }
       this.pending.push(this.buf.subarray(this.pos));
       this.pendingLen = leftover;
     }

@@ -170,11 +170,9 @@ const MERGEABLE: Record<string, AggregateFn> = { count: 'count', sum: 'sum', min
 function planAggregate(sel: Node, targets: Node[]): AggregatePlan | null | PgError {
   const groupClause = (sel.groupClause ?? []) as Node[];
   const aggTargets = targets.map((t) => findAggregate(t.val));
-  if (groupClause.length === 0 && !aggTargets.some((a) => a)) {
-    const win = targets.map((t) => findAggregate(t.val)).find((a) => a?.window);
-    if (win) return unsupported(`window function ${win.name}()`);
-    return null;
-  }
+  const win = aggTargets.find((a) => a?.window);
+  if (win) return unsupported(`window function ${win.name}()`);
+  if (groupClause.length === 0 && !aggTargets.some((a) => a)) return null;
   if (targets.some((t) => isStar(t.val))) return unsupported('SELECT * with GROUP BY or aggregates');
   const groupBy: number[] = [];
   for (const g of groupClause) {

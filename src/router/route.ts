@@ -187,12 +187,12 @@ function planStatement(q: ParsedQuery, s: ParsedStatement, schema: ShardingSchem
     case 'show':
       return { t: 'any' };
     case 'select':
-      return planSelect(s, body, schema, mentions, tables.length > 0 && sharded.length === 0 && !info.readOnly);
+      return planSelect(s, body, schema, mentions);
     case 'explain': {
       // EXPLAIN output cannot be merged: a cross-shard SELECT shows each shard's plan, one after another.
       if (!body.query?.SelectStmt) return { t: 'fixed', d: ALL_FIRST };
       const inner: ParsedStatement = { ...s, node: body.query, type: 'SelectStmt' };
-      const p = planSelect(inner, body.query.SelectStmt, schema, mentions, false);
+      const p = planSelect(inner, body.query.SelectStmt, schema, mentions);
       return p.t === 'select' ? { ...p, merge: CONCAT_TEMPLATE } : p;
     }
     case 'update':
@@ -222,7 +222,7 @@ function planStatement(q: ParsedQuery, s: ParsedStatement, schema: ShardingSchem
     case 'copy_to': {
       if (body.query) {
         const inner: ParsedStatement = { ...s, node: body.query, type: Object.keys(body.query)[0] };
-        return { t: 'copy_query', inner: planSelect(inner, body.query.SelectStmt ?? {}, schema, mentions, false) };
+        return { t: 'copy_query', inner: planSelect(inner, body.query.SelectStmt ?? {}, schema, mentions) };
       }
       const d = planCopy(body, tables[0], info.kind === 'copy_from');
       if (d === 'any') return { t: 'any' };
@@ -238,10 +238,11 @@ function planStatement(q: ParsedQuery, s: ParsedStatement, schema: ShardingSchem
   }
 }
 
-function planSelect(s: ParsedStatement, sel: Node, schema: ShardingSchema, mentions: Set<string>, writesUnsharded: boolean): Plan {
+function planSelect(s: ParsedStatement, sel: Node, schema: ShardingSchema, mentions: Set<string>): Plan {
   const tables = allTables(s.node, schema, mentions);
   const sharded = tables.filter((t) => t.cls === 'sharded');
-  if (sharded.length === 0) return writesUnsharded && hasWritableCte(sel) ? { t: 'fixed', d: ALL_FIRST } : { t: 'any' };
+  // No sharded table: every shard holds the same data. Reads need one shard; a writable CTE writes them all.
+  if (sharded.length === 0) return hasWritableCte(sel) ? { t: 'fixed', d: ALL_FIRST } : { t: 'any' };
   if (hasWritableCte(sel)) {
     return { t: 'fixed', d: err(SQLSTATE.featureNotSupported, 'a data-modifying WITH query on a sharded database is not supported', 'Run the data-modifying statement on its own.') };
   }

@@ -104,3 +104,20 @@ export function errorResponse(err: PgError): Buffer {
 export function noticeResponse(err: PgError): Buffer {
   return fieldsMessage(B.NoticeResponse, err);
 }
+
+/** A RowDescription from decoded server field descriptions (merged results keep their types and formats). */
+export function rowDescriptionRaw(fields: ReadonlyArray<{ name: string; tableOid: number; column: number; typeOid: number; typeSize: number; typeMod: number; format: number }>): Buffer {
+  w.start(B.RowDescription).int16(fields.length);
+  for (const f of fields) w.cstr(f.name).uint32(f.tableOid).int16(f.column).uint32(f.typeOid).int16(f.typeSize).int32(f.typeMod).int16(f.format);
+  return w.end().flush();
+}
+
+/** A DataRow from raw column values (text or binary, as the server sent them). */
+export function dataRowRaw(values: ReadonlyArray<Buffer | null>): Buffer {
+  w.start(B.DataRow).int16(values.length);
+  for (const v of values) {
+    if (v === null) w.int32(-1);
+    else w.int32(v.length).bytes(v);
+  }
+  return w.end().flush();
+}

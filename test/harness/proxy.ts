@@ -4,6 +4,9 @@
  */
 import pg from 'pg';
 import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
 import { Proxy } from '../../src/proxy.js';
 import { silentLogger, createLogger } from '../../src/observe/log.js';
@@ -16,6 +19,11 @@ export interface ProxyFixture {
   client(opts?: Partial<pg.ClientConfig>): Promise<pg.Client>;
   url(user?: string, password?: string, database?: string): string;
   admin(sql: string): Promise<Record<string, string | null>[]>;
+  /** URL of the admin database (admin / adminpw). */
+  adminUrl(password?: string): string;
+  /** The config files the proxy was loaded from (RELOAD re-reads them). */
+  configPath: string;
+  usersPath: string;
   stop(): Promise<void>;
 }
 
@@ -37,7 +45,12 @@ export async function startProxy(cluster: PgCluster, setup: ProxySetup = {}): Pr
     setup.users ??
     `[[users]]\nname = "app"\ndatabase = "app"\npassword = "secret"\nserver_user = "postgres"\nserver_password = "postgres"\n`;
   const toml = `[general]\nhost = "127.0.0.1"\nport = ${await freePort()}\n${setup.general ?? ''}\n${databases}\n[admin]\npassword = "adminpw"\n${setup.extra ?? ''}`;
-  const config = parseConfig(toml, users);
+  const dir = mkdtempSync(join(tmpdir(), 'pgshift-proxy-'));
+  const configPath = join(dir, 'pgshift.toml');
+  const usersPath = join(dir, 'users.toml');
+  writeFileSync(configPath, toml);
+  writeFileSync(usersPath, users);
+  const config = parseConfig(toml, users, { config: configPath, users: usersPath });
   const proxy = new Proxy(config, { log: process.env.PGSHIFT_TEST_LOG ? createLogger(process.env.PGSHIFT_TEST_LOG) : silentLogger() });
   const port = await proxy.start();
   const opened: pg.Client[] = [];
@@ -57,9 +70,15 @@ export async function startProxy(cluster: PgCluster, setup: ProxySetup = {}): Pr
     async admin(sql: string) {
       return runPsql(`postgresql://admin:adminpw@127.0.0.1:${port}/admin?sslmode=disable`, sql);
     },
+    adminUrl(password = 'adminpw') {
+      return `postgresql://admin:${password}@127.0.0.1:${port}/admin?sslmode=disable`;
+    },
+    configPath,
+    usersPath,
     async stop() {
       await Promise.all(opened.map((c) => c.end().catch(() => undefined)));
       await proxy.shutdown();
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

@@ -106,7 +106,7 @@ test('binary COPY parser handles a stream fed one byte at a time and whole tuple
   assert.deepEqual(await sameRows(c, 'src', 'dst'), { missing: 0, extra: 0, count: ROWS + 3 });
 });
 
-test('binary COPY parser rejects a truncated stream, a wrong signature, critical flags and data after the trailer with 22P04', () => {
+test('binary COPY parser rejects a truncated stream, a wrong signature, critical flags and data after the trailer with 22P04, and pushes before next()', () => {
   const is22P04 = (e: unknown) => e instanceof PgError && e.code === '22P04';
   for (const cut of [5, 19, 40, stream.length - 1]) {
     const p = new BinaryCopyParser();
@@ -126,6 +126,10 @@ test('binary COPY parser rejects a truncated stream, a wrong signature, critical
   after.push(Buffer.concat([binaryCopyHeader(), encodeBinaryTuple([null]), binaryCopyTrailer(), Buffer.from([0])]));
   assert.equal(after.next(), true);
   assert.throws(() => after.next(), (e: any) => is22P04(e) && e.message.includes('after the end-of-data trailer'));
+  // Pushing again before next() consumed the previous chunk would lose tuples: refused.
+  const eager = new BinaryCopyParser();
+  eager.push(stream.subarray(0, 100));
+  assert.throws(() => eager.push(stream.subarray(100, 200)), (e: any) => e.code === 'XX000');
   // A header extension is skipped and kept in the raw header.
   const ext = Buffer.concat([binaryCopyHeader().subarray(0, 15), Buffer.from([0, 0, 0, 3, 9, 9, 9]), encodeBinaryTuple([Buffer.from('a'), null]), binaryCopyTrailer()]);
   const ep = new BinaryCopyParser();

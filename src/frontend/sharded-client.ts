@@ -1,0 +1,551 @@
+/**
+ * The query loop for a client of a sharded database. Each statement is parsed (cached), routed
+ * to one shard, several, or all, and the shards' results are forwarded (one shard) or merged
+ * (several). Extended-protocol messages are collected up to Sync and executed in order, so the
+ * router sees the bound parameter values. Unlike the single-shard loop this path decodes every
+ * response; it trades some speed for correctness across shards.
+ */
+import type net from 'node:net';
+import { FrameReader } from '../wire/frame-reader.js';
+import { B, F, type TxStatus } from '../wire/protocol.js';
+import * as be from '../wire/backend-messages.js';
+import * as fe from '../wire/frontend-messages.js';
+import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
+import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
+import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type MergePlan, type BoundParam } from '../router/index.js';
+import { statementText } from '../router/parse-cache.js';
+import { ResultMerger } from '../router/merger.js';
+import type { ShardingSchema } from '../sharding/index.js';
+import type { Pool } from '../backend/pool.js';
+import { ShardTransaction } from './shard-transaction.js';
+import { copyInSharded } from './sharded-copy.js';
+import type { GateHolder } from './pause-gate.js';
+import type { ProxyContext, ClientInfo } from './context.js';
+
+export interface ShardedContext extends ProxyContext {
+  shardPool(info: ClientInfo, shard: number): Pool;
+  sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
+  twoPhaseCommit(): boolean;
+}
+
+interface Extended {
+  paramTypes: number[];
+  params: (Buffer | null)[];
+  formats: number[];
+  resultFormats: number[];
+  describe: boolean;
+}
+
+interface Statement {
+  query: string;
+  paramTypes: number[];
+}
+interface Portal {
+  stmt: Statement;
+  params: (Buffer | null)[];
+  formats: number[];
+  resultFormats: number[];
+}
+
+export class ShardedClient implements GateHolder {
+  private reader = new FrameReader();
+  private waiter: (() => void) | null = null;
+  private running = false;
+  private closed = false;
+  private skipUntilSync = false;
+  private batch: [number, Buffer][] = [];
+  private statements = new Map<string, Statement>();
+  private portals = new Map<string, Portal>();
+  private shardOverride: number | null = null;
+  private rr = 0;
+  private inGate = false;
+  readonly tx: ShardTransaction;
+
+  constructor(
+    readonly socket: net.Socket,
+    readonly ctx: ShardedContext,
+    readonly info: ClientInfo,
+    readonly params: Map<string, string>,
+  ) {
+    this.tx = new ShardTransaction({ pool: (shard) => ctx.shardPool(info, shard) }, params, () => ctx.twoPhaseCommit());
+  }
+
+  start(leftover: Buffer): void {
+    this.socket.on('data', (c: Buffer) => {
+      this.info.stats.bytesReceived += c.length;
+      this.reader.push(c);
+      this.wake();
+    });
+    this.socket.on('close', () => this.onClose());
+    this.socket.on('error', () => this.onClose());
+    if (leftover.length) this.reader.push(leftover);
+    void this.loop();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = null;
+    w?.();
+  }
+
+  /** The next client message (copied, since handling is asynchronous). */
+  async nextMessage(): Promise<[number, Buffer] | null> {
+    for (;;) {
+      if (this.closed) return null;
+      if (this.reader.next()) return [this.reader.type, Buffer.from(this.reader.body())];
+      await new Promise<void>((r) => (this.waiter = r));
+    }
+  }
+
+  write(b: Buffer): void {
+    this.info.stats.bytesSent += b.length;
+    this.socket.write(b);
+  }
+
+  private get status(): TxStatus {
+    return this.tx.inTransaction ? (this.tx.failed ? 'E' : 'T') : 'I';
+  }
+
+  private async loop(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      for (;;) {
+        const m = await this.nextMessage();
+        if (!m) return;
+        await this.handle(m[0], m[1]);
+      }
+    } catch (err) {
+      const e = asPgError(err, SQLSTATE.protocolViolation);
+      e.severity = 'FATAL';
+      if (!this.closed) this.socket.end(be.errorResponse(e));
+      this.onClose();
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async handle(t: number, body: Buffer): Promise<void> {
+    switch (t) {
+      case F.Query: {
+        this.info.stats.queries++;
+        await this.withGate(() => this.simpleQuery(decodeQuery(body)));
+        this.write(be.readyForQuery(this.status));
+        return;
+      }
+      case F.Sync:
+        if (this.skipUntilSync) this.skipUntilSync = false;
+        else await this.withGate(() => this.runBatch());
+        this.batch = [];
+        this.write(be.readyForQuery(this.status));
+        return;
+      case F.Parse:
+      case F.Bind:
+      case F.Describe:
+      case F.Execute:
+      case F.Close:
+      case F.Flush:
+        if (!this.skipUntilSync) this.batch.push([t, body]);
+        return;
+      case F.CopyData:
+      case F.CopyDone:
+      case F.CopyFail:
+        return; // a COPY that already failed: the client is still sending its data
+      case F.Terminate:
+        this.socket.end();
+        this.onClose();
+        return;
+      default:
+        throw new PgError(SQLSTATE.protocolViolation, `invalid or unsupported frontend message type '${String.fromCharCode(t)}' for a sharded database`);
+    }
+  }
+
+  /** Holds new transactions at the pause gate, and counts this one as open while it runs. */
+  private async withGate(fn: () => Promise<void>): Promise<void> {
+    if (!this.inGate) {
+      const wait = this.ctx.gate.enter(this.info.database);
+      if (wait) {
+        this.info.state = 'waiting';
+        try {
+          await wait;
+        } catch (err) {
+          this.write(be.errorResponse(asPgError(err)));
+          this.info.state = 'idle';
+          return;
+        }
+      }
+      this.ctx.gate.begin(this.info.database, this);
+      this.inGate = true;
+    }
+    this.info.state = 'active';
+    try {
+      await fn();
+    } finally {
+      if (!this.tx.inTransaction) {
+        this.tx.releaseAll();
+        this.leaveGate();
+        this.info.state = 'idle';
+        this.info.stats.transactions++;
+      }
+    }
+  }
+
+  private leaveGate(): void {
+    if (this.inGate) {
+      this.inGate = false;
+      this.ctx.gate.end(this.info.database, this);
+    }
+  }
+
+  // ---- simple protocol ----------------------------------------------------------------------
+
+  private async simpleQuery(sql: string): Promise<void> {
+    const q = parseStatement(sql);
+    if (q.ok && q.statements.length === 0) {
+      this.write(be.emptyQueryResponse());
+      return;
+    }
+    if (q.ok && q.statements.length > 1) {
+      for (const s of q.statements) {
+        const text = statementText(q, s);
+        if (!(await this.statement(parseStatement(text), text, null))) return;
+      }
+      return;
+    }
+    await this.statement(q, sql, null);
+  }
+
+  /** Runs one statement; returns false when it failed (the error was sent). */
+  private async statement(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+    try {
+      return await this.statementInner(q, sql, ext);
+    } catch (err) {
+      const e = asPgError(err);
+      this.info.stats.errors++;
+      this.write(be.errorResponse(e));
+      if (this.tx.inTransaction) this.tx.failed = true;
+      if (e.code.startsWith('08')) this.tx.destroyAll();
+      return false;
+    }
+  }
+
+  private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+    const a = q.ok ? analyze(q).statements[0] : undefined;
+    const tx = this.tx;
+    if (a) {
+      if (tx.failed && a.kind !== 'rollback' && a.kind !== 'commit' && a.kind !== 'rollback_to') {
+        throw new PgError('25P02', 'current transaction is aborted, commands ignored until end of transaction block');
+      }
+      switch (a.kind) {
+        case 'begin':
+          if (ext?.describe) this.write(be.noData());
+          if (tx.inTransaction) {
+            this.write(be.noticeResponse(new PgError('25001', 'there is already a transaction in progress', { severity: 'WARNING' })));
+          } else {
+            tx.inTransaction = true;
+            tx.beginSql = a.text;
+          }
+          this.write(be.commandComplete('BEGIN'));
+          return true;
+        case 'commit': {
+          if (ext?.describe) this.write(be.noData());
+          if (!tx.inTransaction) {
+            this.write(be.noticeResponse(new PgError('25P01', 'there is no transaction in progress', { severity: 'WARNING' })));
+            this.write(be.commandComplete('COMMIT'));
+            return true;
+          }
+          this.write(be.commandComplete(await tx.commit()));
+          return true;
+        }
+        case 'rollback':
+          if (ext?.describe) this.write(be.noData());
+          if (tx.inTransaction) await tx.rollback();
+          this.write(be.commandComplete('ROLLBACK'));
+          return true;
+        case 'savepoint':
+        case 'release':
+        case 'rollback_to': {
+          if (!tx.inTransaction) throw new PgError('25P01', `${a.kind.toUpperCase().replace('_', ' ')} can only be used in transaction blocks`);
+          if (ext?.describe) this.write(be.noData());
+          const err = await tx.onAll(a.text);
+          if (err) {
+            tx.failed = true;
+            throw err;
+          }
+          if (a.kind === 'savepoint' && a.name) tx.savepoints.push(a.name);
+          if (a.kind === 'release' && a.name) tx.savepoints.splice(tx.savepoints.lastIndexOf(a.name));
+          if (a.kind === 'rollback_to') tx.failed = false;
+          this.write(be.commandComplete(a.kind === 'savepoint' ? 'SAVEPOINT' : a.kind === 'release' ? 'RELEASE' : 'ROLLBACK'));
+          return true;
+        }
+        case 'prepare_transaction':
+        case 'commit_prepared':
+        case 'rollback_prepared':
+          throw new PgError(SQLSTATE.featureNotSupported, `${a.text.split(/\s+/).slice(0, 2).join(' ').toUpperCase()} is not supported on a sharded database; set two_phase_commit = true to let pgshift use two-phase commit across shards`);
+        case 'set':
+        case 'reset':
+          if (a.shardOverride) {
+            this.shardOverride = a.shardOverride.shard;
+            if (ext?.describe) this.write(be.noData());
+            this.write(be.commandComplete(a.kind === 'set' ? 'SET' : 'RESET'));
+            return true;
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    const decision = route(q, { schema: this.ctx.sharding(this.info).schema, shards: this.ctx.sharding(this.info).shards, roundRobin: this.rr++, shardOverride: this.shardOverride }, ext ? boundParams(ext) : undefined);
+    const ok = await this.execute(decision, sql, ext);
+    if (ok && a && (a.kind === 'set' || a.kind === 'reset') && a.set && !a.set.local && a.set.name !== 'transaction') {
+      // Session parameter: remember it so every shard connection this client gets has it.
+      if (a.set.name === 'all') this.params.clear();
+      else if (a.set.value === null || a.kind === 'reset') this.params.delete(a.set.name);
+      else this.params.set(a.set.name, a.set.value);
+    }
+    if (!ok && this.tx.inTransaction) this.tx.failed = true;
+    return ok;
+  }
+
+  private async execute(d: RouteDecision, sql: string, ext: Extended | null): Promise<boolean> {
+    switch (d.kind) {
+      case 'error':
+        throw d.error;
+      case 'shards':
+        return this.runOn(d.shards, d.sql ?? sql, ext, d.shards.length === 1 ? { kind: 'none' } : d.merge);
+      case 'all': {
+        const n = this.ctx.sharding(this.info).shards;
+        const shards = Array.from({ length: n }, (_, i) => i);
+        return this.runOn(shards, d.sql ?? sql, ext, n === 1 ? { kind: 'none' } : d.merge);
+      }
+      case 'split': {
+        // One INSERT per shard; the client sees one command tag with the total.
+        let total = 0;
+        let returning: ResultMerger | null = null;
+        const shards = d.parts.map((p) => p.shard);
+        returning = new ResultMerger(d.merge, shards);
+        for (const part of d.parts) {
+          const sub = ext ? { ...ext, paramTypes: part.params.map((i) => ext.paramTypes[i] ?? 0), params: part.params.map((i) => ext.params[i]), formats: part.params.map((i) => paramFormat(ext.formats, i)) } : null;
+          const err = await this.collect(part.shard, part.sql, sub, returning);
+          if (err) throw err;
+        }
+        const res = returning.finish();
+        if (res.fields && (ext === null || ext.describe)) this.write(be.rowDescriptionRaw(res.fields));
+        for (const r of res.rows) this.write(be.dataRowRaw(r));
+        const m = /^INSERT 0 (\d+)$/.exec(res.tag);
+        total = m ? Number(m[1]) : 0;
+        this.write(be.commandComplete(m ? `INSERT 0 ${total}` : res.tag));
+        return true;
+      }
+      case 'copy':
+        return copyInSharded(this, d.copy, sql);
+    }
+  }
+
+  /** Runs `sql` on `shards` and sends the (merged) result to the client. */
+  private async runOn(shards: number[], sql: string, ext: Extended | null, merge: MergePlan): Promise<boolean> {
+    if (merge.kind === 'none') {
+      const srv = await this.tx.server(shards[0]);
+      let failed = false;
+      await srv.exchange(this.requestBytes(sql, ext), (t, _body, raw) => {
+        if (t === B.ParseComplete || t === B.BindComplete || t === B.ReadyForQuery) return;
+        if (t === B.ErrorResponse) failed = true;
+        if (t === B.CopyOutResponse || t === B.CopyInResponse) {
+          // COPY through one shard: the simple passthrough needs the single-shard loop.
+          return;
+        }
+        this.write(raw);
+      });
+      return !failed;
+    }
+    if (merge.kind === 'copy_out') throw new PgError(SQLSTATE.featureNotSupported, 'COPY ... TO STDOUT across shards is not supported yet; add a WHERE on the shard key or use /* pgshift_shard: N */');
+    const merger = new ResultMerger(merge, shards);
+    const errors = await Promise.all(shards.map((s) => this.collect(s, sql, ext, merger)));
+    const err = errors.find((e) => e);
+    if (err) throw err;
+    const res = merger.finish();
+    if (res.fields && (ext === null || ext.describe)) this.write(be.rowDescriptionRaw(res.fields));
+    else if (!res.fields && ext?.describe) this.write(be.noData());
+    for (const r of res.rows) this.write(be.dataRowRaw(r));
+    this.write(be.commandComplete(res.tag));
+    return true;
+  }
+
+  /** Runs `sql` on one shard, feeding rows into `merger`; returns the shard's error, if any. */
+  private async collect(shard: number, sql: string, ext: Extended | null, merger: ResultMerger): Promise<PgError | null> {
+    const srv = await this.tx.server(shard);
+    let error: PgError | null = null;
+    const bytes = this.requestBytes(sql, ext ? { ...ext, describe: true } : null);
+    await srv.exchange(bytes, (t, body) => {
+      switch (t) {
+        case B.RowDescription:
+          merger.rowDescription(shard, decodeRowDescription(body));
+          break;
+        case B.DataRow:
+          merger.dataRow(shard, decodeDataRow(body).map((v) => (v ? Buffer.from(v) : null)));
+          break;
+        case B.CommandComplete:
+          merger.commandComplete(shard, decodeCommandComplete(body));
+          break;
+        case B.ErrorResponse:
+          error ??= PgError.fromFields(parseErrorFields(body));
+          break;
+      }
+    });
+    return error;
+  }
+
+  private requestBytes(sql: string, ext: Extended | null): Buffer {
+    if (!ext) return fe.query(sql);
+    const parts = [fe.parse('', sql, ext.paramTypes), fe.bind('', '', ext.params, ext.formats, ext.resultFormats)];
+    if (ext.describe) parts.push(fe.describe('P', ''));
+    parts.push(fe.execute(''), fe.sync());
+    return Buffer.concat(parts);
+  }
+
+  // ---- extended protocol --------------------------------------------------------------------
+
+  private async runBatch(): Promise<void> {
+    const msgs = this.batch;
+    for (let i = 0; i < msgs.length; i++) {
+      const [t, body] = msgs[i];
+      switch (t) {
+        case F.Parse: {
+          const p = decodeParse(body);
+          if (p.name && this.statements.has(p.name)) {
+            this.fail(new PgError(SQLSTATE.duplicatePreparedStatement, `prepared statement "${p.name}" already exists`));
+            return;
+          }
+          this.statements.set(p.name, { query: p.query, paramTypes: p.paramTypes });
+          this.write(be.parseComplete());
+          break;
+        }
+        case F.Bind: {
+          const b = decodeBind(body);
+          const stmt = this.statements.get(b.statement);
+          if (!stmt) {
+            this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${b.statement}" does not exist`));
+            return;
+          }
+          this.portals.set(b.portal, { stmt, params: b.params.map((p) => (p ? Buffer.from(p) : null)), formats: b.paramFormats, resultFormats: b.resultFormats });
+          this.write(be.bindComplete());
+          break;
+        }
+        case F.Describe: {
+          const { kind, name } = decodeTarget(body);
+          if (kind === 'S') {
+            if (!(await this.describeStatement(name))) return;
+            break;
+          }
+          const next = msgs[i + 1];
+          if (next && next[0] === F.Execute && decodeTarget(Buffer.concat([Buffer.from('P'), next[1]])).name === name) {
+            i++;
+            if (!(await this.executePortal(name, true))) return;
+          } else if (!(await this.describePortal(name))) return;
+          break;
+        }
+        case F.Execute: {
+          const portal = decodeTarget(Buffer.concat([Buffer.from('P'), body])).name;
+          this.info.stats.queries++;
+          if (!(await this.executePortal(portal, false))) return;
+          break;
+        }
+        case F.Close: {
+          const { kind, name } = decodeTarget(body);
+          if (kind === 'S') this.statements.delete(name);
+          else this.portals.delete(name);
+          this.write(be.closeComplete());
+          break;
+        }
+        case F.Flush:
+          break;
+      }
+    }
+  }
+
+  private fail(e: PgError): void {
+    this.info.stats.errors++;
+    this.write(be.errorResponse(e));
+    if (this.tx.inTransaction) this.tx.failed = true;
+  }
+
+  private async executePortal(name: string, describe: boolean): Promise<boolean> {
+    const p = this.portals.get(name);
+    if (!p) {
+      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
+      return false;
+    }
+    const q = parseStatement(p.stmt.query);
+    if (q.ok && q.statements.length === 0) {
+      this.write(be.emptyQueryResponse());
+      return true;
+    }
+    return this.statement(q, p.stmt.query, { paramTypes: p.stmt.paramTypes, params: p.params, formats: p.formats, resultFormats: p.resultFormats, describe });
+  }
+
+  /** ParameterDescription + RowDescription of a statement, asked of shard 0. */
+  private async describeStatement(name: string): Promise<boolean> {
+    const stmt = this.statements.get(name);
+    if (!stmt) {
+      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${name}" does not exist`));
+      return false;
+    }
+    return this.describeOn(Buffer.concat([fe.parse('', stmt.query, stmt.paramTypes), fe.describe('S', ''), fe.sync()]));
+  }
+
+  private async describePortal(name: string): Promise<boolean> {
+    const p = this.portals.get(name);
+    if (!p) {
+      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
+      return false;
+    }
+    return this.describeOn(Buffer.concat([fe.parse('', p.stmt.query, p.stmt.paramTypes), fe.bind('', '', p.params, p.formats, p.resultFormats), fe.describe('P', ''), fe.sync()]));
+  }
+
+  private async describeOn(bytes: Buffer): Promise<boolean> {
+    const srv = await this.tx.server(0);
+    let ok = true;
+    await srv.exchange(bytes, (t, _b, raw) => {
+      if (t === B.ParameterDescription || t === B.RowDescription || t === B.NoData) this.write(raw);
+      else if (t === B.ErrorResponse) {
+        ok = false;
+        this.write(raw);
+      }
+    });
+    if (!ok && this.tx.inTransaction) this.tx.failed = true;
+    return ok;
+  }
+
+  // ---- lifecycle ------------------------------------------------------------------------------
+
+  /** GateHolder: the cutover ends a transaction that outlived its grace period. */
+  abortTransaction(err: PgError): void {
+    this.tx.destroyAll();
+    this.tx.inTransaction = false;
+    this.leaveGate();
+    this.write(be.errorResponse(err));
+  }
+
+  cancel(): void {
+    for (const { srv } of this.tx.servers.values()) srv.cancel().catch(() => undefined);
+  }
+
+  close(): void {
+    this.socket.end();
+    this.onClose();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.tx.destroyAll();
+    this.leaveGate();
+    this.wake();
+    this.ctx.clientGone(this.info);
+    this.socket.destroy();
+  }
+}
+
+function boundParams(ext: Extended): BoundParam[] {
+  return ext.params.map((v, i) => ({ value: v, format: paramFormat(ext.formats, i) as 0 | 1 }));
+}
