@@ -188,14 +188,16 @@ async function measure(pg: LocalPostgres, ep: Endpoint, pid: number | undefined,
 }
 
 function report(ms: Measurement[], s: Settings): void {
-  const head = ['target', 'workload', 'TPS', 'avg latency ms', 'pooler CPU %', 'note'];
+  const head = ['target', 'workload', 'TPS', 'avg latency ms', 'pooler CPU %', 'pooler CPU µs/tx', 'note'];
   const rows: string[][] = [];
   for (const w of s.workloads) {
     for (const t of s.targets) {
       const m = ms.find((x) => x.target === t && x.workload === w);
       if (!m) continue;
       const f = figures(m);
-      rows.push([TARGET_LABEL[t], w.name, fmt(f.tps), fmt(f.lat, 3), t === 'direct' ? '' : fmt(f.cpu * 100), f.note]);
+      // CPU per transaction is the pooler's cost independent of how much CPU it could get here.
+      const perTx = t === 'direct' || Number.isNaN(f.tps) ? '' : fmt((f.cpu * 1e6) / f.tps, 1);
+      rows.push([TARGET_LABEL[t], w.name, fmt(f.tps), fmt(f.lat, 3), t === 'direct' ? '' : fmt(f.cpu * 100), perTx, f.note]);
     }
   }
   const ratioHead = ['workload', 'pgshift TPS', 'PgBouncer TPS', 'direct TPS', 'pgshift/PgBouncer', 'pgshift/direct', 'PgBouncer/direct'];

@@ -12,7 +12,7 @@ import { B, F, type TxStatus } from '../wire/protocol.js';
 import * as be from '../wire/backend-messages.js';
 import * as fe from '../wire/frontend-messages.js';
 import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeParameterStatus } from '../wire/decode.js';
-import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
 import type { ServerConnection, ServerSink } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
 import { ResponseTracker, Pending, Verdict, type ParseObserver } from './response-tracker.js';
@@ -34,6 +34,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   /** Parameters changed by SETs in the current attachment, refreshed before release. */
   private pendingSets: Set<string> | 'all' | null = null;
   private released: Promise<void> | null = null;
+  /** A FATAL the attached server sent before closing; reported by serverBroken. */
+  private serverFatal: PgError | null = null;
 
   constructor(
     readonly socket: net.Socket,
@@ -357,12 +359,20 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     try {
       while (r.next()) {
         const t = r.type;
-        const verdict = this.tracker.onServerMessage(t, this);
+        let verdict = this.tracker.onServerMessage(t, this);
         if (t === B.ParameterStatus) {
           const [k, v] = decodeParameterStatus(r.body());
           srv.params.set(k, v);
         } else if (t === B.ErrorResponse) {
           this.info.stats.errors++;
+          // A FATAL means the server is about to close. The client's connection survives, so it
+          // must get exactly one error for its request: serverBroken sends it (with this text),
+          // plus the ReadyForQuery a second ErrorResponse would lack (node-postgres breaks on that).
+          const fields = parseErrorFields(r.body());
+          if ((fields.V ?? fields.S) === 'FATAL' || (fields.V ?? fields.S) === 'PANIC') {
+            this.serverFatal = PgError.fromFields(fields);
+            verdict = Verdict.Drop;
+          }
         }
         if (verdict === Verdict.Forward) {
           if (buf === r.current && start !== end && r.start === end) end = r.end;
@@ -485,8 +495,10 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   }
 
   /** The server connection failed mid-use: tell the client and keep it usable. */
-  private serverBroken(srv: ServerConnection, err: PgError): void {
+  private serverBroken(srv: ServerConnection, reported: PgError): void {
     if (this.server !== srv) return;
+    const err = this.serverFatal ?? reported;
+    this.serverFatal = null;
     const outstanding = !this.tracker.empty || srv.txStatus !== 'I';
     this.detach(false);
     if (this.closed) return;

@@ -39,12 +39,17 @@ export function changedSessionParams(sql: string): string[] | 'all' | null {
   return names.length ? names : null;
 }
 
-/** SQL that makes a server's session parameters equal to the client's, or '' when they match. */
+/**
+ * SQL that makes a server's session parameters equal to the client's, or '' when they match.
+ * Values are what current_setting() / ParameterStatus report, so they go through set_config():
+ * `SET search_path TO 'a, b'` would make one schema named "a, b" of a list value.
+ */
 export function paramSyncSql(client: Map<string, string>, applied: Map<string, string>): string {
-  let sql = '';
+  let sets = '';
   for (const [k, v] of client) {
-    if (applied.get(k) !== v) sql += `SET ${quoteIdent(k)} TO ${quoteLiteral(v)};`;
+    if (applied.get(k) !== v) sets += `${sets ? ', ' : 'SELECT '}set_config(${quoteLiteral(k)}, ${quoteLiteral(v)}, false)`;
   }
+  let sql = sets ? sets + ';' : '';
   for (const k of applied.keys()) {
     if (!client.has(k)) sql += `RESET ${quoteIdent(k)};`;
   }

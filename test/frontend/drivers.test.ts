@@ -137,7 +137,7 @@ test('postgres.js: a failing sql.begin rolls back, a failing savepoint rolls bac
     }),
     (e: { code?: string }) => e.code === '23505',
   );
-  assert.deepEqual(await sql`SELECT id FROM tx_pjs`, []);
+  assert.equal((await sql`SELECT id FROM tx_pjs`).length, 0);
   await sql.begin(async (tx) => {
     await tx`INSERT INTO tx_pjs VALUES (10)`;
     await tx
@@ -206,7 +206,7 @@ test('node-postgres: a CancelRequest stops pg_sleep(30) with 57014 and the conne
   const c = await px.client();
   const q = new pgLib.Query('SELECT pg_sleep(30)');
   const done = new Promise<{ code?: string }>((resolve, reject) => {
-    q.on('error', resolve);
+    q.on('error', (e: Error) => resolve(e as { code?: string }));
     q.on('end', () => reject(new Error('query was not cancelled')));
   });
   const t0 = Date.now();
@@ -337,6 +337,6 @@ test('a PostgreSQL restart mid-run: clients get errors, then every client recove
   // Every client works now, on the same client connection.
   for (const c of pgClients) assert.equal((await c.query('SELECT 1 AS v')).rows[0].v, 1);
   for (const c of pgClients) assert.equal((await c.query('SELECT $1::int AS v', [2])).rows[0].v, 2);
-  assert.deepEqual(await pj`SELECT 5::int AS v`, [{ v: 5 }]);
+  assert.equal((await pj`SELECT 5::int AS v`)[0].v, 5);
   for (const e of errors) assert.doesNotMatch(e, /Connection terminated|ECONNRESET|write after end/, 'errors come from pgshift, not a dropped client socket');
 });
