@@ -228,7 +228,7 @@ async function profilePgshift(pg: LocalPostgres, base: PgshiftOptions, ep: Endpo
   for (const w of workloads) {
     const wdir = join(dir, w.name);
     const port = await freePort();
-    const server = await startPgshiftChild({ ...base, listenPort: port }, wdir);
+    const server = await startPgshiftChild({ ...base, listenPort: port }, ['--cpu-prof', '--cpu-prof-dir', wdir]);
     try {
       console.log(`\nprofiling pgshift under ${w.name} (node --cpu-prof, ${s.seconds} s; profiling slows it down) ...`);
       await measure(pg, { ...ep, port }, server.pid, w, s, 'pgshift --cpu-prof');

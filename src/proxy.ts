@@ -155,20 +155,24 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
 
   // ---- ProxyContext ------------------------------------------------------------------------
 
-  poolFor(info: ClientInfo): Pool {
-    const cluster = this.registry.get(info.database);
-    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
-    const user = this.findUser(info.user, info.database);
-    if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
-    return cluster.pool(user, 0, 'primary');
+  hasReplicas(info: ClientInfo): boolean {
+    return this.registry.get(info.database)?.hasReplicas ?? false;
   }
 
-  shardPool(info: ClientInfo, shard: number): Pool {
+  poolFor(info: ClientInfo, readOnly = false): Pool {
     const cluster = this.registry.get(info.database);
     if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
     const user = this.findUser(info.user, info.database);
     if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
-    return cluster.pool(user, shard, 'primary');
+    return cluster.pool(user, 0, readOnly ? 'replica' : 'primary');
+  }
+
+  shardPool(info: ClientInfo, shard: number, readOnly = false): Pool {
+    const cluster = this.registry.get(info.database);
+    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
+    const user = this.findUser(info.user, info.database);
+    if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
+    return cluster.pool(user, shard, readOnly ? 'replica' : 'primary');
   }
 
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number } {

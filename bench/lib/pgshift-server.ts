@@ -64,15 +64,17 @@ export function pgshiftToml(o: PgshiftOptions): { config: string; users: string 
 
 const MAIN_JS = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
 
-/** `node [--cpu-prof] dist/src/cli/main.js serve`; `cpuProfDir` turns on the V8 CPU profiler. */
-export async function startPgshiftChild(o: PgshiftOptions, cpuProfDir?: string): Promise<PgshiftServer> {
+/**
+ * `node <nodeArgs> dist/src/cli/main.js serve`; nodeArgs such as
+ * `['--cpu-prof', '--cpu-prof-dir', dir]` or `['--perf-basic-prof']` turn on a profiler.
+ */
+export async function startPgshiftChild(o: PgshiftOptions, nodeArgs: string[] = []): Promise<PgshiftServer> {
   const dir = tempDir('pgshift-bench-proxy-');
   const { config, users } = pgshiftToml(o);
   const cfgPath = join(dir, 'pgshift.toml');
   const usersPath = join(dir, 'users.toml');
   writeFileSync(cfgPath, config);
   writeFileSync(usersPath, users);
-  const nodeArgs = cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [];
   const proc = startTracked(process.execPath, [...nodeArgs, MAIN_JS, 'serve', '--config', cfgPath, '--users', usersPath], {
     env: { ...process.env, PGSHIFT_LOG: process.env.PGSHIFT_LOG ?? 'warn' },
   });

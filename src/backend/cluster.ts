@@ -41,8 +41,11 @@ export class Cluster {
     const s = this.shards[shard];
     if (!s) throw new PgError(SQLSTATE.invalidParameterValue, `database "${this.name}" has no shard ${shard} (it has ${this.shards.length})`);
     let db: DatabaseConfig | undefined;
-    if (role === 'replica' && s.replicas.length) db = s.replicas[this.rr++ % s.replicas.length];
-    else db = s.primary ?? s.replicas[0];
+    if (role === 'replica' && s.replicas.length) {
+      // read_write_split = "include_primary" lets the primary take its share of reads.
+      const candidates = this.config.general.read_write_split === 'include_primary' && s.primary ? [s.primary, ...s.replicas] : s.replicas;
+      db = candidates[this.rr++ % candidates.length];
+    } else db = s.primary ?? s.replicas[0];
     if (!db) throw new PgError(SQLSTATE.invalidCatalogName, `database "${this.name}" shard ${shard} has no server configured`);
     const key = `${user.name}|${db.host}|${db.port}|${db.database_name ?? db.name}|${db.shard}|${db.role}`;
     let p = this.pools.get(key);
@@ -75,6 +78,10 @@ export class Cluster {
 
   allPools(): Pool[] {
     return [...this.pools.values()];
+  }
+
+  get hasReplicas(): boolean {
+    return this.shards.some((s) => s.replicas.length > 0);
   }
 
   close(): void {

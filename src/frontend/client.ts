@@ -20,6 +20,7 @@ import { ClientStatements } from './prepared-statements.js';
 import { changedSessionParams, paramSyncSql } from './session-params.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
+import { parseStatement, analyze } from '../router/index.js';
 
 export class Client implements ServerSink, GateHolder, ParseObserver {
   readonly reader = new FrameReader();
@@ -277,7 +278,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.blocked = true;
     this.socket.pause();
     this.info.state = 'waiting';
-    this.attach().then(
+    this.attach(this.readOnlyRequest(firstType)).then(
       () => {
         this.blocked = false;
         this.info.state = 'active';
@@ -304,7 +305,22 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     );
   }
 
-  async attach(): Promise<void> {
+  /** Whether the request about to start a transaction only reads (worth routing to a replica). */
+  private readOnlyRequest(t: number): boolean {
+    if (!this.ctx.hasReplicas(this.info)) return false;
+    const r = this.reader;
+    if (!r.next()) return false;
+    let sql: string | undefined;
+    if (t === F.Query) sql = decodeQuery(r.body());
+    else if (t === F.Parse) sql = decodeParse(r.body()).query;
+    else if (t === F.Bind) sql = this.statements.get(decodeBind(r.body()).statement)?.query;
+    r.unread();
+    if (sql === undefined) return false;
+    const a = analyze(parseStatement(sql));
+    return a.readOnly && !a.statements.some((s) => s.kind === 'begin' && s.beginReadOnly !== true);
+  }
+
+  async attach(readOnly = false): Promise<void> {
     const db = this.info.database;
     const wait = this.ctx.gate.enter(db);
     if (wait) await wait;
@@ -312,7 +328,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.ctx.gate.begin(db, this);
     this.inGate = true;
     try {
-      const pool = this.ctx.poolFor(this.info);
+      const pool = this.ctx.poolFor(this.info, readOnly && !this.sessionMode);
       const srv = await pool.checkout();
       try {
         const sql = paramSyncSql(this.params, srv.applied);

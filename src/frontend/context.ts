@@ -39,7 +39,9 @@ export interface ProxyContext {
   gate: PauseGate;
   statements: StatementRegistry;
   /** The pool a transaction of this client should use now (looked up per transaction, so a cutover takes effect). */
-  poolFor(info: ClientInfo): Pool;
+  poolFor(info: ClientInfo, readOnly?: boolean): Pool;
+  /** True when the client's database has replicas, so read-only statements are worth detecting. */
+  hasReplicas(info: ClientInfo): boolean;
   clientGone(info: ClientInfo): void;
   log: Logger;
 }

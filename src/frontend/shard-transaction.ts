@@ -13,7 +13,7 @@ import { quoteIdent } from '../wire/quote.js';
 import { paramSyncSql } from './session-params.js';
 
 export interface ShardPools {
-  pool(shard: number): Pool;
+  pool(shard: number, readOnly: boolean): Pool;
 }
 
 let gidCounter = 0;
@@ -24,6 +24,8 @@ export class ShardTransaction {
   failed = false;
   beginSql = 'BEGIN';
   savepoints: string[] = [];
+  /** The next servers joined serve a read-only statement outside a transaction (replicas allowed). */
+  preferReplica = false;
 
   constructor(
     private readonly pools: ShardPools,
@@ -40,7 +42,7 @@ export class ShardTransaction {
     const have = this.servers.get(shard);
     if (have && !have.srv.closed) return have.srv;
     if (have) throw new PgError(SQLSTATE.connectionFailure, `server connection for shard ${shard} was lost`);
-    const pool = this.pools.pool(shard);
+    const pool = this.pools.pool(shard, this.preferReplica && !this.inTransaction);
     const srv = await pool.checkout();
     try {
       let sql = paramSyncSql(this.params, srv.applied);

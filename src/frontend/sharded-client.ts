@@ -23,7 +23,7 @@ import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
 export interface ShardedContext extends ProxyContext {
-  shardPool(info: ClientInfo, shard: number): Pool;
+  shardPool(info: ClientInfo, shard: number, readOnly?: boolean): Pool;
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
   twoPhaseCommit(): boolean;
 }
@@ -67,7 +67,7 @@ export class ShardedClient implements GateHolder {
     readonly info: ClientInfo,
     readonly params: Map<string, string>,
   ) {
-    this.tx = new ShardTransaction({ pool: (shard) => ctx.shardPool(info, shard) }, params, () => ctx.twoPhaseCommit());
+    this.tx = new ShardTransaction({ pool: (shard, readOnly) => ctx.shardPool(info, shard, readOnly) }, params, () => ctx.twoPhaseCommit());
   }
 
   start(leftover: Buffer): void {
@@ -295,6 +295,8 @@ export class ShardedClient implements GateHolder {
           break;
       }
     }
+    // Reads outside an explicit transaction may go to replicas.
+    this.tx.preferReplica = !tx.inTransaction && !!a?.readOnly && analyze(q).readOnly;
     const decision = route(q, { schema: this.ctx.sharding(this.info).schema, shards: this.ctx.sharding(this.info).shards, roundRobin: this.rr++, shardOverride: this.shardOverride }, ext ? boundParams(ext) : undefined);
     const ok = await this.execute(decision, sql, ext);
     if (ok && a && (a.kind === 'set' || a.kind === 'reset') && a.set && !a.set.local && a.set.name !== 'transaction') {
