@@ -20,6 +20,7 @@ import { cpuSeconds } from './lib/proc-cpu.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
 import { tempDir } from './lib/children.js';
 import { summarize, loadProfile, formatSummary } from './lib/cpuprofile.js';
+import { perfAvailable, startPerfRecord, perfSymbols, formatPerf, removePerfMap } from './lib/perf-profile.js';
 
 const HELP = `pooler benchmark: pgbench direct vs PgBouncer vs pgshift
 
@@ -36,7 +37,8 @@ options (environment variable in brackets):
   --targets LIST     comma list of direct, pgbouncer, pgshift (child process),
                      pgshift-inproc (pgshift inside the benchmark process); default: direct,pgbouncer,pgshift
   --quick            --seconds 5 --warmup 1 --scale 2 (a smoke run; figures are noisy)
-  --profile          afterwards, profile pgshift (node --cpu-prof) under select-simple and select-prepared
+  --profile          afterwards, profile pgshift under select-simple and select-prepared with
+                     node --cpu-prof and, when available, Linux perf (on-CPU time)
   --profile-only     only the profile step
   --profile-dir DIR  keep the .cpuprofile files there (default: a temp dir, removed)
   --markdown         also print the results as a Markdown table`;
@@ -225,25 +227,45 @@ function report(ms: Measurement[], s: Settings): void {
 async function profilePgshift(pg: LocalPostgres, base: PgshiftOptions, ep: Endpoint, s: Settings): Promise<void> {
   const dir = s.profileDir ?? tempDir('pgshift-bench-cpuprof-');
   const workloads = WORKLOADS.filter((w) => w.name === 'select-simple' || w.name === 'select-prepared');
+  const usePerf = perfAvailable();
   for (const w of workloads) {
     const wdir = join(dir, w.name);
-    const port = await freePort();
-    const server = await startPgshiftChild({ ...base, listenPort: port }, ['--cpu-prof', '--cpu-prof-dir', wdir]);
+    let server = await startPgshiftChild({ ...base, listenPort: await freePort() }, ['--cpu-prof', '--cpu-prof-dir', wdir]);
     try {
-      console.log(`\nprofiling pgshift under ${w.name} (node --cpu-prof, ${s.seconds} s; profiling slows it down) ...`);
-      await measure(pg, { ...ep, port }, server.pid, w, s, 'pgshift --cpu-prof');
+      console.log(`\n--- profile of pgshift under ${w.name}: node --cpu-prof (JS-thread wall time; slows pgshift down) ---`);
+      await measure(pg, { ...ep, port: server.port }, server.pid, w, s, 'pgshift --cpu-prof');
     } finally {
       await server.stop();
     }
     const files = readdirSync(wdir).filter((f) => f.endsWith('.cpuprofile'));
-    if (files.length === 0) {
-      console.log(`  no .cpuprofile written in ${wdir} (did pgshift exit cleanly?)`);
-      continue;
+    if (files.length === 0) console.log(`  no .cpuprofile written in ${wdir} (did pgshift exit cleanly?)`);
+    else {
+      const file = join(wdir, files[0]);
+      console.log(`profile: ${s.profileDir ? file : '(temp file, use --profile-dir to keep it)'}\n`);
+      console.log(formatSummary(summarize(loadProfile(file)), 25));
     }
-    const file = join(wdir, files[0]);
-    console.log(`profile: ${s.profileDir ? file : '(temp file, use --profile-dir to keep it)'}\n`);
-    console.log(formatSummary(summarize(loadProfile(file)), 25));
+    if (!usePerf) continue;
+    server = await startPgshiftChild({ ...base, listenPort: await freePort() }, ['--perf-basic-prof-only-functions']);
+    try {
+      console.log(`\n--- profile of pgshift under ${w.name}: perf record (on-CPU time, kernel included) ---`);
+      const wep = { ...ep, port: server.port };
+      if (s.warmup > 0) await pgbenchRun(wep, w, { ...s, seconds: s.warmup });
+      const file = join(dir, `${w.name}.perf.data`);
+      const rec = startPerfRecord(server.pid!, file);
+      const run = { ...s, warmup: 0 };
+      try {
+        await measure(pg, wep, server.pid, w, run, 'pgshift under perf');
+      } finally {
+        await rec.stop();
+      }
+      console.log(`perf data: ${s.profileDir ? file : '(temp file, use --profile-dir to keep it)'}\n`);
+      console.log(formatPerf(perfSymbols(file), 25));
+    } finally {
+      await server.stop();
+      removePerfMap(server.pid);
+    }
   }
+  if (!usePerf) console.log('\n(perf is not available here: only the --cpu-prof view above, which overstates time in socket writes on a busy machine)');
 }
 
 export async function main(argv: string[]): Promise<number> {

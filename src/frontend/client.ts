@@ -125,6 +125,16 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
           this.block(t);
           return;
         }
+        if (!this.inGate) {
+          // Session mode keeps its server between transactions; each transaction still passes the gate.
+          if (this.ctx.gate.isClosed(this.info.database) || this.pool?.closed) {
+            r.unread();
+            this.blockSession(t);
+            return;
+          }
+          this.ctx.gate.begin(this.info.database, this);
+          this.inGate = true;
+        }
         if (corked !== srv) {
           corked?.socket.uncork();
           srv.socket.cork();
@@ -271,6 +281,40 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.pendingSets ??= new Set();
       for (const n of names) this.pendingSets.add(n);
     }
+  }
+
+  /** Session mode: waits at the gate with the server kept; moves to a new pool after a config swap. */
+  private blockSession(firstType: number): void {
+    this.blocked = true;
+    this.socket.pause();
+    this.info.state = 'waiting';
+    const wait = this.ctx.gate.enter(this.info.database) ?? Promise.resolve();
+    wait.then(
+      () => {
+        this.blocked = false;
+        if (this.pool?.closed) {
+          // The database moved (cutover or reload): release the old server and start over on the new pool.
+          this.detach(true);
+          this.block(firstType);
+          return;
+        }
+        this.ctx.gate.begin(this.info.database, this);
+        this.inGate = true;
+        this.info.state = 'active';
+        if (!this.closed) this.socket.resume();
+        this.pump();
+      },
+      (err) => {
+        this.blocked = false;
+        this.write(be.errorResponse(asPgError(err)));
+        if (firstType === F.Query || firstType === F.FunctionCall) {
+          this.reader.next();
+          this.write(be.readyForQuery('I'));
+        } else this.skipUntilSync = true;
+        if (!this.closed) this.socket.resume();
+        this.pump();
+      },
+    );
   }
 
   /** Waits at the gate, checks out a server, then resumes the loop. */
@@ -447,7 +491,10 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
 
   private maybeRelease(srv: ServerConnection): void {
     if (this.server !== srv) return;
-    if (this.sessionMode && !this.closed && !(this.pool?.closed ?? false)) return;
+    if (this.sessionMode && !this.closed && !(this.pool?.closed ?? false)) {
+      this.leaveGate(); // between transactions a session client does not hold the gate
+      return;
+    }
     this.detach(true);
   }
 

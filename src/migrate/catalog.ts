@@ -24,6 +24,8 @@ export interface PublishedTable {
   hasPrimaryKey: boolean;
   /** Estimated size in 8 kB blocks, used to split large tables into ctid ranges. */
   blocks: number;
+  /** pg_class.reltuples (an estimate; -1 or 0 when never analyzed), for ETAs. */
+  estimatedRows: number;
 }
 
 export function qualifiedName(t: { schema: string; name: string }): string {
@@ -57,6 +59,7 @@ export async function publishedTables(conn: ServerConnection, publication: strin
   const r = await conn.query(`
     SELECT c.oid, n.nspname, c.relname, c.relreplident,
            EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid AND k.contype = 'p') AS has_pk,
+           GREATEST(c.reltuples, 0)::int8 AS reltuples,
            GREATEST(pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int8, 0) AS blocks,
            (SELECT coalesce(json_agg(json_build_array(a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)) ORDER BY a.attnum), '[]')
               FROM pg_catalog.pg_attribute a
@@ -72,12 +75,27 @@ export async function publishedTables(conn: ServerConnection, publication: strin
     name: row[2] as string,
     replicaIdentity: row[3] as PublishedTable['replicaIdentity'],
     hasPrimaryKey: row[4] === 't',
-    blocks: Number(row[5]),
-    columns: (JSON.parse(row[6] as string) as [string, string][]).map(([name, type]) => ({ name, type })),
+    estimatedRows: Number(row[5]),
+    blocks: Number(row[6]),
+    columns: (JSON.parse(row[7] as string) as [string, string][]).map(([name, type]) => ({ name, type })),
   }));
 }
 
 export async function serverVersionNum(conn: ServerConnection): Promise<number> {
   const r = await conn.query(`SHOW server_version_num`);
   return Number(r.rows[0][0]);
+}
+
+/** Current size in blocks of each table (by `schema.table` key) on one source shard. */
+export async function tableBlocks(conn: ServerConnection, tables: PublishedTable[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  if (tables.length === 0) return out;
+  const names = tables.map((t) => quoteLiteral(qualifiedName(t))).join(', ');
+  const r = await conn.query(
+    `SELECT n.nspname || '.' || c.relname, pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int8
+       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.oid IN (SELECT pg_catalog.to_regclass(x) FROM unnest(ARRAY[${names}]) AS x)`,
+  );
+  for (const [k, v] of r.rows) out.set(k as string, Number(v));
+  return out;
 }

@@ -1,0 +1,96 @@
+/**
+ * Prometheus metrics, collected at scrape time from the live objects (no counters to keep in
+ * step on the hot path).
+ */
+import { Registry, Gauge } from 'prom-client';
+import type { Pool } from '../backend/pool.js';
+import type { ClientInfo } from '../frontend/context.js';
+import type { PauseGate } from '../frontend/pause-gate.js';
+import { parseCacheStats } from '../router/index.js';
+
+export interface MetricsSource {
+  pools(): Pool[];
+  clients(): ClientInfo[];
+  readonly gate: PauseGate;
+  databaseNames(): string[];
+  /** Migration tasks: lag and copy progress (empty when none). */
+  migrationMetrics(): Promise<MigrationMetrics>;
+}
+
+export interface MigrationMetrics {
+  lag: { task: number; shard: number; bytes: number; seconds: number }[];
+  tables: { task: number; table: string; rows: number; bytes: number }[];
+  lastCutoverPauseMs: number | null;
+  cutovers: number;
+}
+
+export function createMetrics(src: MetricsSource): Registry {
+  const reg = new Registry();
+  const g = (name: string, help: string, labelNames: string[], collect: (this: Gauge) => void | Promise<void>) =>
+    new Gauge({ name, help, labelNames, registers: [reg], collect });
+
+  g('pgshift_clients', 'Connected clients by database and state', ['database', 'state'], function () {
+    this.reset();
+    for (const c of src.clients()) this.inc({ database: c.database, state: c.state });
+  });
+  g('pgshift_pool_servers', 'Server connections by pool and state', ['database', 'user', 'shard', 'role', 'state'], function () {
+    this.reset();
+    for (const p of src.pools()) {
+      const l = { database: p.key.database, user: p.key.user, shard: String(p.key.shard), role: p.key.role };
+      this.set({ ...l, state: 'idle' }, p.idleCount);
+      this.set({ ...l, state: 'active' }, p.activeCount);
+    }
+  });
+  g('pgshift_pool_waiting_clients', 'Clients waiting for a server connection', ['database', 'user', 'shard'], function () {
+    this.reset();
+    for (const p of src.pools()) this.set({ database: p.key.database, user: p.key.user, shard: String(p.key.shard) }, p.waitingCount);
+  });
+  g('pgshift_queries_total', 'Queries run through each pool (counter semantics)', ['database', 'shard'], function () {
+    this.reset();
+    for (const p of src.pools()) this.inc({ database: p.key.database, shard: String(p.key.shard) }, p.totals().queries);
+  });
+  g('pgshift_transactions_total', 'Transactions run through each pool (counter semantics)', ['database', 'shard'], function () {
+    this.reset();
+    for (const p of src.pools()) this.inc({ database: p.key.database, shard: String(p.key.shard) }, p.totals().transactions);
+  });
+  g('pgshift_paused', '1 when new transactions on the database wait at the pause gate', ['database'], function () {
+    this.reset();
+    for (const db of src.databaseNames()) this.set({ database: db }, src.gate.isClosed(db) ? 1 : 0);
+  });
+  g('pgshift_open_transactions', 'Transactions holding a server connection', ['database'], function () {
+    this.reset();
+    for (const db of src.databaseNames()) this.set({ database: db }, src.gate.openTransactions(db));
+  });
+  g('pgshift_parse_cache', 'Query parse cache counters', ['kind'], function () {
+    const s = parseCacheStats();
+    this.set({ kind: 'hits' }, s.hits);
+    this.set({ kind: 'misses' }, s.misses);
+    this.set({ kind: 'size' }, s.size);
+  });
+  let migration: Promise<MigrationMetrics> | null = null;
+  const mig = () => (migration ??= src.migrationMetrics().finally(() => setTimeout(() => (migration = null), 0)));
+  g('pgshift_replication_lag_bytes', 'Replication lag per task and source shard, in bytes of WAL', ['task', 'shard'], async function () {
+    this.reset();
+    for (const l of (await mig()).lag) this.set({ task: String(l.task), shard: String(l.shard) }, l.bytes);
+  });
+  g('pgshift_replication_lag_seconds', 'Seconds since the last applied source commit (0 when caught up)', ['task', 'shard'], async function () {
+    this.reset();
+    for (const l of (await mig()).lag) this.set({ task: String(l.task), shard: String(l.shard) }, l.seconds);
+  });
+  g('pgshift_copy_rows', 'Rows copied per table', ['task', 'table'], async function () {
+    this.reset();
+    for (const t of (await mig()).tables) this.set({ task: String(t.task), table: t.table }, t.rows);
+  });
+  g('pgshift_copy_bytes', 'Bytes copied per table', ['task', 'table'], async function () {
+    this.reset();
+    for (const t of (await mig()).tables) this.set({ task: String(t.task), table: t.table }, t.bytes);
+  });
+  g('pgshift_cutover_pause_seconds', 'Client-visible pause of the last cutover', [], async function () {
+    const m = await mig();
+    if (m.lastCutoverPauseMs !== null) this.set(m.lastCutoverPauseMs / 1000);
+  });
+  g('pgshift_cutovers_total', 'Cutovers completed since start', [], async function () {
+    this.set((await mig()).cutovers);
+  });
+  return reg;
+}
