@@ -8,7 +8,7 @@
  *   node dist/bench/pooler.js [--seconds 15] [--quick] [--profile] ...   (--help for all)
  */
 import { parseArgs } from 'node:util';
-import { cpus, totalmem } from 'node:os';
+import { cpus, totalmem, loadavg } from 'node:os';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +16,7 @@ import { LocalPostgres, freePort, SUPERUSER, SUPERUSER_PASSWORD } from '../src/c
 import { pgbenchInit, pgbenchRun, WORKLOADS, type Endpoint, type PgbenchResult, type Workload, type RunOptions } from './lib/pgbench.js';
 import { startPgBouncer, type PgBouncer } from './lib/pgbouncer.js';
 import { startPgshiftChild, startPgshiftInProcess, type PgshiftServer, type PgshiftOptions } from './lib/pgshift-server.js';
-import { cpuSeconds } from './lib/proc-cpu.js';
+import { cpuTimes, type CpuTimes } from './lib/proc-cpu.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
 import { tempDir } from './lib/children.js';
 import { summarize, loadProfile, formatSummary } from './lib/cpuprofile.js';
@@ -55,8 +55,8 @@ interface Measurement {
   target: TargetName;
   workload: Workload;
   runs: PgbenchResult[];
-  /** Pooler CPU seconds per wall second, per run (NaN for direct). */
-  cpu: number[];
+  /** Pooler CPU seconds (user, sys) used per run (NaN for direct). */
+  cpu: CpuTimes[];
 }
 
 interface Settings extends RunOptions {
@@ -153,11 +153,20 @@ function fmt(n: number, digits = 0): string {
 }
 
 /** The figures of a measurement: median TPS and latency over rounds, problems noted. */
-function figures(m: Measurement): { tps: number; lat: number; cpu: number; note: string } {
+function figures(m: Measurement): { tps: number; lat: number; cpu: number; userUs: number; sysUs: number; note: string } {
   const failed = m.runs.reduce((a, r) => a + r.failed, 0);
   const aborted = m.runs.find((r) => r.aborted);
   const note = aborted ? `ABORTED: ${aborted.firstError ?? 'see pgbench output'}` : failed ? `${failed} failed transactions` : '';
-  return { tps: aborted ? NaN : median(m.runs.map((r) => r.tps)), lat: aborted ? NaN : median(m.runs.map((r) => r.latencyMs)), cpu: median(m.cpu), note };
+  // CPU per transaction is the pooler's own cost, whatever share of the machine it managed to get.
+  const perTx = (i: number, x: number) => (m.runs[i].transactions > 0 ? (x * 1e6) / m.runs[i].transactions : NaN);
+  return {
+    tps: aborted ? NaN : median(m.runs.map((r) => r.tps)),
+    lat: aborted ? NaN : median(m.runs.map((r) => r.latencyMs)),
+    cpu: median(m.cpu.map((c, i) => (c.user + c.sys) / m.runs[i].seconds)),
+    userUs: aborted ? NaN : median(m.cpu.map((c, i) => perTx(i, c.user))),
+    sysUs: aborted ? NaN : median(m.cpu.map((c, i) => perTx(i, c.sys))),
+    note,
+  };
 }
 
 function machineNote(s: Settings): string {
@@ -167,6 +176,7 @@ function machineNote(s: Settings): string {
     `pgbench -c ${s.clients} -j ${s.threads} -T ${s.seconds} (warm-up ${s.warmup} s, ${s.rounds} round(s), median), scale ${s.scale}, pool size ${s.poolSize}, TCP 127.0.0.1 for every target`,
     `caveat: pgbench, PostgreSQL and the pooler share these ${c.length} CPU(s); a pooler's CPU use is taken from PostgreSQL and pgbench,`,
     '        so the figures compare poolers on this box, not their throughput on dedicated hardware.',
+    `load average now: ${loadavg().map((x) => x.toFixed(2)).join(' ')} (anything else running on the machine skews the figures)`,
   ].join('\n');
 }
 
@@ -177,29 +187,29 @@ async function vacuum(pg: LocalPostgres): Promise<void> {
   await pg.sql('VACUUM ANALYZE pgbench_branches, pgbench_tellers, pgbench_accounts', 'bench');
 }
 
-async function measure(pg: LocalPostgres, ep: Endpoint, pid: number | undefined, w: Workload, s: Settings, label: string): Promise<{ result: PgbenchResult; cpu: number }> {
+async function measure(pg: LocalPostgres, ep: Endpoint, pid: number | undefined, w: Workload, s: Settings, label: string): Promise<{ result: PgbenchResult; cpu: CpuTimes }> {
   if (w.name.startsWith('tpcb')) await vacuum(pg);
   if (s.warmup > 0) await pgbenchRun(ep, w, { ...s, seconds: s.warmup });
-  const cpu0 = cpuSeconds(pid);
-  const t0 = Date.now();
+  const cpu0 = cpuTimes(pid);
   const result = await pgbenchRun(ep, w, s);
-  const cpu = (cpuSeconds(pid) - cpu0) / ((Date.now() - t0) / 1000);
+  const cpu1 = cpuTimes(pid);
+  const cpu = { user: cpu1.user - cpu0.user, sys: cpu1.sys - cpu0.sys };
+  const share = (cpu.user + cpu.sys) / result.seconds;
   const problem = result.aborted ? `  ABORTED: ${result.firstError}` : result.failed ? `  ${result.failed} failed` : '';
-  console.log(`  ${label.padEnd(22)} ${w.name.padEnd(16)} ${fmt(result.tps).padStart(8)} tps  ${fmt(result.latencyMs, 3).padStart(7)} ms${Number.isNaN(cpu) ? '' : `  pooler CPU ${(cpu * 100).toFixed(0)}%`}${problem}`);
+  console.log(`  ${label.padEnd(22)} ${w.name.padEnd(16)} ${fmt(result.tps).padStart(8)} tps  ${fmt(result.latencyMs, 3).padStart(7)} ms${Number.isNaN(share) ? '' : `  pooler CPU ${(share * 100).toFixed(0)}%`}${problem}`);
   return { result, cpu };
 }
 
 function report(ms: Measurement[], s: Settings): void {
-  const head = ['target', 'workload', 'TPS', 'avg latency ms', 'pooler CPU %', 'pooler CPU µs/tx', 'note'];
+  const head = ['target', 'workload', 'TPS', 'avg latency ms', 'pooler CPU %', 'user µs/tx', 'sys µs/tx', 'note'];
   const rows: string[][] = [];
   for (const w of s.workloads) {
     for (const t of s.targets) {
       const m = ms.find((x) => x.target === t && x.workload === w);
       if (!m) continue;
       const f = figures(m);
-      // CPU per transaction is the pooler's cost independent of how much CPU it could get here.
-      const perTx = t === 'direct' || Number.isNaN(f.tps) ? '' : fmt((f.cpu * 1e6) / f.tps, 1);
-      rows.push([TARGET_LABEL[t], w.name, fmt(f.tps), fmt(f.lat, 3), t === 'direct' ? '' : fmt(f.cpu * 100), perTx, f.note]);
+      const pooler = t !== 'direct';
+      rows.push([TARGET_LABEL[t], w.name, fmt(f.tps), fmt(f.lat, 3), pooler ? fmt(f.cpu * 100) : '', pooler ? fmt(f.userUs, 1) : '', pooler ? fmt(f.sysUs, 1) : '', f.note]);
     }
   }
   const ratioHead = ['workload', 'pgshift TPS', 'PgBouncer TPS', 'direct TPS', 'pgshift/PgBouncer', 'pgshift/direct', 'PgBouncer/direct'];
@@ -218,6 +228,7 @@ function report(ms: Measurement[], s: Settings): void {
   }
   console.log(`\nResults\n\n${formatTable(head, rows)}\n\nRatios (TPS${shift === 'pgshift-inproc' ? ', pgshift in-process' : ''})\n\n${formatTable(ratioHead, ratioRows)}\n`);
   console.log(machineNote(s));
+  console.log('pooler CPU: user + system time of the pooler process over the run (100% = one core); µs/tx = CPU time per pgbench transaction.');
   if (ms.some((m) => m.target === 'pgbouncer' && m.workload.name === 'select-prepared' && figures(m).note.startsWith('ABORTED'))) {
     console.log('note: PgBouncer before 1.21 cannot keep protocol-level prepared statements in transaction mode (pgbench -M prepared aborts).');
   }

@@ -1,7 +1,7 @@
 /**
  * `./run bench [name...] [options]`: runs the named benchmarks (default: all of them, see
  * bench/lib/benchmarks.ts). Options (everything from the first argument starting with `-`) are
- * passed to each benchmark, e.g. `./run bench pooler --seconds 5`.
+ * passed to each module benchmark, e.g. `./run bench pooler --seconds 5`.
  */
 import { BENCHMARKS } from './lib/benchmarks.js';
 
@@ -12,7 +12,7 @@ function usage(): string {
     'benchmarks:',
     ...BENCHMARKS.map((b) => `  ${b.name.padEnd(12)} ${b.description}`),
     '',
-    'Options are passed to every named benchmark; `<name> --help` lists a benchmark\'s options.',
+    'Options go to the module benchmarks (pooler); `pooler --help` lists them. Script benchmarks take none.',
   ].join('\n');
 }
 
@@ -38,7 +38,9 @@ async function main(argv: string[]): Promise<number> {
     try {
       code = await b.run(opts);
     } catch (err) {
-      console.error(`benchmark ${b.name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      // Usage mistakes and setup failures read best as one message; set PGSHIFT_BENCH_DEBUG for the stack.
+      const detail = err instanceof Error ? (process.env.PGSHIFT_BENCH_DEBUG ? (err.stack ?? err.message) : err.message) : String(err);
+      console.error(`benchmark ${b.name} failed: ${detail}`);
       code = 1;
     }
     console.log(`\n=== ${b.name}: ${code === 0 ? 'done' : `exit ${code}`} in ${((Date.now() - started) / 1000).toFixed(0)} s ===`);

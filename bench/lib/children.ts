@@ -40,6 +40,13 @@ function hook(): void {
   }
 }
 
+/** Registers a short-lived child (e.g. pgbench) so it is killed too if the benchmark is interrupted. */
+export function track(proc: ChildProcess): void {
+  hook();
+  children.add(proc);
+  proc.on('exit', () => children.delete(proc));
+}
+
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 /** uid/gid of an OS user (e.g. `postgres`), for tools that refuse to run as root. */

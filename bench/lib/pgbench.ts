@@ -1,5 +1,6 @@
 /** Runs pgbench as a child process and parses its summary. */
 import { spawn } from 'node:child_process';
+import { track } from './children.js';
 
 export interface Endpoint {
   host: string;
@@ -14,6 +15,8 @@ export interface PgbenchResult {
   /** Average latency in ms, as pgbench reports it. */
   latencyMs: number;
   transactions: number;
+  /** Wall seconds the run took (pgbench process lifetime). */
+  seconds: number;
   failed: number;
   /** pgbench aborted a client (e.g. "prepared statement does not exist"): the figures are incomplete. */
   aborted: boolean;
@@ -46,6 +49,7 @@ function connArgs(ep: Endpoint): string[] {
 function exec(args: string[], ep: Endpoint, timeoutMs: number): Promise<{ code: number; out: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn('pgbench', args, { env: env(ep), stdio: ['ignore', 'pipe', 'pipe'] });
+    track(p);
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
@@ -75,8 +79,9 @@ export interface RunOptions {
 
 export async function pgbenchRun(ep: Endpoint, w: Workload, o: RunOptions): Promise<PgbenchResult> {
   const args = [...w.args, '-n', '-c', String(o.clients), '-j', String(o.threads), '-T', String(o.seconds), ...connArgs(ep), ep.database];
+  const t0 = Date.now();
   const r = await exec(args, ep, (o.seconds + 120) * 1000);
-  return parsePgbench(r.out, r.code);
+  return { ...parsePgbench(r.out, r.code), seconds: (Date.now() - t0) / 1000 };
 }
 
 function num(re: RegExp, text: string): number {
@@ -84,7 +89,7 @@ function num(re: RegExp, text: string): number {
   return m ? Number(m[1]) : NaN;
 }
 
-export function parsePgbench(out: string, code: number): PgbenchResult {
+export function parsePgbench(out: string, code: number): Omit<PgbenchResult, 'seconds'> {
   const errLine = out.split('\n').find((l) => /error|FATAL|ERROR/.test(l)) ?? null;
   const transactions = num(/number of transactions actually processed: (\d+)/, out);
   const failed = num(/number of failed transactions: (\d+)/, out);

@@ -21,15 +21,18 @@ export function moduleBenchmark(name: string, description: string, load: () => P
   return { name, description, run: async (argv) => (await load()).main(argv) };
 }
 
-/** `script` is relative to dist/bench/, e.g. `hash.js`. */
-export function scriptBenchmark(name: string, description: string, script: string): Benchmark {
+/**
+ * `script` is relative to dist/bench/, e.g. `hash.js`. Such scripts read their own positional
+ * arguments, so they get `args`, never the options meant for module benchmarks.
+ */
+export function scriptBenchmark(name: string, description: string, script: string, args: string[] = []): Benchmark {
   const path = fileURLToPath(new URL(`../${script}`, import.meta.url));
   return {
     name,
     description,
-    run: (argv) =>
+    run: () =>
       new Promise((resolve, reject) => {
-        const p = spawn(process.execPath, [path, ...argv], { stdio: 'inherit' });
+        const p = spawn(process.execPath, [path, ...args], { stdio: 'inherit' });
         p.on('error', reject);
         p.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
       }),

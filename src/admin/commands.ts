@@ -1,5 +1,5 @@
 /** Executes parsed admin commands against the AdminContext. */
-import type { AdminCommand } from './parser.js';
+import { ADMIN_HELP, type AdminCommand } from './parser.js';
 import type { AdminContext } from './context.js';
 import { table, INT8, BOOL, TIMESTAMPTZ, type AdminResult } from './result.js';
 import { redactedConfig } from '../config/index.js';
@@ -62,6 +62,9 @@ function show(what: string, ctx: AdminContext): AdminResult {
   switch (what) {
     case 'version':
       return table(['version'], [[`pgshift ${ctx.version}`]]);
+    case 'help':
+      // The parser's errors point users here ("SHOW HELP shows their syntax").
+      return table(['command', 'syntax', 'description'], ADMIN_HELP.map((h) => [h.command, h.syntax, h.description]));
     case 'config':
       return table(['name', 'value'], redactedConfig(ctx.currentConfig));
     case 'pools':

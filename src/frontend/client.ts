@@ -605,7 +605,12 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     if (this.closed) return;
     this.closed = true;
     const srv = this.server;
-    if (srv) this.detach(this.tracker.empty && srv.txStatus === 'I' && !this.blocked);
+    if (srv) {
+      // A query still running would go on until it ends (PostgreSQL does not notice the
+      // Terminate meanwhile), holding a backend: cancel it.
+      if (!this.tracker.empty) srv.cancel().catch(() => undefined);
+      this.detach(this.tracker.empty && srv.txStatus === 'I' && !this.blocked);
+    }
     this.ctx.clientGone(this.info);
     this.socket.destroy();
   }

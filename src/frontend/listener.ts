@@ -51,11 +51,11 @@ export class Listener {
 
   /** Stops accepting new connections; existing ones are untouched. */
   stopAccepting(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.server) return resolve();
-      this.server.close(() => resolve());
-      this.server = null;
-    });
+    // Not waiting for close's callback: it fires only once every client has disconnected,
+    // which would stall shutdown for as long as one idle client stays connected.
+    this.server?.close();
+    this.server = null;
+    return Promise.resolve();
   }
 
   private accept(socket: net.Socket): void {
@@ -65,19 +65,21 @@ export class Listener {
     socket.once('close', () => this.sockets.delete(socket));
     // An error before a handler attaches must not crash the process.
     socket.on('error', () => socket.destroy());
-    this.startup(socket).catch((err) => {
+    const io = new PacketIO(socket, this.hooks.startupTimeoutMs());
+    this.startup(io).catch((err) => {
       const e = asPgError(err, SQLSTATE.protocolViolation);
       e.severity = 'FATAL';
       this.hooks.log.debug({ err: e.message, code: e.code }, 'client startup failed');
-      if (!socket.destroyed) {
-        socket.end(be.errorResponse(e));
-        setTimeout(() => socket.destroy(), 1000).unref();
+      // io.socket, not socket: after a TLS upgrade the error must go through the TLS layer.
+      const out = io.socket;
+      if (!out.destroyed) {
+        out.end(be.errorResponse(e));
+        setTimeout(() => out.destroy(), 1000).unref();
       }
     });
   }
 
-  private async startup(socket: net.Socket): Promise<void> {
-    const io = new PacketIO(socket, this.hooks.startupTimeoutMs());
+  private async startup(io: PacketIO): Promise<void> {
     for (;;) {
       const body = await io.startupPacket();
       const code = body.readInt32BE(0);

@@ -16,7 +16,7 @@ import { rangePredicate } from './table-plan.js';
 import { qualifiedName, type PublishedTable } from './catalog.js';
 import { B } from '../wire/protocol.js';
 import * as fe from '../wire/frontend-messages.js';
-import { PgError, SQLSTATE, parseErrorFields } from '../wire/pg-error.js';
+import { PgError, SQLSTATE, parseErrorFields, asPgError } from '../wire/pg-error.js';
 import { quoteIdent } from '../wire/quote.js';
 
 const BATCH = 64 * 1024;
@@ -87,12 +87,17 @@ async function beginCopyIn(out: ShardOut, sql: string, onError: () => void): Pro
   });
   if (error) throw error;
   // From here on, any message (an early error, or the final CommandComplete) ends the copy.
-  out.done = out.conn.exchange(null, (type, body) => {
-    if (type === B.ErrorResponse && !out.error) {
-      out.error = PgError.fromFields(parseErrorFields(body));
-      onError();
-    }
-  });
+  out.done = out.conn
+    .exchange(null, (type, body) => {
+      if (type === B.ErrorResponse && !out.error) {
+        out.error = PgError.fromFields(parseErrorFields(body));
+        onError();
+      }
+    })
+    .catch((err) => {
+      // The connection died; recorded here so `done` never rejects unobserved.
+      if (!out.error) out.error = asPgError(err);
+    });
   out.conn.write(fe.copyData(binaryCopyHeader()));
 }
 

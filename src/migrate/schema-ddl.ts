@@ -249,6 +249,6 @@ export async function tableSequences(c: ServerConnection, tables: PublishedTable
   return r.map(([name, inc, tab, col]) => ({
     name: name!,
     increment: Number(inc),
-    destination: tab && col ? `pg_catalog.pg_get_serial_sequence(${quoteLiteral(tab)}, ${quoteLiteral(quoteIdent(col))})` : quoteLiteral(name!),
+    destination: tab && col ? `pg_catalog.pg_get_serial_sequence(${quoteLiteral(tab)}, ${quoteLiteral(col)})` : quoteLiteral(name!),
   }));
 }

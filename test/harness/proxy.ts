@@ -101,6 +101,22 @@ export function runPsql(url: string, sql: string): Promise<Record<string, string
   });
 }
 
+/** Runs psql -c and returns the column names and rows as text (null shown as ''), header included even with no rows. */
+export function runPsqlTable(url: string, sql: string): Promise<{ columns: string[]; rows: string[][] }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('psql', [url, '-X', '-v', 'ON_ERROR_STOP=1', '--csv', '-c', sql], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('close', (code) => {
+      if (code !== 0) return reject(new Error(err.trim() || `psql exited ${code}`));
+      const lines = out.split('\n').filter(Boolean);
+      resolve({ columns: lines.length ? splitCsv(lines[0]) : [], rows: lines.slice(1).map(splitCsv) });
+    });
+  });
+}
+
 function splitCsv(line: string): string[] {
   const out: string[] = [];
   let cur = '';

@@ -1,0 +1,350 @@
+/**
+ * Applies source transactions to the destination shards.
+ *
+ * A group of consecutive source transactions becomes ONE destination transaction per touched
+ * shard: every change is routed by its shard key (omnisharded and unsharded tables go to every
+ * shard), pipelined, then each shard commits together with
+ * pg_replication_origin_xact_setup(<end LSN of the group's last commit>). Grouping keeps
+ * exactly-once intact (the group commits atomically per shard, its progress covers all its
+ * transactions) and lets the applier catch up with many small transactions at one round trip
+ * per group instead of one per transaction.
+ *
+ * Commit is two-phase in the weak sense: all shards first apply every statement (errors such as
+ * a constraint violation surface here, before anything commits anywhere), then all commit.
+ * A crash between two shards' commits leaves some shards ahead; the per-shard origin progress
+ * makes the replay skip exactly what each shard already has.
+ */
+import type { Logger } from '../observe/log.js';
+import { NULL_KEY_SHARD, type ShardingSchema, type TableSharder } from '../sharding/index.js';
+import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+import { connect, describeEndpoint, type Endpoint } from './endpoints.js';
+import { setupOriginSession, shardOriginName } from './origin.js';
+import { COL_BINARY, COL_NULL, COL_UNCHANGED_TOAST, type RelationInfo, type TupleData } from './pgoutput.js';
+import { ShardSession, type ParamValue } from './shard-session.js';
+import {
+  columnsKey,
+  deleteStatement,
+  insertStatement,
+  loadTargetTable,
+  selectStatement,
+  truncateSql,
+  updateStatement,
+  type TargetTable,
+} from './apply-sql.js';
+import type { Change, RowChange, SourceTransaction } from './transactions.js';
+
+export interface ApplyHooks {
+  /** Called (and awaited) before each shard's COMMIT is sent; tests use it to simulate crashes. */
+  beforeCommit?: (shard: number, endLsn: bigint) => void | Promise<void>;
+}
+
+export interface ApplierOptions {
+  destination: Endpoint[];
+  /** Sharding rules for the destination database with destination.length shards; null = 1 shard. */
+  sharding: ShardingSchema | null;
+  originName: string;
+  log: Logger;
+  /** Values arrive in binary (pgoutput `binary 'true'`). */
+  binary: boolean;
+  hooks?: ApplyHooks;
+}
+
+export interface ApplyCounts {
+  inserts: number;
+  updates: number;
+  deletes: number;
+  truncates: number;
+  /** Source transactions of the group skipped on every shard (already applied before a restart). */
+  skipped: number;
+}
+
+/** How a relation's rows are placed on the destination. */
+interface Route {
+  target: TargetTable;
+  sharder: TableSharder | null;
+  /** Index of the shard-key column, -1 when every shard gets every row. */
+  keyIdx: number;
+  /** The shard key is a replica-identity column, so old tuples name the old shard. */
+  keyInIdentity: boolean;
+}
+
+/** Shard of a tuple that does not carry the shard key ('u'). */
+const UNKNOWN = -1;
+
+export class ShardApplier {
+  readonly sessions: ShardSession[] = [];
+  private readonly routes = new Map<RelationInfo, Route>();
+  private readonly params: ParamValue[] = [];
+  private readonly format: 0 | 1;
+  /** Shards rows with unchanged TOAST values were moved away from in the current group. */
+  private readonly toastSources = new Set<number>();
+
+  constructor(private readonly opts: ApplierOptions) {
+    this.format = opts.binary ? 1 : 0;
+  }
+
+  /** Connects to every shard, sets up its origin and reads its durable progress. */
+  async open(): Promise<void> {
+    try {
+      for (const e of this.opts.destination) {
+        const where = describeEndpoint(e);
+        const conn = await connect(e, { applicationName: 'pgshift-apply' });
+        const s = new ShardSession(e.shard, conn, 0n, where);
+        this.sessions.push(s);
+        // Durable commits: the slot is confirmed as soon as these commits return.
+        await conn.query('SET synchronous_commit = on');
+        try {
+          // Like PostgreSQL's apply worker: no user triggers, no FK checks (a referenced row may
+          // live on another shard after resharding).
+          await conn.query('SET session_replication_role = replica');
+        } catch (err) {
+          this.opts.log.warn({ shard: e.shard, err: asPgError(err).message }, 'cannot set session_replication_role = replica on the destination (needs superuser); triggers and foreign keys stay active while applying');
+        }
+        s.progress = await setupOriginSession(conn, shardOriginName(this.opts.originName, e.shard), where);
+      }
+    } catch (err) {
+      this.destroy();
+      throw err;
+    }
+  }
+
+  /** Abrupt close: open transactions roll back. */
+  destroy(): void {
+    for (const s of this.sessions) s.conn.destroy(new PgError(SQLSTATE.adminShutdown, 'applier closed'));
+  }
+
+  close(): void {
+    for (const s of this.sessions) s.conn.destroy();
+  }
+
+  /** Lowest durable progress over all shards (what may safely be confirmed after a restart). */
+  minProgress(): bigint {
+    let m = -1n;
+    for (const s of this.sessions) if (m < 0n || s.progress < m) m = s.progress;
+    return m < 0n ? 0n : m;
+  }
+
+  private async route(rel: RelationInfo): Promise<Route> {
+    let r = this.routes.get(rel);
+    if (r) return r;
+    const target = await loadTargetTable(this.sessions[0].conn, rel, `destination ${this.sessions[0].shard === 0 ? 'shard 0' : 'shards'}`);
+    let sharder: TableSharder | null = null;
+    const sh = this.opts.sharding;
+    if (sh && this.sessions.length > 1) {
+      sharder = sh.tableSharder(rel.name, rel.namespace) ?? null;
+      if (!sharder && !sh.isOmnisharded(rel.name, rel.namespace)) {
+        for (const c of rel.columns) {
+          sharder = sh.columnSharder(c.name, rel.name) ?? null;
+          if (sharder) break;
+        }
+      }
+    }
+    let keyIdx = -1;
+    if (sharder) {
+      keyIdx = rel.columns.findIndex((c) => c.name === sharder!.column);
+      if (keyIdx < 0) {
+        throw new PgError(SQLSTATE.objectNotInState, `table ${target.qname} is sharded on column "${sharder.column}", which the source does not publish`);
+      }
+    }
+    const keyInIdentity = keyIdx >= 0 && rel.columns[keyIdx].isKey;
+    if (keyIdx >= 0 && !keyInIdentity) {
+      this.opts.log.warn(
+        { table: target.qname, column: sharder!.column },
+        'shard key is not part of the replica identity: UPDATE and DELETE go to every shard and a change of the shard key cannot move the row; add it to the primary key or use REPLICA IDENTITY FULL',
+      );
+    }
+    r = { target, sharder: keyIdx >= 0 ? sharder : null, keyIdx, keyInIdentity };
+    this.routes.set(rel, r);
+    return r;
+  }
+
+  private shardOf(r: Route, t: TupleData): number {
+    const k = t.kinds[r.keyIdx];
+    if (k === COL_NULL) return NULL_KEY_SHARD;
+    if (k === COL_UNCHANGED_TOAST) return UNKNOWN;
+    const v = t.values[r.keyIdx] as Buffer;
+    return k === COL_BINARY ? r.sharder!.shardOfBinary(v, 0, v.length) : r.sharder!.shardOfText(v);
+  }
+
+  /**
+   * Applies a group of source transactions (in commit order). Resolves once every shard that
+   * received changes has committed them; rejects (after rolling back what had not committed)
+   * on the first error.
+   */
+  async apply(group: readonly SourceTransaction[]): Promise<ApplyCounts> {
+    const counts: ApplyCounts = { inserts: 0, updates: 0, deletes: 0, truncates: 0, skipped: 0 };
+    if (group.length === 0) return counts;
+    const last = group[group.length - 1];
+    const skip: boolean[] = new Array(this.sessions.length).fill(false);
+    try {
+      for (const t of group) {
+        let all = true;
+        for (let s = 0; s < this.sessions.length; s++) {
+          skip[s] = t.endLsn <= this.sessions[s].progress;
+          all &&= skip[s];
+        }
+        if (all) {
+          counts.skipped++;
+          continue;
+        }
+        for (const c of t.changes) {
+          await this.applyChange(c, skip, counts);
+          for (const s of this.sessions) if (s.backlogged) await s.settle();
+        }
+      }
+      const touched = this.sessions.filter((s) => s.inTxn);
+      await Promise.all(touched.map((s) => s.drain()));
+      // Shards that rows with unchanged TOAST values moved away from commit last: if we crash in
+      // between, the replay can still read those values there (the source does not resend them).
+      const first = touched.filter((s) => !this.toastSources.has(s.shard));
+      const later = touched.filter((s) => this.toastSources.has(s.shard));
+      await this.commitAll(first, last);
+      await this.commitAll(later, last);
+    } catch (err) {
+      this.destroy();
+      throw asPgError(err);
+    } finally {
+      this.toastSources.clear();
+    }
+    return counts;
+  }
+
+  private async commitAll(shards: ShardSession[], last: SourceTransaction): Promise<void> {
+    const commits: Promise<void>[] = [];
+    try {
+      for (const s of shards) {
+        if (this.opts.hooks?.beforeCommit) await this.opts.hooks.beforeCommit(s.shard, last.endLsn);
+        commits.push(s.commit(last.endLsn, last.commitTime));
+      }
+    } finally {
+      const results = await Promise.allSettled(commits);
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+    }
+  }
+
+  private async applyChange(c: Change, skip: boolean[], counts: ApplyCounts): Promise<void> {
+    if (c.kind === 'truncate') {
+      const targets: TargetTable[] = [];
+      for (const rel of c.rels) targets.push((await this.route(rel)).target);
+      const sql = truncateSql(targets, c.msg.restartIdentity);
+      for (let s = 0; s < this.sessions.length; s++) if (!skip[s]) this.sessions[s].execSql(sql);
+      counts.truncates++;
+      return;
+    }
+    const r = await this.route(c.rel);
+    if (c.kind === 'insert') {
+      counts.inserts++;
+      const shard = r.keyIdx >= 0 ? this.shardOf(r, c.msg.newTuple) : UNKNOWN;
+      this.insert(r, c.msg.newTuple.values, shard, skip);
+    } else if (c.kind === 'delete') {
+      counts.deletes++;
+      const old = c.msg.oldTuple;
+      const shard = r.keyInIdentity ? this.shardOf(r, old) : UNKNOWN;
+      const where = this.whereColumns(r, old);
+      const st = deleteStatement(r.target, where, r.target.match === 'key' ? '' : columnsKey(where));
+      const n = this.fill(old.values, where, 0);
+      this.each(shard, skip, (s) => s.exec(st, this.params, n, this.format));
+    } else {
+      counts.updates++;
+      await this.update(r, c, skip);
+    }
+  }
+
+  /** Runs `fn` on `shard`, or on every shard for UNKNOWN, except skipped shards. */
+  private each(shard: number, skip: boolean[], fn: (s: ShardSession) => void): void {
+    if (shard !== UNKNOWN) {
+      if (!skip[shard]) fn(this.sessions[shard]);
+      return;
+    }
+    for (let s = 0; s < this.sessions.length; s++) if (!skip[s]) fn(this.sessions[s]);
+  }
+
+  private insert(r: Route, values: readonly (Buffer | null)[], shard: number, skip: boolean[]): void {
+    const st = insertStatement(r.target);
+    this.each(shard, skip, (s) => s.exec(st, values, values.length, this.format));
+  }
+
+  /** Columns that find the old row: the identity key, or (FULL) every column that has a value. */
+  private whereColumns(r: Route, t: TupleData): number[] {
+    if (r.target.match === 'key') return r.target.rel.keyColumns;
+    const out: number[] = [];
+    for (let i = 0; i < t.kinds.length; i++) if (t.kinds[i] !== COL_UNCHANGED_TOAST) out.push(i);
+    return out;
+  }
+
+  /** Copies values of `cols` into the shared parameter array from position `at`; returns the new length. */
+  private fill(values: readonly (Buffer | null)[], cols: readonly number[], at: number): number {
+    for (let i = 0; i < cols.length; i++) this.params[at + i] = values[cols[i]];
+    return at + cols.length;
+  }
+
+  private async update(r: Route, c: Extract<RowChange, { kind: 'update' }>, skip: boolean[]): Promise<void> {
+    const nt = c.msg.newTuple;
+    // The old row is found by the old key when the key changed (or FULL identity), else the new one.
+    const old = c.msg.oldTuple ?? nt;
+    let toast = false;
+    for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] === COL_UNCHANGED_TOAST) toast = true;
+    const where = this.whereColumns(r, old);
+    // Without the shard key in the replica identity the old shard is unknown: every shard.
+    let target = UNKNOWN;
+    if (r.keyIdx >= 0 && r.keyInIdentity) {
+      let oldShard = this.shardOf(r, old);
+      let newShard = this.shardOf(r, nt);
+      if (newShard === UNKNOWN) newShard = oldShard;
+      if (oldShard === UNKNOWN) oldShard = newShard;
+      if (oldShard !== newShard) {
+        await this.move(r, nt, old, where, oldShard, newShard, toast, skip);
+        return;
+      }
+      target = oldShard;
+    }
+    // Same shard (or every shard): UPDATE, leaving unchanged TOAST columns out of the SET list.
+    const set: number[] = [];
+    for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] !== COL_UNCHANGED_TOAST) set.push(i);
+    const key = (toast ? columnsKey(set) : '*') + '|' + (r.target.match === 'key' ? '' : columnsKey(where));
+    const st = updateStatement(r.target, set, where, key);
+    let n = this.fill(nt.values, set, 0);
+    n = this.fill(old.values, where, n);
+    this.each(target, skip, (s) => s.exec(st, this.params, n, this.format));
+  }
+
+  /**
+   * The shard key changed shards: DELETE on the old shard, INSERT on the new one. Unchanged
+   * TOAST columns are not in the change, so they are read from the old shard first (inside its
+   * open transaction, after the earlier changes of this group).
+   */
+  private async move(
+    r: Route,
+    nt: TupleData,
+    old: TupleData,
+    where: number[],
+    oldShard: number,
+    newShard: number,
+    toast: boolean,
+    skip: boolean[],
+  ): Promise<void> {
+    const t = r.target;
+    const row: (Buffer | null)[] = nt.values.slice();
+    if (toast && !skip[newShard]) {
+      this.toastSources.add(oldShard);
+      const missing: number[] = [];
+      for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] === COL_UNCHANGED_TOAST) missing.push(i);
+      const sel = selectStatement(t, missing, where, columnsKey(missing) + '|' + columnsKey(where));
+      const n = this.fill(old.values, where, 0);
+      const got = await this.sessions[oldShard].fetchRow(sel, this.params.slice(0, n), n, this.format);
+      if (!got) {
+        throw new PgError(
+          SQLSTATE.objectNotInState,
+          `cannot move a row of ${t.qname} from shard ${oldShard} to shard ${newShard}: the row is not on shard ${oldShard} (destination out of sync with the source)`,
+        );
+      }
+      for (let i = 0; i < missing.length; i++) row[missing[i]] = got[i];
+    }
+    if (!skip[oldShard]) {
+      const del = deleteStatement(t, where, t.match === 'key' ? '' : columnsKey(where));
+      const n = this.fill(old.values, where, 0);
+      this.sessions[oldShard].exec(del, this.params, n, this.format);
+    }
+    this.insert(r, row, newShard, skip);
+  }
+}
