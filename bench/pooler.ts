@@ -20,7 +20,7 @@ import { cpuTimes, type CpuTimes } from './lib/proc-cpu.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
 import { tempDir } from './lib/children.js';
 import { summarize, loadProfile, formatSummary } from './lib/cpuprofile.js';
-import { perfAvailable, startPerfRecord, perfSymbols, formatPerf, removePerfMap } from './lib/perf-profile.js';
+import { perfAvailable, startPerfRecord, perfSymbols, formatPerf } from './lib/perf-profile.js';
 
 const HELP = `pooler benchmark: pgbench direct vs PgBouncer vs pgshift
 
@@ -273,7 +273,6 @@ async function profilePgshift(pg: LocalPostgres, base: PgshiftOptions, ep: Endpo
       console.log(formatPerf(perfSymbols(file), 25));
     } finally {
       await server.stop();
-      removePerfMap(server.pid);
     }
   }
   if (!usePerf) console.log('\n(perf is not available here: only the --cpu-prof view above, which overstates time in socket writes on a busy machine)');

@@ -6,7 +6,6 @@
  * The profiled node process needs `--perf-basic-prof-only-functions` for JS names.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
 
 export function perfAvailable(): boolean {
   const r = spawnSync('perf', ['record', '-q', '-o', '/dev/null', '--', 'true'], { stdio: 'ignore' });
@@ -74,9 +73,4 @@ export function formatPerf(symbols: PerfSymbol[], top = 25): string {
     lines.push(`  ${s.pct.toFixed(2).padStart(6)}%  ${name.slice(0, 110)}`);
   }
   return lines.join('\n');
-}
-
-/** Removes the /tmp/perf-<pid>.map file node writes under --perf-basic-prof. */
-export function removePerfMap(pid: number | undefined): void {
-  if (pid !== undefined) rmSync(`/tmp/perf-${pid}.map`, { force: true });
 }

@@ -3,7 +3,7 @@
  * operator runs it; optionally under `--cpu-prof`) or inside this process (the test harness's
  * way). Both read the same TOML text.
  */
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../src/config/index.js';
@@ -78,6 +78,10 @@ export async function startPgshiftChild(o: PgshiftOptions, nodeArgs: string[] = 
   const proc = startTracked(process.execPath, [...nodeArgs, MAIN_JS, 'serve', '--config', cfgPath, '--users', usersPath], {
     env: { ...process.env, PGSHIFT_LOG: process.env.PGSHIFT_LOG ?? 'warn' },
   });
+  if (nodeArgs.some((a) => a.startsWith('--perf-basic-prof'))) {
+    // Node writes /tmp/perf-<pid>.map for perf; remove it however the process ends.
+    void proc.exited.then(() => rmSync(`/tmp/perf-${proc.proc.pid}.map`, { force: true }));
+  }
   await waitForPort('127.0.0.1', o.listenPort, proc);
   return {
     port: o.listenPort,

@@ -70,8 +70,29 @@ export class Pool {
     return [...this.active, ...this.idle];
   }
 
+  /**
+   * An idle connection that needs no health check, or null: lets a client attach without an
+   * await (the common case on a busy proxy).
+   */
+  takeIdle(): ServerConnection | null {
+    if (this.closed) return null;
+    const now = Date.now();
+    while (this.idle.length) {
+      const conn = this.idle[this.idle.length - 1];
+      if (conn.closed) {
+        this.idle.pop();
+        continue;
+      }
+      if (now - conn.lastUsed > this.opts.healthcheckInterval) return null;
+      this.idle.pop();
+      this.stats.checkouts++;
+      this.active.add(conn);
+      return conn;
+    }
+    return null;
+  }
+
   async checkout(): Promise<ServerConnection> {
-    if (process.env.PGSHIFT_DEBUG_POOL) console.error(`pool ${this.id} checkout idle=${this.idle.length} total=${this.total}`);
     if (this.closed) throw new PgError(SQLSTATE.cannotConnectNow, `pool for database "${this.key.database}" is closed (configuration reloaded or shutting down)`);
     this.stats.checkouts++;
     while (this.idle.length) {
@@ -100,7 +121,6 @@ export class Pool {
 
   private enqueue(): Promise<ServerConnection> {
     return new Promise((resolve, reject) => {
-      if (process.env.PGSHIFT_DEBUG_POOL) console.error(`pool ${this.id} enqueue, waiters=${this.waiters.length}`);
       const w: Waiter = { resolve, reject, timer: null, since: Date.now() };
       if (this.opts.checkoutTimeout > 0) {
         w.timer = setTimeout(() => {
@@ -168,7 +188,6 @@ export class Pool {
 
   /** Returns a connection. `reusable=false` closes it (unknown state, broken, or reset failed). */
   release(conn: ServerConnection, reusable = true): void {
-    if (process.env.PGSHIFT_DEBUG_POOL) console.error(`pool ${this.id} release ${conn.id} waiters=${this.waiters.length} tx=${conn.txStatus}`);
     this.active.delete(conn);
     conn.sink = null;
     conn.lastUsed = Date.now();

@@ -34,7 +34,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private inGate = false;
   /** Parameters changed by SETs in the current attachment, refreshed before release. */
   private pendingSets: Set<string> | 'all' | null = null;
-  private released: Promise<void> | null = null;
+  /** The client's primary pool, cached between transactions (looked up again once closed). */
+  private primaryPool: Pool | null = null;
   /** A FATAL the attached server sent before closing; reported by serverBroken. */
   private serverFatal: PgError | null = null;
 
@@ -121,9 +122,12 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
             this.write(be.closeComplete());
             continue;
           }
-          r.unread();
-          this.block(t);
-          return;
+          if (!this.attachNow()) {
+            r.unread();
+            this.block(t);
+            return;
+          }
+          srv = this.server!;
         }
         if (!this.inGate) {
           // Session mode keeps its server between transactions; each transaction still passes the gate.
@@ -281,6 +285,38 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.pendingSets ??= new Set();
       for (const n of names) this.pendingSets.add(n);
     }
+  }
+
+  /**
+   * Attaches an idle server synchronously when nothing needs waiting for (gate open, an idle
+   * connection with the client's parameters already applied). Returns false to take the
+   * asynchronous path, which handles every other case.
+   */
+  private attachNow(): boolean {
+    const db = this.info.database;
+    if (this.ctx.gate.isClosed(db) || this.ctx.hasReplicas(this.info)) return false;
+    let pool = this.primaryPool;
+    if (!pool || pool.closed) {
+      try {
+        pool = this.primaryPool = this.ctx.poolFor(this.info);
+      } catch {
+        return false; // the asynchronous path reports the error
+      }
+    }
+    const srv = pool.takeIdle();
+    if (!srv) return false;
+    if (paramSyncSql(this.params, srv.applied) !== '') {
+      pool.release(srv);
+      return false;
+    }
+    this.ctx.gate.begin(db, this);
+    this.inGate = true;
+    srv.sink = this;
+    this.server = srv;
+    this.pool = pool;
+    this.info.serverId = srv.id;
+    this.info.state = 'active';
+    return true;
   }
 
   /** Session mode: waits at the gate with the server kept; moves to a new pool after a config swap. */

@@ -124,10 +124,17 @@ export class ShardApplier {
     return m < 0n ? 0n : m;
   }
 
+  /** A route resolved by route() before the group started. */
+  private routeOf(rel: RelationInfo): Route {
+    const r = this.routes.get(rel);
+    if (!r) throw new PgError(SQLSTATE.internalError, `no route for relation ${rel.namespace}.${rel.name}`);
+    return r;
+  }
+
   private async route(rel: RelationInfo): Promise<Route> {
     let r = this.routes.get(rel);
     if (r) return r;
-    const target = await loadTargetTable(this.sessions[0].conn, rel, `destination ${this.sessions[0].shard === 0 ? 'shard 0' : 'shards'}`);
+    const target = await loadTargetTable(this.sessions[0].conn, rel, `destination ${this.sessions[0].where}`);
     let sharder: TableSharder | null = null;
     const sh = this.opts.sharding;
     if (sh && this.sessions.length > 1) {
@@ -177,6 +184,15 @@ export class ShardApplier {
     const last = group[group.length - 1];
     const skip: boolean[] = new Array(this.sessions.length).fill(false);
     try {
+      // Catalog lookups first: they run on shard 0's connection, which must not be inside the
+      // group's transaction (or have a pipeline in flight) when they do.
+      for (const t of group) {
+        for (const c of t.changes) {
+          if (c.kind === 'truncate') {
+            for (const rel of c.rels) if (!this.routes.has(rel)) await this.route(rel);
+          } else if (!this.routes.has(c.rel)) await this.route(c.rel);
+        }
+      }
       for (const t of group) {
         let all = true;
         for (let s = 0; s < this.sessions.length; s++) {
@@ -188,7 +204,8 @@ export class ShardApplier {
           continue;
         }
         for (const c of t.changes) {
-          await this.applyChange(c, skip, counts);
+          const pending = this.applyChange(c, skip, counts);
+          if (pending) await pending; // only a shard move that must read TOAST values waits
           for (const s of this.sessions) if (s.backlogged) await s.settle();
         }
       }
@@ -222,16 +239,16 @@ export class ShardApplier {
     }
   }
 
-  private async applyChange(c: Change, skip: boolean[], counts: ApplyCounts): Promise<void> {
+  private applyChange(c: Change, skip: boolean[], counts: ApplyCounts): Promise<void> | undefined {
     if (c.kind === 'truncate') {
       const targets: TargetTable[] = [];
-      for (const rel of c.rels) targets.push((await this.route(rel)).target);
+      for (const rel of c.rels) targets.push(this.routeOf(rel).target);
       const sql = truncateSql(targets, c.msg.restartIdentity);
       for (let s = 0; s < this.sessions.length; s++) if (!skip[s]) this.sessions[s].execSql(sql);
       counts.truncates++;
-      return;
+      return undefined;
     }
-    const r = await this.route(c.rel);
+    const r = this.routeOf(c.rel);
     if (c.kind === 'insert') {
       counts.inserts++;
       const shard = r.keyIdx >= 0 ? this.shardOf(r, c.msg.newTuple) : UNKNOWN;
@@ -246,8 +263,9 @@ export class ShardApplier {
       this.each(shard, skip, (s) => s.exec(st, this.params, n, this.format));
     } else {
       counts.updates++;
-      await this.update(r, c, skip);
+      return this.update(r, c, skip);
     }
+    return undefined;
   }
 
   /** Runs `fn` on `shard`, or on every shard for UNKNOWN, except skipped shards. */
@@ -278,7 +296,7 @@ export class ShardApplier {
     return at + cols.length;
   }
 
-  private async update(r: Route, c: Extract<RowChange, { kind: 'update' }>, skip: boolean[]): Promise<void> {
+  private update(r: Route, c: Extract<RowChange, { kind: 'update' }>, skip: boolean[]): Promise<void> | undefined {
     const nt = c.msg.newTuple;
     // The old row is found by the old key when the key changed (or FULL identity), else the new one.
     const old = c.msg.oldTuple ?? nt;
@@ -292,10 +310,7 @@ export class ShardApplier {
       let newShard = this.shardOf(r, nt);
       if (newShard === UNKNOWN) newShard = oldShard;
       if (oldShard === UNKNOWN) oldShard = newShard;
-      if (oldShard !== newShard) {
-        await this.move(r, nt, old, where, oldShard, newShard, toast, skip);
-        return;
-      }
+      if (oldShard !== newShard) return this.move(r, nt, old, where, oldShard, newShard, toast, skip);
       target = oldShard;
     }
     // Same shard (or every shard): UPDATE, leaving unchanged TOAST columns out of the SET list.
@@ -306,6 +321,7 @@ export class ShardApplier {
     let n = this.fill(nt.values, set, 0);
     n = this.fill(old.values, where, n);
     this.each(target, skip, (s) => s.exec(st, this.params, n, this.format));
+    return undefined;
   }
 
   /**

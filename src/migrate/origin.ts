@@ -22,6 +22,9 @@ export function shardOriginName(originName: string, shard: number): string {
   return `${originName}_${shard}`;
 }
 
+/** How long to wait for an origin still held by a session that is going away. */
+const ORIGIN_BUSY_WAIT_MS = 5000;
+
 /** SQL run inside each applied destination transaction, before COMMIT ($1 pg_lsn, $2 timestamptz). */
 export const ORIGIN_XACT_SETUP_SQL = 'SELECT pg_catalog.pg_replication_origin_xact_setup($1::pg_catalog.pg_lsn, $2::pg_catalog.timestamptz)';
 
@@ -35,7 +38,16 @@ export async function setupOriginSession(conn: ServerConnection, origin: string,
     await conn.query(
       `SELECT pg_catalog.pg_replication_origin_create(${lit}) WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_replication_origin WHERE roname = ${lit})`,
     );
-    await conn.query(`SELECT pg_catalog.pg_replication_origin_session_setup(${lit})`);
+    // A stream that just died may still hold the origin for a moment (its backend is exiting).
+    for (let waited = 0; ; waited += 100) {
+      try {
+        await conn.query(`SELECT pg_catalog.pg_replication_origin_session_setup(${lit})`);
+        break;
+      } catch (err) {
+        if (!(err instanceof PgError && err.code === '55006') || waited >= ORIGIN_BUSY_WAIT_MS) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
   } catch (err) {
     if (err instanceof PgError && err.code === '42501') {
       throw new PgError('42501', `cannot use replication origin "${origin}" on ${where}: ${err.message}`, {

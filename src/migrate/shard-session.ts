@@ -40,7 +40,8 @@ export class ShardSession {
     readonly conn: ServerConnection,
     /** Durable origin progress: end LSN of the last source commit applied on this shard. */
     public progress: bigint,
-    private readonly where: string,
+    /** "shard N (host:port/db)", for messages. */
+    readonly where: string,
   ) {}
 
   private prepare(s: { name: string; sql: string }): void {

@@ -62,6 +62,8 @@ const GROUP_MAX_BYTES = 16 << 20;
 /** Stop reading the walsender while this many bytes of whole transactions wait to be applied. */
 const PAUSE_BYTES = 64 << 20;
 const PING_MS = 50;
+/** How long start() waits for a slot still held by a consumer that is going away. */
+const SLOT_BUSY_WAIT_MS = 5000;
 
 export class ReplicationStream {
   onError: ((e: PgError) => void) | null = null;
@@ -108,7 +110,12 @@ export class ReplicationStream {
     this.state = 'starting';
     const o = this.opts;
     try {
-      const slot = await this.probe.slot(o.slot);
+      let slot = await this.probe.slot(o.slot);
+      // After a crash the old walsender may need a moment to notice and release the slot.
+      for (let waited = 0; slot.active && waited < SLOT_BUSY_WAIT_MS; waited += 100) {
+        await new Promise((r) => setTimeout(r, 100));
+        slot = await this.probe.slot(o.slot);
+      }
       if (slot.plugin !== 'pgoutput') {
         throw new PgError(SQLSTATE.objectNotInState, `replication slot "${o.slot}" uses plugin ${slot.plugin ?? '(physical)'}; pgshift needs a pgoutput logical slot`);
       }
@@ -138,6 +145,7 @@ export class ReplicationStream {
       );
       if (this.state !== 'starting') throw this.failure ?? new PgError(SQLSTATE.objectNotInState, 'replication stream stopped while starting');
       this.state = 'streaming';
+      this.kick();
       this.statusTimer = setInterval(() => this.sendStatus(this.nothingPending()), o.statusIntervalMs ?? 1000);
       this.statusTimer.unref();
       o.log.info(
@@ -154,7 +162,7 @@ export class ReplicationStream {
   }
 
   private onFrame(f: ReplicationFrame): void {
-    if (this.state !== 'streaming' && this.state !== 'starting') return; // stopping: resent after restart
+    if (!this.running) return; // stopping: whatever arrives now is resent after a restart
     try {
       if (f.kind === 'xlog') {
         if (f.walStart > this.received) this.received = f.walStart;
@@ -180,7 +188,16 @@ export class ReplicationStream {
       this.paused = true;
       this.client?.pause();
     }
-    if (!this.loop) this.loop = this.applyLoop().finally(() => (this.loop = null));
+    this.kick();
+  }
+
+  private kick(): void {
+    if (!this.loop && this.ready.length > 0) this.loop = this.applyLoop().finally(() => (this.loop = null));
+  }
+
+  /** Applying is allowed once the applier is open (frames may arrive before start() returns). */
+  private get running(): boolean {
+    return this.state === 'streaming' || this.state === 'starting';
   }
 
   private nothingPending(): boolean {
@@ -196,7 +213,7 @@ export class ReplicationStream {
 
   private async applyLoop(): Promise<void> {
     const applier = this.applier!;
-    while (this.ready.length > 0 && this.state === 'streaming') {
+    while (this.ready.length > 0 && this.running) {
       let changes = 0;
       let bytes = 0;
       let k = 0;

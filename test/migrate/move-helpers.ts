@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
 import type { Config } from '../../src/config/types.js';
-import { silentLogger } from '../../src/observe/log.js';
+import { createLogger, silentLogger } from '../../src/observe/log.js';
 import type { MigrationContext } from '../../src/migrate/tasks.js';
 import type { PgCluster } from '../harness/pg-cluster.js';
 
@@ -46,7 +46,8 @@ export function moveConfig(source: Place[], destination: Place[], extra = SHARDE
 }
 
 export function moveContext(config: Config, stateDir = mkdtempSync(join(tmpdir(), 'pgshift-state-'))): MigrationContext {
-  return { config: () => config, log: silentLogger(), stateDir };
+  // MOVE_DEBUG=1 shows the tasks' logs when a test needs explaining.
+  return { config: () => config, log: process.env.MOVE_DEBUG ? createLogger('debug') : silentLogger(), stateDir };
 }
 
 /** Many column types, serial and uuid keys, a FK to an omnisharded table, a CHECK, an index. */

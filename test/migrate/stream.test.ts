@@ -5,6 +5,7 @@ import { PgCluster } from '../harness/pg-cluster.js';
 import { ReplicationStream } from '../../src/migrate/stream.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { formatLsn } from '../../src/migrate/lsn.js';
+import { protoVersionFor } from '../../src/migrate/replication-client.js';
 import { assertPlacement, assertSameRows, currentWalLsn, topology, until, type Topology } from './stream-helpers.js';
 
 // Source and destination are separate clusters; the destination's two shards are two databases.
@@ -96,6 +97,8 @@ test('streaming applies inserts, updates (shard-key moves, unchanged TOAST), del
   s.onError = (e) => errors.push(e);
   await s.start();
   try {
+    const major = Number((await src.query<{ server_version_num: string }>('SHOW server_version_num'))[0].server_version_num) / 10000;
+    assert.equal(s.protoVersion, protoVersionFor(Math.floor(major)));
     // Many types, odd values, NULLs.
     await c.query(`INSERT INTO items SELECT g, g * 7, (g::numeric / 7)::numeric(30,20), 'text ' || g || E' \\t "q" ''s''',
         decode(md5(g::text) || '00ff', 'hex'), jsonb_build_object('g', g, 'nested', jsonb_build_array(1, 'x', null, 2.5)),
