@@ -101,12 +101,12 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
       new AdminSession(s.socket, this, this.log).start(leftover);
       return;
     }
+    const cluster = this.registry.get(database);
+    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${database}" does not exist in pgshift.toml`);
     const userCfg = this.findUser(user, database);
     if (!userCfg) {
       throw new PgError(SQLSTATE.invalidAuthorization, `no user "${user}" for database "${database}" in users.toml`);
     }
-    const cluster = this.registry.get(database);
-    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${database}" does not exist in pgshift.toml`);
     await authenticateClient(io, g.auth_type, user, userCfg.password);
     const id = this.nextClientId++;
     const info: ClientInfo = {

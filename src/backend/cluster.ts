@@ -53,7 +53,7 @@ export class Cluster {
       const g = this.config.general;
       const opts: PoolOptions = {
         size: user.pool_size ?? db.pool_size ?? g.default_pool_size,
-        minSize: user.min_pool_size ?? db.min_pool_size ?? 0,
+        minSize: user.min_pool_size ?? db.min_pool_size ?? g.min_pool_size,
         mode: user.pooler_mode ?? db.pooler_mode ?? g.pooler_mode,
         connectTimeout: g.connect_timeout,
         checkoutTimeout: g.checkout_timeout,

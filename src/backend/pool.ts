@@ -98,17 +98,20 @@ export class Pool {
     while (this.idle.length) {
       const conn = this.idle.pop()!;
       if (conn.closed) continue;
+      // Counted as active during the health check, so a concurrent checkout cannot open one
+      // connection more than the pool size.
+      this.active.add(conn);
       if (Date.now() - conn.lastUsed > this.opts.healthcheckInterval) {
         try {
           this.stats.healthchecks++;
           conn.stats.healthchecks++;
           await conn.query(';');
         } catch {
+          this.active.delete(conn);
           conn.destroy();
           continue;
         }
       }
-      this.active.add(conn);
       return conn;
     }
     if (this.total < this.opts.size) {

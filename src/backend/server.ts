@@ -256,7 +256,14 @@ export class ServerConnection {
           return false; // NoticeResponse, NegotiateProtocolVersion
       }
     });
-    if (authError) throw authError;
+    if (authError) {
+      const e = authError as PgError;
+      if (e.code === SQLSTATE.invalidPassword || e.code === SQLSTATE.invalidAuthorization) {
+        // The client's own login to pgshift succeeded; this is pgshift's login to the server.
+        throw new PgError(e.code, `pgshift could not log in to server ${opts.host}:${opts.port} as "${opts.user}": ${e.message}`, { hint: 'check server_user / server_password in users.toml (or user / password of the [[databases]] entry)' });
+      }
+      throw e;
+    }
   }
 
   /**

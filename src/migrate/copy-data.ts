@@ -149,6 +149,20 @@ export async function truncateAll(destination: Endpoint[], tables: PublishedTabl
   );
 }
 
+/**
+ * Like PostgreSQL's own apply workers, copy with session_replication_role = replica: foreign
+ * keys and triggers already on the destination (a re-run after the post-copy schema) must not
+ * fire while tables arrive in any order. It needs a superuser; without one the copy proceeds
+ * and only a destination that already has foreign keys can refuse rows.
+ */
+async function replicaRole(c: ServerConnection): Promise<void> {
+  try {
+    await c.query(`SET session_replication_role = replica`);
+  } catch (err) {
+    if (asPgError(err).code !== '42501') throw err;
+  }
+}
+
 class WorkerConns {
   src: ServerConnection | null = null;
   dests: ServerConnection[] = [];
@@ -163,6 +177,7 @@ class WorkerConns {
     this.close();
     this.src = await importSnapshot(this.source, this.snapshot, 'pgshift copy');
     this.dests = await Promise.all(this.destination.map((e) => connect(e, { applicationName: 'pgshift copy' })));
+    await Promise.all(this.dests.map(replicaRole));
   }
 
   close(): void {

@@ -18,6 +18,7 @@ import { schemaSync } from './schema-sync.js';
 import { copyData } from './copy-data.js';
 import { publishedTables, serverVersionNum } from './catalog.js';
 import { connect } from './endpoints.js';
+import { dropOrigins } from './origin.js';
 import type { Task } from './task-registry.js';
 import type { ReplicationStream } from './stream.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
@@ -73,6 +74,11 @@ export async function dropTaskSlots(task: Task, src: Endpoint[], log: Logger): P
   return failed;
 }
 
+/** Drops the replication origins the task's streams keep on the destination shards. */
+export async function dropTaskOrigins(task: Task, dst: Endpoint[]): Promise<void> {
+  for (const slot of task.slots) await dropOrigins(dst, slot);
+}
+
 export async function runCopyData(task: Task, ctx: MigrationContext): Promise<void> {
   const r = resolveTask(ctx.config(), task);
   const log = ctx.log.child({ task: task.id });
@@ -110,6 +116,9 @@ export async function runCopyData(task: Task, ctx: MigrationContext): Promise<vo
     } finally {
       for (const s of snapshots) s.close();
     }
+    // The destination now holds exactly the snapshot: progress an older stream of the same
+    // name recorded there (a previous task reusing the slot name) must not make us skip.
+    await dropTaskOrigins(task, r.dst);
     await task.update({ phase: 'schema_post' });
   }
   if (task.phase === 'schema_post') {

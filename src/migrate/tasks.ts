@@ -4,7 +4,7 @@
  * nothing behind; an accepted one returns at once and runs in the background.
  */
 import { TaskRegistry, type Task, type TaskKind, type TaskOptions } from './task-registry.js';
-import { runCopyData, runReplicate, runSchemaSync, failTask, dropTaskSlots, resolveTask, type MigrationContext } from './task-runner.js';
+import { runCopyData, runReplicate, runSchemaSync, failTask, dropTaskSlots, dropTaskOrigins, resolveTask, type MigrationContext } from './task-runner.js';
 import { runPreflight } from './preflight.js';
 import { checkSlotName, slotName } from './snapshot.js';
 import { shardEndpoints } from './endpoints.js';
@@ -119,6 +119,15 @@ export async function stopTask(reg: TaskRegistry, ctx: MigrationContext, id: num
     if (left.length > 0) {
       task.slotsKept = true;
       inner = `could not drop slot ${left.join(', ')}; STOP_TASK ${id} retries`;
+    } else {
+      // Without its slot the stream can never resume: its origins would only mislead a later
+      // task reusing the name.
+      try {
+        await dropTaskOrigins(task, shardEndpoints(ctx.config(), task.destination, task.options.toUser));
+      } catch (err) {
+        inner = `replication origins left on the destination: ${asPgError(err).message}`;
+        ctx.log.warn({ task: id, err: asPgError(err).message }, 'dropping replication origins failed');
+      }
     }
   }
   await task.update({ status: 'cancelled', inner });

@@ -57,7 +57,7 @@ export class TransactionAssembler {
   private current: Open | null = null;
   private streamXid = 0;
   private readonly streams = new Map<number, Open>();
-  /** Bytes of changes held for transactions whose outcome is not known yet. */
+  /** Bytes of changes held for unfinished transactions (approximate: a subtransaction abort is not subtracted). */
   heldBytes = 0;
 
   constructor(

@@ -134,7 +134,8 @@ describe('pause gate through the proxy', () => {
     const results: Promise<unknown>[] = [];
     for (let i = 0; i < clients.length; i++) {
       results.push(clients[i].query('INSERT INTO arrivals (who) VALUES ($1) RETURNING seq', [i]));
-      await sleep(30); // arrival order is the order the proxy received them
+      // Arrival order is the order the proxy received them: wait until this one is queued.
+      for (const deadline = Date.now() + 10_000; px.proxy.gate.waiting('app') < i + 1 && Date.now() < deadline; ) await sleep(5);
     }
     assert.equal(await settledWithin(Promise.race(results), 300), 'pending', 'queries wait while in maintenance');
     assert.equal(px.proxy.gate.waiting('app'), 5);
@@ -156,6 +157,8 @@ describe('pause gate through the proxy', () => {
     await px.admin('MAINTENANCE ON');
     assert.equal(px.proxy.gate.openTransactions('app'), 1);
     const waiting = other.query('SELECT count(*)::int AS n FROM in_flight');
+    for (const deadline = Date.now() + 10_000; px.proxy.gate.waiting('app') < 1 && Date.now() < deadline; ) await sleep(5);
+    assert.equal(px.proxy.gate.waiting('app'), 1, 'the new transaction waits at the gate');
     await tx.query('INSERT INTO in_flight VALUES (2)');
     await tx.query('COMMIT');
     assert.equal(px.proxy.gate.openTransactions('app'), 0);
@@ -172,7 +175,10 @@ describe('pause gate through the proxy', () => {
     await tx.query('BEGIN');
     await tx.query('SELECT 1');
     const pause = px.admin('PAUSE app');
-    assert.equal(await settledWithin(pause, 400), 'pending', 'PAUSE waits for the open transaction');
+    // psql may take a while to start on a loaded machine: wait until the command has arrived.
+    for (const deadline = Date.now() + 10_000; !px.proxy.gate.isClosed('app') && Date.now() < deadline; ) await sleep(10);
+    assert.ok(px.proxy.gate.isClosed('app'), 'PAUSE closed the gate');
+    assert.equal(await settledWithin(pause, 300), 'pending', 'PAUSE waits for the open transaction');
     const held = other.query('SELECT 42 AS v');
     await tx.query('COMMIT');
     await pause;

@@ -31,7 +31,7 @@ data_type = "uuid"
 `;
 
 /** Logical database "src" (one entry per source shard) and "dst" (one per destination shard). */
-export function moveConfig(source: Place[], destination: Place[], extra = SHARDED, omni: string[] = ['countries']): Config {
+export function moveConfigText(source: Place[], destination: Place[], extra = SHARDED, omni: string[] = ['countries']): { toml: string; users: string } {
   const db = (name: string, p: Place, shard: number) =>
     `[[databases]]\nname = "${name}"\nhost = "127.0.0.1"\nport = ${p.pg.port}\ndatabase_name = "${p.db}"\nshard = ${shard}\n`;
   const toml = [
@@ -42,6 +42,11 @@ export function moveConfig(source: Place[], destination: Place[], extra = SHARDE
     `[[omnisharded_tables]]\ndatabase = "dst"\ntables = ${JSON.stringify(omni)}\n`,
   ].join('\n');
   const users = ['src', 'dst'].map((d) => `[[users]]\nname = "postgres"\ndatabase = "${d}"\npassword = "postgres"\n`).join('\n');
+  return { toml, users };
+}
+
+export function moveConfig(source: Place[], destination: Place[], extra = SHARDED, omni: string[] = ['countries']): Config {
+  const { toml, users } = moveConfigText(source, destination, extra, omni);
   return parseConfig(toml, users, {}, {});
 }
 

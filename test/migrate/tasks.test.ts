@@ -140,6 +140,8 @@ test('admin COPY_DATA runs in the background to replicating; SHOW TASKS / TABLE_
   const stop = await runMigrationCommand({ kind: 'stop_task', taskId: id }, ctx);
   assert.deepEqual(stop.rows, [['OK']]);
   assert.deepEqual(await slotNames(source), [], 'STOP_TASK dropped the slot');
+  const origins = await pg.query(`SELECT roname FROM pg_replication_origin WHERE roname LIKE 'admin_slot%'`);
+  assert.deepEqual(origins, [], 'STOP_TASK dropped the destination replication origins');
   const after = (await show('tasks')).rows.find((r) => r.id === id)!;
   assert.equal(after.status, 'cancelled');
   const again = await runMigrationCommand({ kind: 'stop_task', taskId: id }, ctx);
