@@ -7,7 +7,11 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { loadModule } from 'libpg-query';
 import type { Config, UserConfig } from './config/types.js';
-import { loadConfig } from './config/index.js';
+import { reloadConfig, type CutoverSwap } from './config/index.js';
+import { dirname, join } from 'node:path';
+import { migrationRegistry } from './migrate/tasks.js';
+import type { CutoverContext } from './migrate/cutover-task.js';
+import type { CutoverTraffic } from './migrate/cutover.js';
 import { ClusterRegistry } from './backend/cluster.js';
 import type { Pool } from './backend/pool.js';
 import { PauseGate } from './frontend/pause-gate.js';
@@ -35,9 +39,11 @@ export function ensureParser(): Promise<void> {
 
 export interface ProxyOptions {
   log?: Logger;
+  /** Where migration task state is kept; default PGSHIFT_STATE_DIR or `.pgshift` next to the config file. */
+  stateDir?: string;
 }
 
-export class Proxy implements ProxyContext, ShardedContext, AdminContext {
+export class Proxy implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic {
   readonly gate: PauseGate;
   readonly statements = new StatementRegistry();
   readonly registry: ClusterRegistry;
@@ -51,17 +57,24 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
   private tls: tls.SecureContext | null = null;
   private shuttingDown: Promise<void> | null = null;
   port = 0;
+  readonly stateDir: string;
+  /** Cutover swaps not yet written to the config files (RELOAD re-applies them). */
+  private unsavedSwaps: CutoverSwap[] = [];
+  /** Failure injection for tests of the cutover's abort paths. */
+  inject?: CutoverContext['inject'];
   /** Called after the proxy stopped (serve exits the process). */
   onShutdown: (() => void) | null = null;
 
-  constructor(private config: Config, opts: ProxyOptions = {}) {
+  constructor(private config_: Config, opts: ProxyOptions = {}) {
+    const config = config_;
     this.log = opts.log ?? createLogger();
     this.gate = new PauseGate(config.general.pause_timeout);
     this.registry = new ClusterRegistry(config);
+    this.stateDir = opts.stateDir ?? process.env.PGSHIFT_STATE_DIR ?? join(config.paths.config ? dirname(config.paths.config) : process.cwd(), '.pgshift');
     this.loadTls();
     this.listener = new Listener({
       tlsContext: () => this.tls,
-      startupTimeoutMs: () => this.config.general.connect_timeout,
+      startupTimeoutMs: () => this.config_.general.connect_timeout,
       cancel: (pid, secret) => this.byKey.get(`${pid}:${secret}`)?.cancel?.(),
       login: (s) => this.login(s),
       log: this.log,
@@ -69,19 +82,21 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
   }
 
   get currentConfig(): Config {
-    return this.config;
+    return this.config_;
   }
 
   async start(): Promise<number> {
     await ensureParser();
-    this.port = await this.listener.listen(this.config.general.host, this.config.general.port);
+    this.port = await this.listener.listen(this.config_.general.host, this.config_.general.port);
     this.registry.startMaintenance();
-    this.log.info({ host: this.config.general.host, port: this.port }, 'pgshift listening');
+    // Tasks interrupted by a restart resume now (streams continue from their slots).
+    await migrationRegistry(this);
+    this.log.info({ host: this.config_.general.host, port: this.port }, 'pgshift listening');
     return this.port;
   }
 
   private loadTls(): void {
-    const g = this.config.general;
+    const g = this.config_.general;
     this.tls = g.tls_certificate && g.tls_private_key ? tls.createSecureContext({ cert: readFileSync(g.tls_certificate), key: readFileSync(g.tls_private_key) }) : null;
   }
 
@@ -92,10 +107,10 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
     const user = params.user;
     const database = params.database;
     if (this.shuttingDown) throw new PgError(SQLSTATE.cannotConnectNow, 'pgshift is shutting down');
-    const g = this.config.general;
-    if (database === this.config.admin.name) {
-      if (user !== this.config.admin.user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" may not connect to the admin database; use the [admin] user`);
-      await authenticateClient(io, g.auth_type === 'trust' ? 'scram' : g.auth_type, user, this.config.admin.password);
+    const g = this.config_.general;
+    if (database === this.config_.admin.name) {
+      if (user !== this.config_.admin.user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" may not connect to the admin database; use the [admin] user`);
+      await authenticateClient(io, g.auth_type === 'trust' ? 'scram' : g.auth_type, user, this.config_.admin.password);
       const leftover = io.detach();
       s.socket.write(Buffer.concat([be.authOk(), be.parameterStatus('server_version', `15.0 (pgshift ${VERSION})`), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('server_encoding', 'UTF8'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('integer_datetimes', 'on'), be.backendKeyData(0, 0), be.readyForQuery('I')]));
       new AdminSession(s.socket, this, this.log).start(leftover);
@@ -150,7 +165,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
   }
 
   private findUser(name: string, database: string): UserConfig | undefined {
-    return this.config.users.find((u) => u.name === name && u.database === database);
+    return this.config_.users.find((u) => u.name === name && u.database === database);
   }
 
   // ---- ProxyContext ------------------------------------------------------------------------
@@ -182,7 +197,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
   }
 
   twoPhaseCommit(): boolean {
-    return this.config.general.two_phase_commit;
+    return this.config_.general.two_phase_commit;
   }
 
   clientGone(info: ClientInfo): void {
@@ -200,16 +215,40 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
     return this.registry.allPools();
   }
 
-  /** Re-reads the config files (or installs `next`) and rebuilds pools. */
+  /**
+   * Re-reads the config files (or installs `next`) and rebuilds pools. A cutover that was not
+   * saved to the files is re-applied, so RELOAD never silently moves traffic back.
+   */
   reload(next?: Config): void {
-    const config = next ?? loadConfig(this.config.paths);
+    let config = next;
+    if (!config) {
+      const r = reloadConfig(this.config_, this.unsavedSwaps);
+      config = r.config;
+      if (!r.reapplied) this.unsavedSwaps = [];
+      else this.log.info({ swaps: this.unsavedSwaps }, 'RELOAD: re-applied the unsaved cutover swap to the files\' layout');
+    }
     this.applyConfig(config);
     this.log.info({ databases: this.registry.names() }, 'configuration reloaded');
   }
 
+  // ---- CutoverContext ----------------------------------------------------------------------
+
+  config(): Config {
+    return this.config_;
+  }
+
+  get traffic(): CutoverTraffic {
+    return this;
+  }
+
+  swapped(source: string, destination: string, saved: boolean): void {
+    if (saved) this.unsavedSwaps = [];
+    else this.unsavedSwaps.push({ source, destination });
+  }
+
   /** Installs a config in memory (RELOAD, cutover swap). */
   applyConfig(config: Config): void {
-    this.config = config;
+    this.config_ = config;
     this.gate.timeoutMs = config.general.pause_timeout;
     this.loadTls();
     this.registry.replace(config);
@@ -221,7 +260,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext {
     this.shuttingDown = (async () => {
       this.log.info('shutting down: waiting for open transactions');
       await this.listener.stopAccepting();
-      const timeout = this.config.general.shutdown_timeout;
+      const timeout = this.config_.general.shutdown_timeout;
       await Promise.race([this.gate.quiet(), new Promise((r) => setTimeout(r, timeout).unref())]);
       this.gate.failAll(new PgError(SQLSTATE.adminShutdown, 'pgshift is shutting down'));
       for (const c of [...this.clientsById.values()]) c.close();

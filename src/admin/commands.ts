@@ -6,13 +6,33 @@ import { redactedConfig } from '../config/index.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import type { Logger } from '../observe/log.js';
 import type { Pool } from '../backend/pool.js';
+import { runMigrationCommand } from './migration-commands.js';
+import { cutoverTask, reshard } from '../migrate/cutover-task.js';
 
 export async function runAdminCommand(cmd: AdminCommand, ctx: AdminContext, log: Logger): Promise<AdminResult> {
   switch (cmd.kind) {
     case 'empty':
       return { tag: 'EMPTY' };
     case 'show':
+      if (cmd.what === 'tasks' || cmd.what === 'table_copies' || cmd.what === 'replication_slots') return runMigrationCommand(cmd, ctx);
       return show(cmd.what, ctx);
+    case 'copy_data':
+    case 'replicate':
+    case 'schema_sync':
+    case 'stop_task':
+      return runMigrationCommand(cmd, ctx);
+    case 'cutover': {
+      const r = await cutoverTask(ctx, cmd.taskId);
+      return table(
+        ['cutover', ['task_id', INT8], ['pause_ms', INT8], ['reverse_task_id', INT8], 'barrier_lsn'],
+        [['OK', r.taskId, r.pauseMs, r.reverseTaskId, r.barrier.join(', ')]],
+        'CUTOVER',
+      );
+    }
+    case 'reshard': {
+      const t = await reshard(ctx, { source: cmd.source, destination: cmd.destination, publication: cmd.publication, slot: cmd.slot });
+      return table(['task_id', 'replication_slot'], [[String(t.id), t.slots.join(', ')]], 'RESHARD');
+    }
     case 'pause': {
       const db = cmd.database;
       checkDatabase(ctx, db);
@@ -43,8 +63,10 @@ export async function runAdminCommand(cmd: AdminCommand, ctx: AdminContext, log:
       return { tag: 'SHUTDOWN' };
     case 'set':
       throw new PgError(SQLSTATE.featureNotSupported, `SET ${cmd.name} is not supported by the admin database; change pgshift.toml and RELOAD`);
-    default:
-      throw new PgError(SQLSTATE.featureNotSupported, `${cmd.kind.toUpperCase()} is not available in this build of pgshift`);
+    default: {
+      const unknown: never = cmd;
+      throw new PgError(SQLSTATE.featureNotSupported, `admin command ${JSON.stringify(unknown)} is not available in this build of pgshift`);
+    }
   }
 }
 

@@ -3,8 +3,9 @@ import type { Config } from '../config/types.js';
 import type { Pool } from '../backend/pool.js';
 import type { PauseGate } from '../frontend/pause-gate.js';
 import type { ClientInfo } from '../frontend/context.js';
+import type { CutoverContext } from '../migrate/cutover-task.js';
 
-export interface AdminContext {
+export interface AdminContext extends CutoverContext {
   readonly version: string;
   readonly gate: PauseGate;
   readonly currentConfig: Config;

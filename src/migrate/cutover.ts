@@ -11,7 +11,8 @@
  *  5. bring every destination sequence past the source's value;
  *  6. create the reverse slot on the destination (nothing writes there yet);
  *  7. swap source and destination in the configuration (point of no return);
- *  8. start the reverse replication stream, open the gate: waiting transactions run on the new cluster.
+ *  8. open the gate: waiting transactions run on the new cluster; then start the reverse
+ *     replication task from the slot made in step 6.
  *
  * Any failure before step 7 reopens the gate with nothing changed and the forward task still
  * running. cutover_timeout bounds steps 2–6; with cutover_timeout_action = "cutover" the swap
@@ -90,6 +91,8 @@ export interface CutoverReport {
   abortedTransactions: number;
   barrier: string[];
   reverseTaskId: number | null;
+  /** Why the reverse task did not start (the cutover itself succeeded), or null. */
+  reverseError: string | null;
   finishedAt: Date;
 }
 
@@ -183,21 +186,22 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
   traffic.applyConfig(swapped);
   step('swap');
 
-  // 8. Reverse replication, then resume.
+  // 8. Resume. The reverse slot already records every write made from here on, so its stream
+  // can start after the gate opens without keeping clients waiting.
+  traffic.gate.open(db);
+  const pauseMs = Date.now() - pausedAt;
+  step('resume');
   let reverseError: PgError | null = null;
   try {
     await reverse!.start();
   } catch (err) {
     reverseError = asPgError(err);
   }
-  traffic.gate.open(db);
-  const pauseMs = Date.now() - pausedAt;
-  step('resume');
   log.info({ database: db, pauseMs, steps, barrier: barrier.map(formatLsn) }, 'cutover complete: traffic resumed on the destination');
   if (reverseError) log.error({ err: reverseError.message }, 'cutover: the reverse replication stream did not start; rollback is not available until it is restarted with REPLICATE');
   await subject.saveConfig(swapped).catch((e) => log.error({ err: asPgError(e).message }, 'cutover: saving the swapped configuration failed; the running configuration is swapped'));
   await subject.finishForward().catch((e) => log.error({ err: asPgError(e).message }, 'cutover: stopping the forward replication failed'));
-  return { pauseMs, steps, abortedTransactions: aborted, barrier: barrier.map(formatLsn), reverseTaskId: reverse!.taskId, finishedAt: new Date() };
+  return { pauseMs, steps, abortedTransactions: aborted, barrier: barrier.map(formatLsn), reverseTaskId: reverse!.taskId, reverseError: reverseError?.message ?? null, finishedAt: new Date() };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -1,0 +1,170 @@
+/**
+ * CUTOVER [task_id] and RESHARD: binds the cutover sequence (cutover.ts) to a replication task
+ * of the registry — its streams, slots and endpoints — and to the proxy's traffic interface.
+ * Rolling back is the same CUTOVER run on the reverse task.
+ */
+import type { Config } from '../config/types.js';
+import { swapDatabases, saveConfig } from '../config/index.js';
+import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+import { quoteIdent, quoteLiteral } from '../wire/quote.js';
+import { connect, shardEndpoints, type Endpoint } from './endpoints.js';
+import { publishedTables, qualifiedName } from './catalog.js';
+import { slotName } from './snapshot.js';
+import { readSequenceValues, applySequenceValues } from './schema-sync.js';
+import { dropTaskSlots } from './task-runner.js';
+import { migrationRegistry, startCopyData, startReplicate, type MigrationContext, type Task } from './tasks.js';
+import { runCutover, cutoverSettings, type CutoverReport, type CutoverSubject, type CutoverTraffic, type FailureInjector, type ReverseHandle } from './cutover.js';
+import type { ServerConnection } from '../backend/server.js';
+import { parseLsn } from './lsn.js';
+
+export interface CutoverContext extends MigrationContext {
+  traffic: CutoverTraffic;
+  /** Called with the swapped config once it is live (the proxy remembers it for RELOAD). */
+  swapped(source: string, destination: string, saved: boolean): void;
+  /** Tests inject failures at a step. */
+  inject?: FailureInjector;
+}
+
+/** The last cutover of this process, for /progress and metrics. */
+export const cutoverHistory: { last: (CutoverReport & { taskId: number; rollback: boolean }) | null; count: number; running: number | null } = { last: null, count: 0, running: null };
+
+function isStreamingTask(t: Task): boolean {
+  return !t.terminal && (t.kind === 'replication' || t.kind === 'copy_data' || t.kind === 'reshard') && t.phase === 'replicating' && t.streams.length > 0;
+}
+
+export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise<CutoverReport & { taskId: number }> {
+  const reg = await migrationRegistry(ctx);
+  const task = taskId !== undefined ? reg.get(taskId) : reg.list().find(isStreamingTask);
+  if (!task) throw new PgError(SQLSTATE.undefinedObject, taskId !== undefined ? `task ${taskId} not found` : 'no running replication task to cut over; see SHOW TASKS');
+  if (!isStreamingTask(task)) {
+    throw new PgError(SQLSTATE.objectNotInState, `task ${task.id} (${task.type}) cannot be cut over: it is ${task.status}${task.innerStatus ? ` (${task.innerStatus})` : ''}; only a task that is replicating can`);
+  }
+  if (cutoverHistory.running !== null) throw new PgError(SQLSTATE.objectNotInState, `a cutover of task ${cutoverHistory.running} is already running`);
+  cutoverHistory.running = task.id;
+  const rollback = !!task.options.reverse;
+  const previousInner = task.innerStatus;
+  await task.update({ inner: rollback ? 'rolling back' : 'cutting over' });
+  const probes: ServerConnection[] = [];
+  try {
+    const config = ctx.config();
+    const src = shardEndpoints(config, task.source, task.options.fromUser);
+    const dst = shardEndpoints(config, task.destination, task.options.toUser);
+    // Connections used during the pause are opened before it, to keep the pause short.
+    for (const e of src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
+    const subject = buildSubject(ctx, task, src, dst, probes);
+    const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, (step) => {
+      if (task.controller.signal.aborted) throw new PgError(SQLSTATE.queryCanceled, `task ${task.id} was stopped during the cutover`);
+      void step;
+    });
+    cutoverHistory.last = { ...report, taskId: task.id, rollback };
+    cutoverHistory.count++;
+    return { ...report, taskId: task.id };
+  } catch (err) {
+    if (!task.terminal) await task.update({ inner: previousInner });
+    throw asPgError(err);
+  } finally {
+    for (const p of probes) p.destroy();
+    cutoverHistory.running = null;
+  }
+}
+
+function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: Endpoint[], probes: ServerConnection[]): CutoverSubject {
+  let reverseTask: Task | null = null;
+  const reverseBase = `pgshift_rev_${task.id}_${Date.now().toString(36)}`;
+  return {
+    source: task.source,
+    destination: task.destination,
+    async lagBytes() {
+      const lags = await Promise.all(task.streams.map((s) => s.lagBytes()));
+      return lags.reduce((a, b) => a + b, 0);
+    },
+    async sourceLsns() {
+      return Promise.all(probes.map(async (p) => parseLsn((await p.query('SELECT pg_current_wal_lsn()')).rows[0][0]!)));
+    },
+    async waitApplied(lsns, timeoutMs) {
+      await Promise.all(task.streams.map((s, i) => s.waitForLsn(lsns[i], timeoutMs)));
+    },
+    async syncSequences() {
+      const values = await readSequenceValues(src, task.publication);
+      await applySequenceValues(dst, values);
+    },
+    async prepareReverse(): Promise<ReverseHandle> {
+      // The reverse stream reads the new cluster: it needs the publication there and a slot
+      // created now, while nothing writes, so every write after the resume is captured.
+      const tables = await withConn(src[0], (c) => publishedTables(c, task.publication));
+      const list = tables.map((t) => qualifiedName(t)).join(', ');
+      const slots = dst.map((_, i) => slotName(reverseBase, i, dst.length));
+      await Promise.all(
+        dst.map((e, i) =>
+          withConn(e, async (c) => {
+            const exists = await c.query(`SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(task.publication)}`);
+            if (exists.rows.length === 0) await c.query(`CREATE PUBLICATION ${quoteIdent(task.publication)} FOR TABLE ${list}`);
+            await c.query(`SELECT pg_create_logical_replication_slot(${quoteLiteral(slots[i])}, 'pgoutput')`);
+          }),
+        ),
+      );
+      return {
+        get taskId() {
+          return reverseTask?.id ?? null;
+        },
+        async start() {
+          // After the swap, task.source names the new cluster and task.destination the old one.
+          const reg = await migrationRegistry(ctx);
+          reverseTask = await startReplicate(reg, ctx, { source: task.source, destination: task.destination, publication: task.publication, slot: reverseBase, options: { reverse: !task.options.reverse, fromUser: task.options.toUser, toUser: task.options.fromUser } });
+        },
+        async abort() {
+          await Promise.all(dst.map((e, i) => withConn(e, (c) => c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${quoteLiteral(slots[i])}`))));
+        },
+      };
+    },
+    swappedConfig(config: Config) {
+      return swapDatabases(config, task.source, task.destination);
+    },
+    async saveConfig(config: Config) {
+      const save = config.general.cutover_save_config && !!config.paths.config;
+      if (save) saveConfig(config, { backup: true });
+      ctx.swapped(task.source, task.destination, save);
+    },
+    async finishForward() {
+      task.controller.abort(new PgError(SQLSTATE.queryCanceled, 'cut over'));
+      await Promise.allSettled(task.streams.map((s) => s.stop()));
+      await task.done.catch(() => undefined);
+      const left = await dropTaskSlots(task, src, ctx.log);
+      task.slotsKept = left.length > 0;
+      await task.update({ status: 'finished', inner: left.length ? `cut over; could not drop slot ${left.join(', ')}` : 'cut over' });
+    },
+  };
+}
+
+async function withConn<T>(e: Endpoint, f: (c: ServerConnection) => Promise<T>): Promise<T> {
+  const c = await connect(e, { applicationName: 'pgshift cutover' });
+  try {
+    return await f(c);
+  } finally {
+    c.destroy();
+  }
+}
+
+/**
+ * RESHARD src dst publication [slot]: COPY_DATA, then an automatic CUTOVER as soon as the task
+ * is replicating and caught up. Returns the task at once; the cutover runs in the background.
+ */
+export async function reshard(ctx: CutoverContext, req: { source: string; destination: string; publication: string; slot?: string }): Promise<Task> {
+  const reg = await migrationRegistry(ctx);
+  const task = await startCopyData(reg, ctx, req, 'reshard');
+  void (async () => {
+    while (!task.terminal && !(task.phase === 'replicating' && task.streams.length > 0)) await new Promise((r) => setTimeout(r, 100));
+    if (task.terminal) return;
+    for (let attempt = 1; attempt <= 5 && !task.terminal; attempt++) {
+      try {
+        const r = await cutoverTask(ctx, task.id);
+        ctx.log.info({ task: task.id, pauseMs: r.pauseMs, reverseTask: r.reverseTaskId }, 'RESHARD: cutover complete');
+        return;
+      } catch (err) {
+        ctx.log.warn({ task: task.id, attempt, err: asPgError(err).message }, 'RESHARD: cutover attempt failed; traffic stays on the source');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  })();
+  return task;
+}
