@@ -29,6 +29,9 @@ import { PgError, SQLSTATE } from './wire/pg-error.js';
 import { AdminSession } from './admin/session.js';
 import type { AdminContext } from './admin/context.js';
 import { createLogger, type Logger } from './observe/log.js';
+import { HttpEndpoint } from './observe/http-server.js';
+import { createMetrics, type MetricsSource, type MigrationMetrics } from './observe/metrics.js';
+import { buildProgress } from './observe/progress.js';
 
 export const VERSION = '0.1.0';
 
@@ -43,7 +46,7 @@ export interface ProxyOptions {
   stateDir?: string;
 }
 
-export class Proxy implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic {
+export class Proxy implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
   readonly gate: PauseGate;
   readonly statements = new StatementRegistry();
   readonly registry: ClusterRegistry;
@@ -60,6 +63,8 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   readonly stateDir: string;
   /** Cutover swaps not yet written to the config files (RELOAD re-applies them). */
   private unsavedSwaps: CutoverSwap[] = [];
+  private http: HttpEndpoint | null = null;
+  httpPort = 0;
   /** Failure injection for tests of the cutover's abort paths. */
   inject?: CutoverContext['inject'];
   /** Called after the proxy stopped (serve exits the process). */
@@ -91,6 +96,13 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     this.registry.startMaintenance();
     // Tasks interrupted by a restart resume now (streams continue from their slots).
     await migrationRegistry(this);
+    const g = this.config_.general;
+    const httpPort = g.http_port ?? g.openmetrics_port;
+    if (httpPort !== undefined) {
+      this.http = new HttpEndpoint({ progress: () => this.progress(), metrics: createMetrics(this) }, this.log);
+      this.httpPort = await this.http.listen(g.host, httpPort);
+      this.log.info({ port: this.httpPort }, 'progress and metrics endpoint listening');
+    }
     this.log.info({ host: this.config_.general.host, port: this.port }, 'pgshift listening');
     return this.port;
   }
@@ -200,6 +212,18 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     return this.config_.general.two_phase_commit;
   }
 
+  isSharded(info: ClientInfo): boolean {
+    return (this.registry.get(info.database)?.shardCount ?? 1) > 1;
+  }
+
+  moveToSharded(info: ClientInfo, socket: import('node:net').Socket, params: Map<string, string>, statements: Map<string, { query: string; paramTypes: number[] }>, leftover: Buffer): void {
+    const client = new ShardedClient(socket, this, info, params);
+    for (const [k, v] of statements) client.statements.set(k, v);
+    info.cancel = () => client.cancel();
+    this.clientsById.set(info.id, { info, close: () => client.close() });
+    client.start(leftover);
+  }
+
   clientGone(info: ClientInfo): void {
     this.clientsById.delete(info.id);
     this.byKey.delete(`${info.pid}:${info.secret}`);
@@ -229,6 +253,26 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     }
     this.applyConfig(config);
     this.log.info({ databases: this.registry.names() }, 'configuration reloaded');
+  }
+
+  // ---- progress and metrics -----------------------------------------------------------------
+
+  databaseNames(): string[] {
+    return this.registry.names();
+  }
+
+  async progress(): Promise<unknown> {
+    return buildProgress(this, await migrationRegistry(this));
+  }
+
+  async migrationMetrics(): Promise<MigrationMetrics> {
+    const p = (await this.progress()) as { tasks: { id: number; lag: { shard: number; bytes: number; seconds: number }[]; tables: { table: string; rows: number; bytes: number }[] }[]; lastCutover: { pauseMs: number } | null; cutovers: number };
+    return {
+      lag: p.tasks.flatMap((t) => t.lag.map((l) => ({ task: t.id, ...l }))),
+      tables: p.tasks.flatMap((t) => t.tables.map((x) => ({ task: t.id, table: x.table, rows: x.rows, bytes: x.bytes }))),
+      lastCutoverPauseMs: p.lastCutover?.pauseMs ?? null,
+      cutovers: p.cutovers,
+    };
   }
 
   // ---- CutoverContext ----------------------------------------------------------------------
@@ -266,6 +310,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
       for (const c of [...this.clientsById.values()]) c.close();
       this.listener.destroyAll();
       this.registry.close();
+      await this.http?.close();
       this.log.info('pgshift stopped');
       this.onShutdown?.();
     })();

@@ -7,6 +7,8 @@ import { runServeCommand } from './serve-command.js';
 import { runCheckCommand } from './check-command.js';
 import { runHashCommand } from './hash-command.js';
 import { runDemoCommand } from './demo-command.js';
+import { runDataSyncCommand } from './data-sync-command.js';
+import { runSchemaSyncCommand } from './schema-sync-command.js';
 
 const USAGE = `usage: pgshift [command] [options]
 
@@ -14,7 +16,9 @@ commands:
   serve        run the proxy (default)   --config pgshift.toml --users users.toml
   check        validate config files      --config pgshift.toml --users users.toml
   hash         print the shard of values  --data-type bigint --shards 4 42 43
-  demo         start the local playground (throwaway PostgreSQL + pgshift)
+  demo         the local playground: reshard a live database 1 -> 2 shards under load
+  data-sync    copy and/or replicate a database  --from-database A --to-database B --publication P
+  schema-sync  copy the schema                   pre|post|cutover --from-database A --to-database B --publication P
   help         this text
 
 docs: docs/cli.md, docs/configuration.md, docs/admin.md`;
@@ -31,6 +35,10 @@ async function main(argv: string[]): Promise<number> {
       return runHashCommand(rest);
     case 'demo':
       return runDemoCommand(rest);
+    case 'data-sync':
+      return runDataSyncCommand(rest);
+    case 'schema-sync':
+      return runSchemaSyncCommand(rest);
     case 'help':
     case '--help':
       console.log(USAGE);

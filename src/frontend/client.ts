@@ -53,11 +53,24 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     return this.info.poolerMode === 'session';
   }
 
+  private readonly onData = (c: Buffer) => this.onClientData(c);
+  private readonly onEnd = () => this.onClientClose();
+
   start(leftover: Buffer): void {
-    this.socket.on('data', (c: Buffer) => this.onClientData(c));
-    this.socket.on('close', () => this.onClientClose());
-    this.socket.on('error', () => this.onClientClose());
+    this.socket.on('data', this.onData);
+    this.socket.on('close', this.onEnd);
+    this.socket.on('error', this.onEnd);
     if (leftover.length) this.onClientData(leftover);
+  }
+
+  /** Between transactions: hands the connection to the sharded query loop. */
+  private moveToSharded(): void {
+    this.socket.off('data', this.onData);
+    this.socket.off('close', this.onEnd);
+    this.socket.off('error', this.onEnd);
+    this.closed = true; // this object is done; the socket lives on
+    const leftover = Buffer.from(this.reader.drain());
+    this.ctx.moveToSharded(this.info, this.socket, this.params, this.statements.toMap(), leftover);
   }
 
   private onClientData(chunk: Buffer): void {
@@ -121,6 +134,12 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
             this.statements.close(decodeTarget(r.body()).name);
             this.write(be.closeComplete());
             continue;
+          }
+          if (this.ctx.isSharded(this.info)) {
+            // The database became sharded (a cutover to several shards): switch query loops.
+            r.unread();
+            this.moveToSharded();
+            return;
           }
           if (!this.attachNow()) {
             r.unread();
@@ -359,8 +378,14 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.socket.pause();
     this.info.state = 'waiting';
     this.attach(this.readOnlyRequest(firstType)).then(
-      () => {
+      (attached) => {
         this.blocked = false;
+        if (!attached) {
+          // While it waited at the gate, the database became sharded (cutover).
+          this.moveToSharded();
+          this.socket.resume();
+          return;
+        }
         this.info.state = 'active';
         if (!this.closed) this.socket.resume();
         this.pump();
@@ -400,10 +425,12 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     return a.readOnly && !a.statements.some((s) => s.kind === 'begin' && s.beginReadOnly !== true);
   }
 
-  async attach(readOnly = false): Promise<void> {
+  /** Returns false (attaching nothing) when the database must now be served by the sharded loop. */
+  async attach(readOnly = false): Promise<boolean> {
     const db = this.info.database;
     const wait = this.ctx.gate.enter(db);
     if (wait) await wait;
+    if (this.ctx.isSharded(this.info)) return false;
     // Count the transaction as open from here, so a cutover waiting for quiet sees it.
     this.ctx.gate.begin(db, this);
     this.inGate = true;
@@ -429,6 +456,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.server = srv;
       this.pool = pool;
       this.info.serverId = srv.id;
+      return true;
     } catch (err) {
       this.leaveGate();
       throw err;

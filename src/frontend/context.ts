@@ -43,5 +43,9 @@ export interface ProxyContext {
   /** True when the client's database has replicas, so read-only statements are worth detecting. */
   hasReplicas(info: ClientInfo): boolean;
   clientGone(info: ClientInfo): void;
+  /** True when the client's database has several shards now (it may change at a cutover). */
+  isSharded(info: ClientInfo): boolean;
+  /** Moves a client to the sharded query loop (its database became sharded, e.g. by a cutover). */
+  moveToSharded(info: ClientInfo, socket: import('node:net').Socket, params: Map<string, string>, statements: Map<string, { query: string; paramTypes: number[] }>, leftover: Buffer): void;
   log: Logger;
 }

@@ -79,6 +79,11 @@ export class ClientStatements {
   clear(): void {
     this.map.clear();
   }
+
+  /** The client's names with their query text and parameter types. */
+  toMap(): Map<string, { query: string; paramTypes: number[] }> {
+    return new Map([...this.map].map(([k, g]) => [k, { query: g.query, paramTypes: g.paramTypes }]));
+  }
   get size(): number {
     return this.map.size;
   }

@@ -54,7 +54,7 @@ export class ShardedClient implements GateHolder {
   private closed = false;
   private skipUntilSync = false;
   private batch: [number, Buffer][] = [];
-  private statements = new Map<string, Statement>();
+  readonly statements = new Map<string, Statement>();
   private portals = new Map<string, Portal>();
   private shardOverride: number | null = null;
   private rr = 0;

@@ -47,6 +47,10 @@ export interface ApplierOptions {
   /** Values arrive in binary (pgoutput `binary 'true'`). */
   binary: boolean;
   hooks?: ApplyHooks;
+  /** Sharding of the source database when it has several shards (null otherwise). */
+  sourceSharding?: ShardingSchema | null;
+  /** Which source shard this applier's stream reads. */
+  sourceShard?: number;
 }
 
 export interface ApplyCounts {
@@ -62,6 +66,8 @@ export interface ApplyCounts {
 interface Route {
   target: TargetTable;
   sharder: TableSharder | null;
+  /** Changes of this table come from another source shard's stream (see route()). */
+  ignore: boolean;
   /** Index of the shard-key column, -1 when every shard gets every row. */
   keyIdx: number;
   /** The shard key is a replica-identity column, so old tuples name the old shard. */
@@ -160,7 +166,16 @@ export class ShardApplier {
         'shard key is not part of the replica identity: UPDATE and DELETE go to every shard and a change of the shard key cannot move the row; add it to the primary key or use REPLICA IDENTITY FULL',
       );
     }
-    r = { target, sharder: keyIdx >= 0 ? sharder : null, keyIdx, keyInIdentity };
+    // A table that is not sharded on a multi-shard source has a full copy on every source shard:
+    // its changes arrive once per source shard, and only shard 0's are applied.
+    let ignore = false;
+    const src = this.opts.sourceSharding;
+    if (src && this.opts.sourceShard !== 0) {
+      let sharded = !!src.tableSharder(rel.name, rel.namespace);
+      if (!sharded && !src.isOmnisharded(rel.name, rel.namespace)) sharded = rel.columns.some((c) => !!src.columnSharder(c.name, rel.name));
+      ignore = !sharded;
+    }
+    r = { target, sharder: keyIdx >= 0 ? sharder : null, keyIdx, keyInIdentity, ignore };
     this.routes.set(rel, r);
     return r;
   }
@@ -242,13 +257,15 @@ export class ShardApplier {
   private applyChange(c: Change, skip: boolean[], counts: ApplyCounts): Promise<void> | undefined {
     if (c.kind === 'truncate') {
       const targets: TargetTable[] = [];
-      for (const rel of c.rels) targets.push(this.routeOf(rel).target);
+      for (const rel of c.rels) if (!this.routeOf(rel).ignore) targets.push(this.routeOf(rel).target);
+      if (targets.length === 0) return undefined;
       const sql = truncateSql(targets, c.msg.restartIdentity);
       for (let s = 0; s < this.sessions.length; s++) if (!skip[s]) this.sessions[s].execSql(sql);
       counts.truncates++;
       return undefined;
     }
     const r = this.routeOf(c.rel);
+    if (r.ignore) return undefined;
     if (c.kind === 'insert') {
       counts.inserts++;
       const shard = r.keyIdx >= 0 ? this.shardOf(r, c.msg.newTuple) : UNKNOWN;

@@ -79,7 +79,16 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       return lags.reduce((a, b) => a + b, 0);
     },
     async sourceLsns() {
-      return Promise.all(probes.map(async (p) => parseLsn((await p.query('SELECT pg_current_wal_lsn()')).rows[0][0]!)));
+      // A transactional logical message is the barrier: its commit is flushed at once
+      // (synchronous_commit on for this one transaction) and it travels through the slot like
+      // any change, so the barrier is reached as soon as the applier passes it, with no wait for
+      // a WAL writer flush or a keepalive.
+      return Promise.all(
+        probes.map(async (p) => {
+          const r = await p.query("BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_logical_emit_message(true, 'pgshift', 'cutover barrier'); COMMIT");
+          return parseLsn(r.rows[0][0]!);
+        }),
+      );
     },
     async waitApplied(lsns, timeoutMs) {
       await Promise.all(task.streams.map((s, i) => s.waitForLsn(lsns[i], timeoutMs)));

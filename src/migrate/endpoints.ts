@@ -62,19 +62,6 @@ export function shardEndpoints(config: Config, dbName: string, userName?: string
   });
 }
 
-/**
- * Where to read each shard's rows for the initial copy: the shard's replicas when configured
- * (spreading read load off the primary), else the primary. Index = shard number.
- */
-export function readEndpoints(config: Config, dbName: string, userName?: string): Endpoint[][] {
-  const primaries = shardEndpoints(config, dbName, userName);
-  const shards = shardsOf(config, dbName);
-  return primaries.map((p, shard) => {
-    const replicas = (shards[shard] ?? []).filter((s) => s.role === 'replica').map((d) => toEndpoint(config, d, userName));
-    return replicas.length > 0 ? replicas : [p];
-  });
-}
-
 export function describeEndpoint(e: Endpoint): string {
   return `shard ${e.shard} (${e.host}:${e.port}/${e.database})`;
 }

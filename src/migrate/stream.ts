@@ -37,6 +37,9 @@ export interface StreamOptions {
   statusIntervalMs?: number;
   /** Test hooks (crash simulation). */
   hooks?: ApplyHooks;
+  /** The source's logical database and shard count: with several source shards, tables not sharded there (copies on every shard) are applied from shard 0's stream only. */
+  sourceDatabase?: string;
+  sourceShards?: number;
 }
 
 export interface StreamStats {
@@ -127,7 +130,9 @@ export class ReplicationStream {
       this.applied = slot.confirmedFlush ?? 0n;
       const n = o.destination.length;
       const sharding = n > 1 ? new ShardingSchema(o.destDatabase, o.config.sharded_tables, o.config.sharded_mappings, o.config.omnisharded_tables, n) : null;
-      this.applier = new ShardApplier({ destination: o.destination, sharding, originName: o.originName, log: o.log, binary: o.binary ?? false, hooks: o.hooks });
+      const sourceSharding =
+        o.sourceDatabase && (o.sourceShards ?? 1) > 1 ? new ShardingSchema(o.sourceDatabase, o.config.sharded_tables, o.config.sharded_mappings, o.config.omnisharded_tables, o.sourceShards!) : null;
+      this.applier = new ShardApplier({ destination: o.destination, sharding, originName: o.originName, log: o.log, binary: o.binary ?? false, hooks: o.hooks, sourceSharding, sourceShard: o.source.shard });
       await this.applier.open();
       this.client = await ReplicationClient.connect(o.source);
       this.protoVersion = protoVersionFor(this.client.serverMajor);

@@ -192,6 +192,8 @@ async function startStreams(task: Task, r: Resolved, log: Logger): Promise<void>
         source: e,
         destination: r.dst,
         destDatabase: task.destination,
+        sourceDatabase: task.source,
+        sourceShards: r.src.length,
         config: r.config,
         slot: task.slots[e.shard],
         publication: task.publication,

@@ -72,14 +72,17 @@ export class ShardingSchema {
   }
 
   /**
-   * The sharder for a column when the table is unknown or not named in the config: a name-less
-   * entry for that column, else the one named entry sharded on that column (several named
-   * entries on the same column are ambiguous: undefined). Pass `table` to let table-specific
-   * mappings of a name-less entry apply.
+   * The sharder for a column of a table not named in the config: a name-less entry for that
+   * column. When the table is unknown (undefined), also the one named entry sharded on that
+   * column (several are ambiguous: undefined). Pass `table` to let table-specific mappings of a
+   * name-less entry apply.
    */
   columnSharder(column: string, table?: string): TableSharder | undefined {
     const entry = this.unnamed.get(column);
     if (entry) return this.sharder(entry, table ?? '');
+    // A named entry belongs to its table: another table with a column of the same name is not
+    // sharded by it (it would split a table that pgshift copies whole to every shard).
+    if (table !== undefined) return undefined;
     let only: ShardedTableConfig | undefined;
     for (const t of this.entries) {
       if (t.name === undefined || t.column !== column) continue;
