@@ -255,6 +255,25 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     this.log.info({ databases: this.registry.names() }, 'configuration reloaded');
   }
 
+  /**
+   * Stops running tasks' work without changing their persisted state: streams finish their
+   * transaction and confirm, copies stop; the next start resumes them from their slots.
+   */
+  private async suspendTasks(): Promise<void> {
+    const reg = await migrationRegistry(this).catch(() => null);
+    if (!reg) return;
+    await Promise.all(
+      reg
+        .list()
+        .filter((t) => !t.terminal)
+        .map(async (t) => {
+          t.controller.abort(new PgError(SQLSTATE.adminShutdown, 'pgshift is shutting down; the task resumes at the next start'));
+          await Promise.allSettled(t.streams.map((s) => s.stop()));
+          await t.done.catch(() => undefined);
+        }),
+    );
+  }
+
   // ---- progress and metrics -----------------------------------------------------------------
 
   databaseNames(): string[] {
@@ -307,6 +326,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
       const timeout = this.config_.general.shutdown_timeout;
       await Promise.race([this.gate.quiet(), new Promise((r) => setTimeout(r, timeout).unref())]);
       this.gate.failAll(new PgError(SQLSTATE.adminShutdown, 'pgshift is shutting down'));
+      await this.suspendTasks();
       for (const c of [...this.clientsById.values()]) c.close();
       this.listener.destroyAll();
       this.registry.close();

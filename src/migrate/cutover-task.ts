@@ -52,15 +52,15 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
     // Connections used during the pause are opened before it, to keep the pause short.
     for (const e of src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
     const subject = buildSubject(ctx, task, src, dst, probes);
-    const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, (step) => {
-      if (task.controller.signal.aborted) throw new PgError(SQLSTATE.queryCanceled, `task ${task.id} was stopped during the cutover`);
-      void step;
+    const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, () => {
+      if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
     });
     cutoverHistory.last = { ...report, taskId: task.id, rollback };
     cutoverHistory.count++;
     return { ...report, taskId: task.id };
   } catch (err) {
-    if (!task.terminal) await task.update({ inner: previousInner });
+    // A STOP_TASK that interrupted the cutover owns the task's status from here on.
+    if (!task.terminal && !task.controller.signal.aborted) await task.update({ inner: previousInner });
     throw asPgError(err);
   } finally {
     for (const p of probes) p.destroy();
@@ -75,6 +75,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     source: task.source,
     destination: task.destination,
     async lagBytes() {
+      if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
       const lags = await Promise.all(task.streams.map((s) => s.lagBytes()));
       return lags.reduce((a, b) => a + b, 0);
     },
@@ -91,7 +92,8 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       );
     },
     async waitApplied(lsns, timeoutMs) {
-      await Promise.all(task.streams.map((s, i) => s.waitForLsn(lsns[i], timeoutMs)));
+      // Raced with STOP_TASK: a stalled stream must not keep the gate closed until the timeout.
+      await untilStopped(task, Promise.all(task.streams.map((s, i) => s.waitForLsn(lsns[i], timeoutMs))));
     },
     async syncSequences() {
       const values = await readSequenceValues(src, task.publication);
@@ -103,15 +105,35 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       const tables = await withConn(src[0], (c) => publishedTables(c, task.publication));
       const list = tables.map((t) => qualifiedName(t)).join(', ');
       const slots = dst.map((_, i) => slotName(reverseBase, i, dst.length));
-      await Promise.all(
-        dst.map((e, i) =>
-          withConn(e, async (c) => {
-            const exists = await c.query(`SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(task.publication)}`);
-            if (exists.rows.length === 0) await c.query(`CREATE PUBLICATION ${quoteIdent(task.publication)} FOR TABLE ${list}`);
-            await c.query(`SELECT pg_create_logical_replication_slot(${quoteLiteral(slots[i])}, 'pgoutput')`);
-          }),
-        ),
-      );
+      // Publications made by this attempt are dropped again if the cutover aborts.
+      const madePublication = dst.map(() => false);
+      const undo = () =>
+        Promise.all(
+          dst.map((e, i) =>
+            withConn(e, async (c) => {
+              await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${quoteLiteral(slots[i])}`);
+              if (madePublication[i]) await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(task.publication)}`);
+            }),
+          ),
+        );
+      try {
+        await Promise.all(
+          dst.map((e, i) =>
+            withConn(e, async (c) => {
+              const exists = await c.query(`SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(task.publication)}`);
+              if (exists.rows.length === 0) {
+                await c.query(`CREATE PUBLICATION ${quoteIdent(task.publication)} FOR TABLE ${list}`);
+                madePublication[i] = true;
+              }
+              await c.query(`SELECT pg_create_logical_replication_slot(${quoteLiteral(slots[i])}, 'pgoutput')`);
+            }),
+          ),
+        );
+      } catch (err) {
+        // One shard may have succeeded: leave nothing behind on any of them.
+        await undo().catch((e) => ctx.log.error({ err: asPgError(e).message }, 'cutover: could not remove a partly created reverse slot'));
+        throw err;
+      }
       return {
         get taskId() {
           return reverseTask?.id ?? null;
@@ -122,7 +144,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
           reverseTask = await startReplicate(reg, ctx, { source: task.source, destination: task.destination, publication: task.publication, slot: reverseBase, options: { reverse: !task.options.reverse, fromUser: task.options.toUser, toUser: task.options.fromUser } });
         },
         async abort() {
-          await Promise.all(dst.map((e, i) => withConn(e, (c) => c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${quoteLiteral(slots[i])}`))));
+          await undo();
         },
       };
     },
@@ -143,6 +165,30 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       await task.update({ status: 'finished', inner: left.length ? `cut over; could not drop slot ${left.join(', ')}` : 'cut over' });
     },
   };
+}
+
+function stoppedDuringCutover(task: Task): PgError {
+  return new PgError(SQLSTATE.queryCanceled, `task ${task.id} was stopped (STOP_TASK) during the cutover`);
+}
+
+/** Rejects as soon as the task is stopped, whatever `p` is still waiting for. */
+function untilStopped<T>(task: Task, p: Promise<T>): Promise<T> {
+  const signal = task.controller.signal;
+  if (signal.aborted) return Promise.reject(stoppedDuringCutover(task));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(stoppedDuringCutover(task));
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 async function withConn<T>(e: Endpoint, f: (c: ServerConnection) => Promise<T>): Promise<T> {

@@ -113,29 +113,32 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
   };
   const db = subject.source;
 
-  // 1. Wait (with traffic flowing) until the destination is nearly caught up.
-  enter('wait_lag');
-  const lagDeadline = Date.now() + s.timeout;
-  for (;;) {
-    const lag = await subject.lagBytes();
-    if (lag <= s.trafficStopThreshold) break;
-    if (Date.now() > lagDeadline) {
-      throw new PgError(SQLSTATE.objectNotInState, `cutover aborted before pausing: replication lag is ${lag} bytes, above cutover_traffic_stop_threshold (${s.trafficStopThreshold}) for cutover_timeout (${s.timeout} ms); traffic was never paused`);
-    }
-    await sleep(50);
-  }
-  step('wait_lag');
-
-  // 2. Pause.
-  enter('pause');
-  const pausedAt = Date.now();
-  traffic.gate.close(db, 'cutover');
-  log.info({ database: db }, 'cutover: traffic paused');
-  const deadline = pausedAt + s.timeout;
+  let pausedAt: number | null = null;
   let reverse: ReverseHandle | null = null;
   let aborted = 0;
   let barrier: bigint[] = [];
+  let swapped: Config;
   try {
+    // 1. Wait (with traffic flowing) until the destination is nearly caught up.
+    enter('wait_lag');
+    const lagDeadline = Date.now() + s.timeout;
+    for (;;) {
+      const lag = await subject.lagBytes();
+      if (lag <= s.trafficStopThreshold) break;
+      if (Date.now() > lagDeadline) {
+        throw new PgError(SQLSTATE.objectNotInState, `replication lag is ${lag} bytes, above cutover_traffic_stop_threshold (${s.trafficStopThreshold}) for cutover_timeout (${s.timeout} ms); traffic was never paused`);
+      }
+      await sleep(50);
+    }
+    step('wait_lag');
+
+    // 2. Pause.
+    enter('pause');
+    pausedAt = Date.now();
+    traffic.gate.close(db, 'cutover');
+    log.info({ database: db }, 'cutover: traffic paused');
+    const deadline = pausedAt + s.timeout;
+
     // 3. Open transactions finish; after the grace period they are ended.
     enter('drain');
     const quiet = traffic.gate.quiet(db);
@@ -171,25 +174,28 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
     if (Date.now() > deadline && s.timeoutAction === 'abort') {
       throw new PgError(SQLSTATE.queryCanceled, `cutover took longer than cutover_timeout (${s.timeout} ms) before the swap`);
     }
+
+    // The swapped config is built before the point of no return, so a failure here (or one
+    // injected at 'swap') still resumes on the source.
+    enter('swap');
+    swapped = subject.swappedConfig(traffic.currentConfig);
   } catch (err) {
     // Before the point of no return: resume on the source, nothing changed.
     const e = asPgError(err);
     if (reverse) await reverse.abort().catch((x) => log.error({ err: asPgError(x).message }, 'cutover abort: could not drop the reverse slot'));
-    traffic.gate.open(db);
-    log.warn({ database: db, err: e.message, pausedMs: Date.now() - pausedAt }, 'cutover aborted: traffic resumed on the source');
+    if (pausedAt !== null) traffic.gate.open(db);
+    log.warn({ database: db, err: e.message, pausedMs: pausedAt === null ? 0 : Date.now() - pausedAt }, 'cutover aborted: traffic resumed on the source');
     throw new PgError(e.code, `cutover aborted, traffic resumed on the source with nothing changed: ${e.message}`, { hint: e.hint });
   }
 
   // 7. Swap (point of no return).
-  enter('swap');
-  const swapped = subject.swappedConfig(traffic.currentConfig);
   traffic.applyConfig(swapped);
   step('swap');
 
   // 8. Resume. The reverse slot already records every write made from here on, so its stream
   // can start after the gate opens without keeping clients waiting.
   traffic.gate.open(db);
-  const pauseMs = Date.now() - pausedAt;
+  const pauseMs = Date.now() - pausedAt!;
   step('resume');
   let reverseError: PgError | null = null;
   try {
