@@ -29,12 +29,15 @@ import { silentLogger } from '../src/observe/log.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
 import { tempDir } from './lib/children.js';
 import { runShell, libpqEnv, shq, timed, fmtNum, ratio } from './lib/shell.js';
+import pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { pipeline } from 'node:stream/promises';
 
 const HELP = `copy benchmark: pgshift copy vs a binary COPY pipe vs pgcopydb clone
 
 options:
   --rows N          rows in the source table                       default 10000000
-  --variants LIST   comma list of pipe, pgshift-1to1, pgshift-1to2, pgshift-1to2-par, pgcopydb
+  --variants LIST   comma list of pipe, pipe-node, pgshift-1to1, pgshift-1to2, pgshift-1to2-par, pgcopydb
                     default: all (pgshift-1to2-par uses --parallel workers over ctid ranges)
   --parallel N      workers for pgshift-1to2-par (resharding_parallel_copies)   default 4
   --chunk-blocks N  ctid range size for pgshift-1to2-par, in 8 kB blocks
@@ -43,8 +46,8 @@ options:
                     (default: with one, as schema sync creates it before the copy)
   --markdown        also print the results as a Markdown table`;
 
-type Variant = 'pipe' | 'pgshift-1to1' | 'pgshift-1to2' | 'pgshift-1to2-par' | 'pgcopydb';
-const VARIANTS: Variant[] = ['pipe', 'pgshift-1to1', 'pgshift-1to2', 'pgshift-1to2-par', 'pgcopydb'];
+type Variant = 'pipe' | 'pipe-node' | 'pgshift-1to1' | 'pgshift-1to2' | 'pgshift-1to2-par' | 'pgcopydb';
+const VARIANTS: Variant[] = ['pipe', 'pipe-node', 'pgshift-1to1', 'pgshift-1to2', 'pgshift-1to2-par', 'pgcopydb'];
 
 interface Settings {
   rows: number;
@@ -149,6 +152,21 @@ async function pgshiftCopy(src: LocalPostgres, dst: LocalPostgres, shards: numbe
   }
 }
 
+/** Two node-postgres connections, `COPY TO STDOUT` stream piped into `COPY FROM STDIN`. */
+async function nodePipe(srcPort: number, dstPort: number): Promise<number> {
+  const a = new pg.Client({ host: '127.0.0.1', port: srcPort, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'src' });
+  const b = new pg.Client({ host: '127.0.0.1', port: dstPort, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'pipenode' });
+  await a.connect();
+  await b.connect();
+  try {
+    const { seconds } = await timed(() => pipeline(a.query(copyTo('COPY t TO STDOUT (FORMAT binary)')), b.query(copyFrom('COPY t FROM STDIN (FORMAT binary)'))));
+    return seconds;
+  } finally {
+    await a.end();
+    await b.end();
+  }
+}
+
 function machineNote(s: Settings): string {
   const c = cpus();
   return [
@@ -206,6 +224,11 @@ export async function main(argv: string[]): Promise<number> {
         if (out.code !== 0) throw new Error(`psql pipe failed (exit ${out.code}):\n${out.out}`);
         r = { label: 'binary COPY pipe (psql | psql), 1 → 1', seconds: out.seconds, rows: await countRows(dst, 'pipe'), note: '' };
         await dst.sql('DROP DATABASE pipe');
+      } else if (v === 'pipe-node') {
+        await freshDb(dst, 'pipenode', s.pk);
+        const seconds = await nodePipe(src.port, dst.port);
+        r = { label: 'binary COPY pipe (node-postgres + pg-copy-streams), 1 → 1', seconds, rows: await countRows(dst, 'pipenode'), note: '' };
+        await dst.sql('DROP DATABASE pipenode');
       } else if (v === 'pgcopydb') {
         await freshDb(dst, 'pgcopydb', s.pk, false);
         const dir = tempDir('pgshift-bench-pgcopydb-');
