@@ -202,6 +202,11 @@ interface Figures {
 /** Latencies of the transactions that were in flight at some point of [from, to], and of the run. */
 function figures(label: string, detail: string, run: LoggedRun, from: number, to: number, switchMs: number): Figures {
   const all = run.txs.map((t) => t.latencyMs).sort((a, b) => a - b);
+  if (process.env.PGSHIFT_BENCH_DEBUG) {
+    const near = run.txs.filter((t) => t.endMs >= from - 50 && t.endMs - t.latencyMs <= to + 1000).sort((a, b) => a.endMs - b.endMs);
+    console.log(`${label} ${detail}: window ${to - from} ms; transactions near it (start, end relative to window start; latency):`);
+    console.log(near.filter((t) => t.latencyMs > 10).map((t) => `${(t.endMs - t.latencyMs - from).toFixed(0)}..${(t.endMs - from).toFixed(0)}:${t.latencyMs.toFixed(0)}`).join(' '));
+  }
   const win = run.txs.filter((t) => t.endMs >= from && t.endMs - t.latencyMs <= to).map((t) => t.latencyMs).sort((a, b) => a - b);
   return {
     label,

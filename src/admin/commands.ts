@@ -119,6 +119,21 @@ function show(what: string, ctx: AdminContext): AdminResult {
           return [p.key.database, p.key.user, p.address.host, p.address.port, p.key.shard, p.key.role, t.transactions, t.queries, p.stats.checkouts, t.bytesIn, t.bytesOut, p.stats.waitTimeUs, p.stats.errors + t.errors, p.stats.connects, p.stats.healthchecks];
         }),
       );
+    case 'lists': {
+      const c = ctx.currentConfig;
+      const pools = ctx.pools();
+      const servers = pools.reduce((a, p) => a + p.total, 0);
+      return table(['list', ['items', INT8]], [
+        ['databases', new Set(c.databases.map((d) => d.name)).size],
+        ['users', c.users.length],
+        ['pools', pools.length],
+        ['used_clients', ctx.clients().filter((x) => x.state !== 'idle').length],
+        ['free_clients', ctx.clients().filter((x) => x.state === 'idle').length],
+        ['used_servers', pools.reduce((a, p) => a + p.activeCount, 0)],
+        ['free_servers', pools.reduce((a, p) => a + p.idleCount, 0)],
+        ['servers', servers],
+      ]);
+    }
     case 'databases': {
       const c = ctx.currentConfig;
       return table(['name', 'host', ['port', INT8], 'database_name', ['shard', INT8], 'role', ['paused', BOOL]], c.databases.map((d) => [d.name, d.host, d.port, d.database_name ?? d.name, d.shard, d.role, ctx.gate.isClosed(d.name)]));

@@ -42,7 +42,9 @@ const tasks = async (p: PgshiftProcess): Promise<AdminRow> => {
 
 const currentLsn = async (p: Place): Promise<string> => (await p.pg.query<{ lsn: string }>(`SELECT pg_current_wal_lsn()::text AS lsn`, [], p.db))[0].lsn;
 
-test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: after restarts the destination equals the source with no row lost or doubled, and STOP_TASK drops the slot', async () => {
+test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: after restarts the destination equals the source with no row lost or doubled, and STOP_TASK drops the slot', async (t) => {
+  const t0 = Date.now();
+  const note = (m: string) => t.diagnostic(`${((Date.now() - t0) / 1000).toFixed(1)}s ${m}`);
   const source: Place = { pg: src, db: 'crash_src' };
   const dests: Place[] = [{ pg: dst, db: 'crash_d0' }, { pg: dst, db: 'crash_d1' }];
   await src.createDatabase(source.db);
@@ -60,7 +62,8 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   const explain = () => `pgshift output:\n${p.tail()}`;
   await p.start();
 
-  writer = startMixedWriter(source, ROWS);
+  const w = startMixedWriter(source, ROWS);
+  writer = w;
   await sleep(200);
   const [started] = await p.admin('COPY_DATA src dst pub');
   assert.equal(started.task_id, '1');
@@ -83,6 +86,7 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   const big = copies.find((r) => r.table === 'customers')!;
   assert.notEqual(big.status, 'finished', `the copy ended before the kill (raise CRASH_ROWS): ${JSON.stringify(copies)}`);
   const finished = copies.filter((r) => r.status === 'finished').map((r) => r.table!);
+  note(`kill -9 mid-copy: ${copies.map((r) => `${r.table} ${r.status} ${r.rows}`).join(', ')}`);
   await p.kill9();
   // What the dead copy left behind: whole tables committed on the destination. Copying them
   // again without emptying the destination first would double every row.
@@ -105,6 +109,7 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
     60000,
     explain,
   );
+  note('copy restarted and finished; replicating');
   for (const c of await p.admin('SHOW TABLE_COPIES')) assert.equal(c.status, 'finished', `${c.table} copied after the restart`);
 
   // ---- crash 2: while streaming, the writer still writing ------------------------------------
@@ -112,6 +117,7 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   await poll('the stream to apply changes made after the copy', async () => ((await slotPosition(source, slot, mark1)).reached ? true : undefined), 30000, explain);
   await sleep(300 + Math.floor(Math.random() * 300));
   const copiedOnce = await p.admin('SHOW TABLE_COPIES');
+  note(`kill -9 mid-stream: slot at ${(await slotPosition(source, slot, mark1)).lsn}, source at ${await currentLsn(source)}, writer ${JSON.stringify(w.counts)}`);
   await p.kill9();
 
   await p.start();
@@ -130,14 +136,16 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
     30000,
     explain,
   );
+  note('stream resumed from the slot');
   await sleep(500);
 
   // ---- catch up and compare -----------------------------------------------------------------
-  const counts = await writer.stop();
+  const counts = await w.stop();
   writer = null;
   assert.ok(counts.inserts > 100 && counts.deletes > 10 && counts.keyMoves > 10 && counts.transactions > 10, `the writer ran throughout: ${JSON.stringify(counts)}`);
   const end = await currentLsn(source);
   await poll('the slot to confirm everything the writer wrote (lag 0)', async () => ((await slotPosition(source, slot, end)).reached ? true : undefined), 30000, explain);
+  note(`caught up at ${end}; writer ${JSON.stringify(counts)}`);
   const [row] = (await p.admin('SHOW REPLICATION_SLOTS')).filter((r) => r.name === slot);
   assert.ok(row && row.state === 'active' && row.lsn, `SHOW REPLICATION_SLOTS shows the active slot: ${JSON.stringify(row)}`);
 
