@@ -318,6 +318,12 @@ async function pgshiftRun(src: LocalPostgres, dst: LocalPostgres, shards: number
     const served = (await check.query('SELECT current_database()')).rows[0][0];
     check.destroy();
     if (!served || !dbs.includes(served)) throw new Error(`after CUTOVER, "bench" is served by database ${served}, not the destination (${dbs.join(', ')})`);
+    if (process.env.PGSHIFT_BENCH_DEBUG) {
+      for (const d of dbs) {
+        console.log(d, JSON.stringify(await dst.sql("SELECT indexname FROM pg_indexes WHERE tablename = 'pgbench_accounts'", d)));
+        console.log(d, JSON.stringify(await dst.sql("SELECT relname, n_live_tup, n_dead_tup, last_autovacuum, last_autoanalyze, seq_scan, idx_scan FROM pg_stat_user_tables", d)));
+      }
+    }
     const stepText = Object.entries(steps).map(([k, v]) => `${k} ${v}`).join(', ');
     const fig = figures(`pgshift CUTOVER → ${shards} shard${shards > 1 ? 's' : ''}`, 'gate closed', run, from, to, pauseMs);
     return { fig, pauseMs, steps: stepText };

@@ -13,7 +13,7 @@ import { PgCluster, freePort } from '../harness/pg-cluster.js';
 import { moveConfigText, SCHEMA, seedSql, slotNames, type Place } from './move-helpers.js';
 import { PgshiftProcess, startMixedWriter, poll, sleep, compareSharded, assertSame, assertFullCopies, slotPosition, type AdminRow, type WriterCounts } from './crash-helpers.js';
 
-/** Big enough that the copy of `customers` takes a few seconds, so the kill lands inside it. */
+/** Big enough that the copy takes a few seconds, so the kill lands inside it. */
 const ROWS = Number(process.env.CRASH_ROWS ?? 300_000);
 
 let src: PgCluster;
@@ -71,20 +71,23 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   assert.equal(slot, 'pgshift_1');
 
   // ---- crash 1: in the middle of the copy --------------------------------------------------
+  // Kill once one table is committed on the destination and another is half sent.
   const copies = await poll(
-    'customers half copied while another table is already committed',
+    'one table copied and committed while another is half sent',
     async () => {
       const rows = await p.admin('SHOW TABLE_COPIES');
-      const big = rows.find((r) => r.table === 'customers');
-      if (big?.status === 'finished') return rows; // too late: asserted below
+      if (rows.length > 0 && rows.every((r) => r.status === 'finished')) return rows; // too late: asserted below
       const committed = rows.some((r) => r.status === 'finished');
-      return big?.status === 'running' && Number(big.rows) > 0 && committed ? rows : undefined;
+      const half = rows.some((r) => r.status === 'running' && Number(r.rows) > 0);
+      return committed && half ? rows : undefined;
     },
     30000,
     explain,
   );
-  const big = copies.find((r) => r.table === 'customers')!;
-  assert.notEqual(big.status, 'finished', `the copy ended before the kill (raise CRASH_ROWS): ${JSON.stringify(copies)}`);
+  assert.ok(
+    copies.some((r) => r.status === 'running'),
+    `the copy ended before the kill (raise CRASH_ROWS): ${JSON.stringify(copies)}`,
+  );
   const finished = copies.filter((r) => r.status === 'finished').map((r) => r.table!);
   note(`kill -9 mid-copy: ${copies.map((r) => `${r.table} ${r.status} ${r.rows}`).join(', ')}`);
   await p.kill9();
