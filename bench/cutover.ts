@@ -13,13 +13,14 @@
  */
 import { parseArgs } from 'node:util';
 import { cpus, loadavg } from 'node:os';
-import { writeFileSync, readdirSync, readFileSync, chmodSync } from 'node:fs';
+import { writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import { LocalPostgres, freePort, SUPERUSER, SUPERUSER_PASSWORD } from '../src/cli/local-postgres.js';
 import { ServerConnection } from '../src/backend/server.js';
-import { pgbenchInit, pgbenchRun, type Endpoint, type PgbenchResult } from './lib/pgbench.js';
+import { pgbenchInit, type Endpoint } from './lib/pgbench.js';
+import { runLogged, figures, summarize, f1, type Figures } from './lib/switch-latency.js';
 import { pgbouncerBinary } from './lib/pgbouncer.js';
 import { startTracked, tempDir, waitForPort, isRoot, osUser, type Tracked } from './lib/children.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
@@ -36,7 +37,9 @@ options:
   --protocol P       pgbench -M: simple, extended or prepared                default extended
                      (PgBouncer 1.18 cannot run prepared in transaction mode; it is skipped then)
   --shards LIST      destination shard counts to cut over to, e.g. 2,1     default 2,1
+  --rounds N         repeat everything N times; also print medians        default 1
   --no-pgbouncer     pgshift only
+  --timeline         print latency per 100 ms around each switch
   --quick            --seconds 8 --scale 2 (a smoke run)
   --markdown         also print the results as Markdown tables`;
 
@@ -50,6 +53,8 @@ interface Settings {
   protocol: 'simple' | 'extended' | 'prepared';
   shards: number[];
   pgbouncer: boolean;
+  rounds: number;
+  timeline: boolean;
   markdown: boolean;
 }
 
@@ -73,6 +78,8 @@ function parseSettings(argv: string[]): Settings | null {
       protocol: { type: 'string' },
       shards: { type: 'string' },
       'no-pgbouncer': { type: 'boolean' },
+      rounds: { type: 'string' },
+      timeline: { type: 'boolean' },
       quick: { type: 'boolean' },
       markdown: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -99,27 +106,16 @@ function parseSettings(argv: string[]): Settings | null {
     protocol,
     shards,
     pgbouncer: values['no-pgbouncer'] !== true,
+    rounds: int('rounds', values.rounds, 1),
+    timeline: values.timeline === true,
     markdown: values.markdown === true,
   };
   if (s.clients % s.threads !== 0) throw new Error(`--clients (${s.clients}) must be a multiple of --threads (${s.threads}), as pgbench requires`);
   return s;
 }
 
-// ---------------------------------------------------------------------------------------------
-// pgbench with per-transaction logs
-
-/** One transaction from pgbench's --log: when it ended (ms since the epoch) and its latency. */
-interface Tx {
-  endMs: number;
-  latencyMs: number;
-}
-
-interface LoggedRun {
-  result: PgbenchResult;
-  txs: Tx[];
-  /** Transactions the log marks as failed or skipped, plus clients pgbench aborted. */
-  errors: number;
-  errorLines: string[];
+function pgbenchArgs(s: Settings, script: string): string[] {
+  return ['-f', script, '-M', s.protocol];
 }
 
 /** The workload: a read-write transaction on one account, keyed by aid (the shard key). */
@@ -140,92 +136,6 @@ function writeScript(dir: string, scale: number): string {
   chmodSync(file, 0o644);
   return file;
 }
-
-/** Runs pgbench with --log and calls `during` once the run is `atMs` in; parses the logs. */
-async function runLogged(ep: Endpoint, s: Settings, script: string, during: () => Promise<void>): Promise<LoggedRun> {
-  const dir = tempDir('pgshift-bench-txlog-');
-  const prefix = join(dir, 'tx');
-  const run = pgbenchRun(ep, { name: 'account-rw', args: ['-f', script, '-M', s.protocol, '--log', `--log-prefix=${prefix}`] }, { clients: s.clients, threads: s.threads, seconds: s.seconds });
-  let duringErr: unknown = null;
-  const timer = new Promise<void>((resolve) =>
-    setTimeout(() => {
-      during().catch((e) => (duringErr = e)).finally(resolve);
-    }, s.seconds * s.at * 1000),
-  );
-  const [result] = await Promise.all([run, timer]);
-  if (duringErr) throw duringErr;
-  const txs: Tx[] = [];
-  let errors = 0;
-  for (const f of readdirSync(dir).filter((n) => n.startsWith('tx.'))) {
-    for (const line of readFileSync(join(dir, f), 'utf8').split('\n')) {
-      // client_id transaction_no time script_no time_epoch time_us [schedule_lag] [retries]
-      const p = line.split(' ');
-      if (p.length < 6) continue;
-      if (p[2] === 'failed' || p[2] === 'skipped') {
-        errors++;
-        continue;
-      }
-      txs.push({ latencyMs: Number(p[2]) / 1000, endMs: Number(p[4]) * 1000 + Number(p[5]) / 1000 });
-    }
-  }
-  const errorLines = result.raw.split('\n').filter((l) => /aborted in command|ERROR|FATAL/.test(l));
-  errors += result.raw.split('\n').filter((l) => /client \d+ aborted/.test(l)).length;
-  if (result.aborted && errors === 0) errors = 1;
-  return { result, txs, errors, errorLines };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Figures
-
-function pct(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
-
-interface Figures {
-  label: string;
-  detail: string;
-  tx: number;
-  errors: number;
-  /** The switch as the server reports it (pgshift pause_ms; PgBouncer: PAUSE sent → RESUME done). */
-  switchMs: number;
-  inWindow: number;
-  winP50: number;
-  winP99: number;
-  winMax: number;
-  p50: number;
-  p99: number;
-  max: number;
-  firstError: string;
-}
-
-/** Latencies of the transactions that were in flight at some point of [from, to], and of the run. */
-function figures(label: string, detail: string, run: LoggedRun, from: number, to: number, switchMs: number): Figures {
-  const all = run.txs.map((t) => t.latencyMs).sort((a, b) => a - b);
-  if (process.env.PGSHIFT_BENCH_DEBUG) {
-    const near = run.txs.filter((t) => t.endMs >= from - 50 && t.endMs - t.latencyMs <= to + 1000).sort((a, b) => a.endMs - b.endMs);
-    console.log(`${label} ${detail}: window ${to - from} ms; transactions near it (start, end relative to window start; latency):`);
-    console.log(near.filter((t) => t.latencyMs > 10).map((t) => `${(t.endMs - t.latencyMs - from).toFixed(0)}..${(t.endMs - from).toFixed(0)}:${t.latencyMs.toFixed(0)}`).join(' '));
-  }
-  const win = run.txs.filter((t) => t.endMs >= from && t.endMs - t.latencyMs <= to).map((t) => t.latencyMs).sort((a, b) => a - b);
-  return {
-    label,
-    detail,
-    tx: run.txs.length,
-    errors: run.errors,
-    switchMs,
-    inWindow: win.length,
-    winP50: pct(win, 50),
-    winP99: pct(win, 99),
-    winMax: win.length ? win[win.length - 1] : NaN,
-    p50: pct(all, 50),
-    p99: pct(all, 99),
-    max: all.length ? all[all.length - 1] : NaN,
-    firstError: run.errorLines[0]?.trim().slice(0, 160) ?? run.result.firstError ?? '',
-  };
-}
-
-const f1 = (n: number) => (Number.isNaN(n) ? 'n/a' : n.toFixed(1));
 
 // ---------------------------------------------------------------------------------------------
 // pgshift
@@ -278,8 +188,8 @@ async function waitReplicating(admin: ServerConnection, taskId: number, timeoutM
   }
 }
 
-async function pgshiftRun(src: LocalPostgres, dst: LocalPostgres, shards: number, s: Settings, script: string, ep: Endpoint): Promise<{ fig: Figures; pauseMs: number; steps: string }> {
-  const dbs = Array.from({ length: shards }, (_, i) => `bench_s${shards}_${i}`);
+async function pgshiftRun(src: LocalPostgres, dst: LocalPostgres, shards: number, round: number, s: Settings, script: string, ep: Endpoint): Promise<{ fig: Figures; pauseMs: number; steps: string }> {
+  const dbs = Array.from({ length: shards }, (_, i) => `bench_r${round}_s${shards}_${i}`);
   for (const d of dbs) await dst.sql(`CREATE DATABASE ${d}`);
   const dir = tempDir('pgshift-bench-cutover-');
   const port = await freePort();
@@ -302,7 +212,7 @@ async function pgshiftRun(src: LocalPostgres, dst: LocalPostgres, shards: number
     let to = 0;
     let pauseMs = NaN;
     let steps: Record<string, number> = {};
-    const run = await runLogged({ ...ep, port }, s, script, async () => {
+    const run = await runLogged({ ...ep, port }, s, pgbenchArgs(s, script), async () => {
       const start = Date.now();
       const row = (await query(admin!, `CUTOVER ${taskId}`))[0];
       const end = Date.now();
@@ -318,14 +228,8 @@ async function pgshiftRun(src: LocalPostgres, dst: LocalPostgres, shards: number
     const served = (await check.query('SELECT current_database()')).rows[0][0];
     check.destroy();
     if (!served || !dbs.includes(served)) throw new Error(`after CUTOVER, "bench" is served by database ${served}, not the destination (${dbs.join(', ')})`);
-    if (process.env.PGSHIFT_BENCH_DEBUG) {
-      for (const d of dbs) {
-        console.log(d, JSON.stringify(await dst.sql("SELECT indexname FROM pg_indexes WHERE tablename = 'pgbench_accounts'", d)));
-        console.log(d, JSON.stringify(await dst.sql("SELECT relname, n_live_tup, n_dead_tup, last_autovacuum, last_autoanalyze, seq_scan, idx_scan FROM pg_stat_user_tables", d)));
-      }
-    }
     const stepText = Object.entries(steps).map(([k, v]) => `${k} ${v}`).join(', ');
-    const fig = figures(`pgshift CUTOVER → ${shards} shard${shards > 1 ? 's' : ''}`, 'gate closed', run, from, to, pauseMs);
+    const fig = figures(`pgshift CUTOVER → ${shards} shard${shards > 1 ? 's' : ''}`, 'gate closed', round, run, from, to, pauseMs);
     return { fig, pauseMs, steps: stepText };
   } catch (err) {
     throw new Error(`${(err as Error).message}\npgshift output:\n${proc.output()}`);
@@ -378,55 +282,67 @@ async function startPgBouncerAdmin(pg: LocalPostgres, poolSize: number): Promise
   return { port, version, stop: () => proc.stop() };
 }
 
-async function pgbouncerRun(port: number, delayMs: number, s: Settings, script: string, ep: Endpoint): Promise<Figures> {
+async function pgbouncerRun(port: number, delayMs: number, round: number, s: Settings, script: string, ep: Endpoint): Promise<Figures> {
   const admin = await ServerConnection.connect({ host: '127.0.0.1', port, user: SUPERUSER, password: SUPERUSER_PASSWORD, database: 'pgbouncer', connectTimeout: 10_000 });
   try {
     let from = 0;
     let to = 0;
-    const run = await runLogged({ ...ep, port }, s, script, async () => {
+    const run = await runLogged({ ...ep, port }, s, pgbenchArgs(s, script), async () => {
       from = Date.now();
       await admin.query('PAUSE bench'); // returns once every server connection is released
       if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs));
       await admin.query('RESUME bench');
       to = Date.now();
     });
-    return figures('PgBouncer PAUSE/RESUME', delayMs > 0 ? `sleep ${delayMs} ms` : 'no sleep', run, from, to, to - from);
+    return figures('PgBouncer PAUSE/RESUME', delayMs > 0 ? 'sleep = pgshift pause' : 'no sleep', round, run, from, to, to - from);
   } finally {
     admin.destroy();
   }
 }
 
 // ---------------------------------------------------------------------------------------------
+const HEAD = ['run', 'switch', 'round', 'switch ms', 'errors', 'tx in pause', 'pause p50', 'pause max', 'tx ±1 s', '±1 s p99', '±1 s max', 'run p50', 'run p99', 'run max', 'TPS before', 'TPS after'];
+
+function row(f: Figures): string[] {
+  const f0 = (n: number) => (Number.isNaN(n) ? 'n/a' : n.toFixed(0));
+  return [f.label, f.detail, f.round ? String(f.round) : 'median', f0(f.switchMs), String(f.errors), f0(f.pauseN), f1(f.pauseP50), f1(f.pauseMax), f0(f.nearN), f1(f.nearP99), f1(f.nearMax), f1(f.p50), f1(f.p99), f1(f.max), f0(f.tpsBefore), f0(f.tpsAfter)];
+}
 
 function report(figs: Figures[], s: Settings, notes: string[]): void {
-  const head = ['run', 'switch', 'switch ms', 'tx', 'errors', 'tx in switch', 'switch p50 ms', 'switch p99 ms', 'switch max ms', 'run p50 ms', 'run p99 ms', 'run max ms'];
-  const rows = figs.map((f) => [f.label, f.detail, f1(f.switchMs), String(f.tx), String(f.errors), String(f.inWindow), f1(f.winP50), f1(f.winP99), f1(f.winMax), f1(f.p50), f1(f.p99), f1(f.max)]);
-  console.log(`\nResults\n\n${formatTable(head, rows)}\n`);
-  const bouncer = figs.filter((f) => f.label.startsWith('PgBouncer'));
-  const ratioHead = ['pgshift run', 'vs PgBouncer', 'switch p99 ratio', 'switch max ratio'];
+  const rows = figs.map(row);
+  const summary = s.rounds > 1 ? summarize(figs) : figs;
+  if (s.rounds > 1) rows.push(...summary.map(row));
+  console.log(`\nResults (latencies in ms)\n\n${formatTable(HEAD, rows)}\n`);
+  const bouncer = summary.filter((f) => f.label.startsWith('PgBouncer'));
+  const ratioHead = ['pgshift', 'vs PgBouncer', 'pause max', '±1 s p99', '±1 s max'];
   const ratioRows: string[][] = [];
-  for (const p of figs.filter((f) => f.label.startsWith('pgshift'))) {
-    for (const b of bouncer) ratioRows.push([p.label, b.detail, (p.winP99 / b.winP99).toFixed(2), (p.winMax / b.winMax).toFixed(2)]);
+  const shift = summary.filter((f) => f.label.startsWith('pgshift'));
+  for (const p of shift) {
+    for (const b of bouncer) ratioRows.push([p.label, b.detail, (p.pauseMax / b.pauseMax).toFixed(2), (p.nearP99 / b.nearP99).toFixed(2), (p.nearMax / b.nearMax).toFixed(2)]);
   }
-  if (ratioRows.length) console.log(`Ratios (pgshift / PgBouncer)\n\n${formatTable(ratioHead, ratioRows)}\n`);
-  for (const p of figs.filter((f) => f.label.startsWith('pgshift'))) {
-    const ok = p.winP99 < 100 && p.winMax < 500 && p.errors === 0;
-    console.log(`goal (${p.label}): switch p99 ${f1(p.winP99)} ms < 100, max ${f1(p.winMax)} ms < 500, errors ${p.errors} = 0 → ${ok ? 'MET' : 'NOT MET'}`);
+  if (ratioRows.length) console.log(`Ratios pgshift / PgBouncer${s.rounds > 1 ? ' (medians over rounds)' : ''}\n\n${formatTable(ratioHead, ratioRows)}\n`);
+  for (const p of shift) {
+    const ok = p.nearP99 < 100 && p.nearMax < 500 && p.errors === 0;
+    console.log(`goal (${p.label}${s.rounds > 1 ? ', medians' : ''}): p99 ±1 s ${f1(p.nearP99)} ms < 100, max ${f1(p.nearMax)} ms < 500, errors ${p.errors} = 0 → ${ok ? 'MET' : 'NOT MET'}`);
   }
-  for (const f of figs) if (f.errors) console.log(`errors in ${f.label} (${f.detail}): first: ${f.firstError}`);
+  for (const f of figs) if (f.errors) console.log(`errors in ${f.label} (${f.detail}, round ${f.round}): first: ${f.firstError}`);
   for (const n of notes) console.log(n);
+  if (s.timeline) {
+    for (const f of figs) console.log(`\ntimeline of ${f.label} (${f.detail}, round ${f.round}), by transaction end, 0 = traffic paused, switch ${f.switchMs.toFixed(0)} ms:\n${f.timeline}`);
+  }
   const c = cpus();
   console.log(
     [
       '',
       `machine: ${c.length} CPU(s) (${c[0]?.model.trim() ?? 'unknown'}), Node ${process.version}, load average now ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
-      `pgbench -c ${s.clients} -j ${s.threads} -T ${s.seconds} -M ${s.protocol}, switch at ${(s.seconds * s.at).toFixed(1)} s, scale ${s.scale}, pool size ${s.poolSize}`,
+      `pgbench -c ${s.clients} -j ${s.threads} -T ${s.seconds} -M ${s.protocol}, switch at ${(s.seconds * s.at).toFixed(1)} s, scale ${s.scale}, pool size ${s.poolSize}, ${s.rounds} round(s)`,
       'workload: BEGIN; UPDATE pgbench_accounts (by aid); SELECT abalance (by aid); END  — random aid',
-      '"tx in switch": transactions in flight at some point while the gate was closed (pgshift: from the end of',
-      'the lag check for pause_ms; PgBouncer: from sending PAUSE until RESUME returned); their latency is what a client saw.',
+      'pause: traffic paused (pgshift: gate closed, from the end of the lag check for pause_ms; PgBouncer: PAUSE sent',
+      '  until RESUME returned). "tx in pause": transactions in flight at some point of it; "±1 s": from 1 s before',
+      '  the pause to 1 s after it. TPS after: from 1 s after the pause to the end of the run.',
     ].join('\n'),
   );
-  if (s.markdown) console.log(`\n${formatMarkdown(head, rows)}\n${ratioRows.length ? `\n${formatMarkdown(ratioHead, ratioRows)}\n` : ''}`);
+  if (s.markdown) console.log(`\n${formatMarkdown(HEAD, rows)}\n${ratioRows.length ? `\n${formatMarkdown(ratioHead, ratioRows)}\n` : ''}`);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -446,25 +362,32 @@ export async function main(argv: string[]): Promise<number> {
     const script = writeScript(tempDir('pgshift-bench-script-'), s.scale);
     const figs: Figures[] = [];
     const notes: string[] = [];
-    let pause = NaN;
-    for (const n of s.shards) {
-      const r = await pgshiftRun(src, dst, n, s, script, ep);
-      figs.push(r.fig);
-      notes.push(`pgshift → ${n} shard(s): pause_ms ${r.pauseMs}; steps (ms): ${r.steps}`);
-      if (Number.isNaN(pause)) pause = r.pauseMs;
-      console.log(`  → pause_ms ${r.pauseMs}, switch max ${f1(r.fig.winMax)} ms, errors ${r.fig.errors}`);
-    }
-    if (s.pgbouncer && s.protocol === 'prepared') notes.push('PgBouncer skipped: 1.18 cannot keep protocol-level prepared statements in transaction mode.');
-    else if (s.pgbouncer) {
-      await src.sql('VACUUM ANALYZE pgbench_accounts', 'bench');
-      const b = await startPgBouncerAdmin(src, s.poolSize);
+    const bouncer = s.pgbouncer && s.protocol !== 'prepared';
+    if (s.pgbouncer && !bouncer) notes.push('PgBouncer skipped: 1.18 cannot keep protocol-level prepared statements in transaction mode.');
+    let b: Awaited<ReturnType<typeof startPgBouncerAdmin>> | null = null;
+    if (bouncer) {
+      b = await startPgBouncerAdmin(src, s.poolSize);
       servers.push(b);
       notes.push(`${b.version}, transaction mode, pool size ${s.poolSize}, in front of the source PostgreSQL.`);
+    }
+    for (let round = 1; round <= s.rounds; round++) {
+      if (s.rounds > 1) console.log(`round ${round}/${s.rounds}`);
+      let pause = NaN;
+      for (const n of s.shards) {
+        const r = await pgshiftRun(src, dst, n, round, s, script, ep);
+        figs.push(r.fig);
+        notes.push(`round ${round}, pgshift → ${n} shard(s): pause_ms ${r.pauseMs}; steps (ms): ${r.steps}`);
+        if (Number.isNaN(pause)) pause = r.pauseMs;
+        console.log(`  → pause_ms ${r.pauseMs}, pause max ${f1(r.fig.pauseMax)} ms, ±1 s p99 ${f1(r.fig.nearP99)} ms, errors ${r.fig.errors}`);
+      }
+      if (!b) continue;
+      // The source took no writes since the first cutover; vacuum what the previous round left.
+      await src.sql('VACUUM ANALYZE pgbench_accounts', 'bench');
       for (const delay of Number.isNaN(pause) ? [0] : [Math.max(0, Math.round(pause)), 0]) {
-        console.log(`  PgBouncer (port ${b.port}): PAUSE, sleep ${delay} ms, RESUME at ${(s.seconds * s.at).toFixed(0)} s`);
-        const f = await pgbouncerRun(b.port, delay, s, script, ep);
+        console.log(`  PgBouncer: PAUSE, sleep ${delay} ms, RESUME at ${(s.seconds * s.at).toFixed(0)} s`);
+        const f = await pgbouncerRun(b.port, delay, round, s, script, ep);
         figs.push(f);
-        console.log(`  → switch ${f1(f.switchMs)} ms, switch max ${f1(f.winMax)} ms, errors ${f.errors}`);
+        console.log(`  → switch ${f1(f.switchMs)} ms, pause max ${f1(f.pauseMax)} ms, ±1 s p99 ${f1(f.nearP99)} ms, errors ${f.errors}`);
       }
     }
     report(figs, s, notes);

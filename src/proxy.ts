@@ -212,6 +212,10 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     return this.config_.general.two_phase_commit;
   }
 
+  queryTimeout(): number {
+    return this.config_.general.query_timeout;
+  }
+
   isSharded(info: ClientInfo): boolean {
     return (this.registry.get(info.database)?.shardCount ?? 1) > 1;
   }

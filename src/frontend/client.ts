@@ -34,6 +34,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private inGate = false;
   /** Parameters changed by SETs in the current attachment, refreshed before release. */
   private pendingSets: Set<string> | 'all' | null = null;
+  private queryTimer: NodeJS.Timeout | null = null;
   /** The client's primary pool, cached between transactions (looked up again once closed). */
   private primaryPool: Pool | null = null;
   /** A FATAL the attached server sent before closing; reported by serverBroken. */
@@ -179,6 +180,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       case F.Query: {
         this.info.stats.queries++;
         srv.stats.queries++;
+        this.armQueryTimeout(srv);
         this.tracker.push(Pending.Query);
         this.noteSets(decodeQuery(r.body()));
         this.toServer(srv, r.message());
@@ -257,6 +259,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       case F.Execute:
         this.info.stats.queries++;
         srv.stats.queries++;
+        this.armQueryTimeout(srv);
         this.tracker.push(Pending.Execute);
         this.toServer(srv, r.message());
         return;
@@ -276,6 +279,30 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         return;
       default:
         throw new PgError(SQLSTATE.protocolViolation, `invalid frontend message type ${t} ('${String.fromCharCode(t)}')`);
+    }
+  }
+
+  /**
+   * query_timeout: cancels what the server is running if the client's requests are not all
+   * answered in time (the client then gets PostgreSQL's own 57014 "canceling statement").
+   */
+  private armQueryTimeout(srv: ServerConnection): void {
+    if (this.queryTimer) return;
+    const ms = this.ctx.queryTimeout();
+    if (ms <= 0) return;
+    this.queryTimer = setTimeout(() => {
+      this.queryTimer = null;
+      if (this.server === srv && !this.tracker.empty) {
+        this.ctx.log.warn({ client: this.info.id, ms }, 'query_timeout reached: cancelling the query');
+        srv.cancel().catch(() => undefined);
+      }
+    }, ms);
+  }
+
+  private clearQueryTimeout(): void {
+    if (this.queryTimer) {
+      clearTimeout(this.queryTimer);
+      this.queryTimer = null;
     }
   }
 
@@ -519,6 +546,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         }
         if (t === B.ReadyForQuery) {
           srv.txStatus = String.fromCharCode(r.body()[0]) as TxStatus;
+          if (this.tracker.empty) this.clearQueryTimeout();
           if (this.tracker.empty && srv.txStatus === 'I') {
             if (buf && start !== end) this.write(buf.subarray(start, end));
             start = end = 0;
@@ -584,6 +612,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   }
 
   private detach(reusable: boolean): void {
+    this.clearQueryTimeout();
     const srv = this.server;
     const pool = this.pool;
     this.server = null;

@@ -48,4 +48,6 @@ export interface ProxyContext {
   /** Moves a client to the sharded query loop (its database became sharded, e.g. by a cutover). */
   moveToSharded(info: ClientInfo, socket: import('node:net').Socket, params: Map<string, string>, statements: Map<string, { query: string; paramTypes: number[] }>, leftover: Buffer): void;
   log: Logger;
+  /** `[general] query_timeout` in ms (0 = none), read per query so RELOAD applies. */
+  queryTimeout(): number;
 }

@@ -9,18 +9,21 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type pg from 'pg';
 import { PgCluster, freePort } from '../harness/pg-cluster.js';
-import { moveConfigText, SCHEMA, seedSql, slotNames, type Place } from './move-helpers.js';
-import { PgshiftProcess, startMixedWriter, poll, sleep, compareSharded, assertSame, assertFullCopies, slotPosition, type AdminRow, type WriterCounts } from './crash-helpers.js';
+import { shardOfValue } from '../../src/sharding/index.js';
+import { moveConfigText, SCHEMA, slotNames, type Place } from './move-helpers.js';
+import { PgshiftProcess, crashSeedSql, startMixedWriter, poll, sleep, compareSharded, assertSame, assertFullCopies, slotPosition, type AdminRow, type WriterCounts } from './crash-helpers.js';
 
-/** Big enough that the copy takes a few seconds, so the kill lands inside it. */
-const ROWS = Number(process.env.CRASH_ROWS ?? 300_000);
+/** Seeded customers (and a tenth as many events): megabytes in flight when the copy is killed. */
+const ROWS = Number(process.env.CRASH_ROWS ?? 150_000);
 
 let src: PgCluster;
 let dst: PgCluster;
 let proc: PgshiftProcess | null = null;
 let writer: { stop(): Promise<WriterCounts> } | null = null;
 let dir = '';
+let blocker: pg.Client | null = null;
 
 before(async () => {
   [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
@@ -28,6 +31,7 @@ before(async () => {
 after(async () => {
   // Always: a leftover pgshift would keep streaming from the source after the test.
   await proc?.kill9();
+  await blocker?.end().catch(() => undefined);
   await writer?.stop().catch(() => undefined);
   await Promise.all([src?.stop(), dst?.stop()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -49,7 +53,8 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   const dests: Place[] = [{ pg: dst, db: 'crash_d0' }, { pg: dst, db: 'crash_d1' }];
   await src.createDatabase(source.db);
   for (const d of dests) await dst.createDatabase(d.db);
-  await src.query(SCHEMA + seedSql(ROWS), [], source.db);
+  await src.query(SCHEMA + crashSeedSql(ROWS), [], source.db);
+  note('seeded');
   await src.query(`ANALYZE`, [], source.db);
 
   dir = mkdtempSync(join(tmpdir(), 'pgshift-crash-'));
@@ -71,26 +76,42 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   assert.equal(slot, 'pgshift_1');
 
   // ---- crash 1: in the middle of the copy --------------------------------------------------
-  // Kill once one table is committed on the destination and another is half sent.
+  // To land the kill mid-copy whatever the machine's load, the copy of customers is held up on
+  // one destination shard: an open transaction there inserts the last seeded id, so the copy's
+  // own insert of that id waits on it (unique check). Rows before it have been forwarded, the
+  // smaller tables finish and commit, and customers stays uncommitted until the kill.
+  await poll('the copy of customers to start', async () => ((await p.admin('SHOW TABLE_COPIES')).some((r) => r.table === 'customers' && r.status === 'running') ? true : undefined), 30000, explain);
+  const held = String(ROWS);
+  const heldShard = shardOfValue('bigint', held, dests.length);
+  blocker = await dests[heldShard].pg.client(dests[heldShard].db);
+  await blocker.query(`BEGIN`);
+  await blocker.query(`SET LOCAL lock_timeout = '10s'`);
+  await blocker.query(`INSERT INTO customers (id, name) VALUES ($1, 'blocker')`, [held]).catch((err: Error) => {
+    assert.fail(`could not hold the copy at id ${held} (it got there first; raise CRASH_ROWS): ${err.message}`);
+  });
   const copies = await poll(
-    'one table copied and committed while another is half sent',
+    'customers held mid-copy while the other tables are committed',
     async () => {
       const rows = await p.admin('SHOW TABLE_COPIES');
-      if (rows.length > 0 && rows.every((r) => r.status === 'finished')) return rows; // too late: asserted below
-      const committed = rows.some((r) => r.status === 'finished');
-      const half = rows.some((r) => r.status === 'running' && Number(r.rows) > 0);
-      return committed && half ? rows : undefined;
+      const others = rows.filter((r) => r.table !== 'customers');
+      const big = rows.find((r) => r.table === 'customers');
+      return big?.status === 'running' && Number(big.rows) > 0 && others.length > 0 && others.every((r) => r.status === 'finished') ? rows : undefined;
     },
     30000,
     explain,
   );
-  assert.ok(
-    copies.some((r) => r.status === 'running'),
-    `the copy ended before the kill (raise CRASH_ROWS): ${JSON.stringify(copies)}`,
+  const [waiting] = await dests[heldShard].pg.query<{ n: string }>(
+    `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgshift copy' AND wait_event = 'transactionid'`,
+    [dests[heldShard].db],
   );
+  assert.equal(Number(waiting.n), 1, 'the copy of customers waits on the held id');
   const finished = copies.filter((r) => r.status === 'finished').map((r) => r.table!);
   note(`kill -9 mid-copy: ${copies.map((r) => `${r.table} ${r.status} ${r.rows}`).join(', ')}`);
   await p.kill9();
+  // The copy's destination backend wakes up, finds its client gone and rolls back.
+  await blocker.query('ROLLBACK');
+  await blocker.end();
+  blocker = null;
   // What the dead copy left behind: whole tables committed on the destination. Copying them
   // again without emptying the destination first would double every row.
   let leftover = 0;
