@@ -222,7 +222,7 @@ export async function main(argv: string[]): Promise<number> {
           `psql -X -q -v ON_ERROR_STOP=1 -d ${shq(uri(dst, 'pipe'))} -c 'COPY t FROM STDIN (FORMAT binary)'`;
         const out = await runShell(cmd, env);
         if (out.code !== 0) throw new Error(`psql pipe failed (exit ${out.code}):\n${out.out}`);
-        r = { label: 'binary COPY pipe (psql | psql), 1 → 1', seconds: out.seconds, rows: await countRows(dst, 'pipe'), note: '' };
+        r = { label: 'binary COPY pipe (psql → psql), 1 → 1', seconds: out.seconds, rows: await countRows(dst, 'pipe'), note: '' };
         await dst.sql('DROP DATABASE pipe');
       } else if (v === 'pipe-node') {
         await freshDb(dst, 'pipenode', s.pk);

@@ -74,6 +74,8 @@ export interface Figures {
   pauseN: number;
   pauseP50: number;
   pauseMax: number;
+  /** pauseMax − switchMs: how much longer than the pause itself the worst client waited. */
+  excess: number;
   /** Transactions in flight at some point from 1 s before the pause to 1 s after it. */
   nearN: number;
   nearP99: number;
@@ -133,6 +135,7 @@ export function figures(label: string, detail: string, round: number, run: Logge
     pauseN: pause.length,
     pauseP50: pct(pause, 50),
     pauseMax: pause.length ? pause[pause.length - 1] : NaN,
+    excess: (pause.length ? pause[pause.length - 1] : NaN) - switchMs,
     nearN: near.length,
     nearP99: pct(near, 99),
     nearMax: near.length ? near[near.length - 1] : NaN,
@@ -170,6 +173,7 @@ export function summarize(figs: Figures[]): Figures[] {
       pauseN: m((f) => f.pauseN),
       pauseP50: m((f) => f.pauseP50),
       pauseMax: m((f) => f.pauseMax),
+      excess: m((f) => f.excess),
       nearN: m((f) => f.nearN),
       nearP99: m((f) => f.nearP99),
       nearMax: m((f) => f.nearMax),

@@ -52,7 +52,12 @@ port = ${dest.port}
 database_name = "shop_1"
 shard = 1
 `;
-  const users = ['prod', 'prod_new'].map((db) => `[[users]]\nname = "app"\ndatabase = "${db}"\npassword = "secret"\nserver_user = "postgres"\nserver_password = "postgres"\n`).join('\n');
+  const users = ['prod', 'prod_new']
+    .flatMap((db) => [
+      `[[users]]\nname = "app"\ndatabase = "${db}"\npassword = "secret"\nserver_user = "postgres"\nserver_password = "postgres"\n`,
+      `[[users]]\nname = "sess"\ndatabase = "${db}"\npassword = "secret"\nserver_user = "postgres"\nserver_password = "postgres"\npooler_mode = "session"\n`,
+    ])
+    .join('\n');
   px = await startProxy(source, {
     databases,
     users,
@@ -169,7 +174,20 @@ test('CUTOVER under load moves traffic to the 2-shard cluster with no client err
   assert.equal(t.canCutover, true, 'the progress API says the task can be cut over');
   assert.equal(progress.canWrite, true);
 
+  // A session-mode client connected before the cutover keeps its connection.
+  const sess = new pg.Client({ host: '127.0.0.1', port: px.port, user: 'sess', password: 'secret', database: 'prod' });
+  await sess.connect();
+  assert.equal((await sess.query('SELECT current_database() AS db')).rows[0].db, 'shop');
+
   const first = await runCutover('cutover', taskId, 1_000_000);
+
+  // ... and its next transaction runs on the new cluster, routed by shard key.
+  await sess.query('INSERT INTO orders (id, customer, amount) VALUES ($1, 1, 1)', [9_000_001]);
+  assert.match((await sess.query('SELECT current_database() AS db')).rows[0].db, /^shop_[01]$/, 'the session client moved to the new cluster');
+  const sessShard = `shop_${shardOfValue('bigint', '9000001', 2)}`;
+  assert.equal((await dest.query('SELECT count(*)::int AS n FROM orders WHERE id = 9000001', [], sessShard))[0].n, 1);
+  await sess.query('DELETE FROM orders WHERE id = $1', [9_000_001]);
+  await sess.end();
 
   // Every acknowledged write is on the new cluster, on the shard its key hashes to.
   const onNew = await rowsOn(dest, ['shop_0', 'shop_1'], 'SELECT id::text AS id, current_database() AS db FROM orders');
