@@ -24,6 +24,7 @@ export class Cluster {
       if (d.role === 'replica') s.replicas.push(d);
       else s.primary = d;
     }
+    this.hasReplicas = this.shards.some((s) => s.replicas.length > 0);
   }
 
   get shardCount(): number {
@@ -80,9 +81,8 @@ export class Cluster {
     return [...this.pools.values()];
   }
 
-  get hasReplicas(): boolean {
-    return this.shards.some((s) => s.replicas.length > 0);
-  }
+  /** Computed once: asked on every transaction of the single-shard path. */
+  readonly hasReplicas: boolean = false;
 
   close(): void {
     for (const p of this.pools.values()) p.close();

@@ -96,6 +96,7 @@ export class PauseGate {
   }
 
   private notifyQuiet(): void {
+    if (this.quietWatchers.length === 0) return; // the common case: nobody is waiting
     this.quietWatchers = this.quietWatchers.filter((w) => {
       if (this.openTransactions(w.db) > 0) return true;
       w.resolve();
