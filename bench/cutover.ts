@@ -228,6 +228,8 @@ async function pgshiftRun(src: LocalPostgres, dst: LocalPostgres, shards: number
     const served = (await check.query('SELECT current_database()')).rows[0][0];
     check.destroy();
     if (!served || !dbs.includes(served)) throw new Error(`after CUTOVER, "bench" is served by database ${served}, not the destination (${dbs.join(', ')})`);
+    const lastEnd = run.txs.reduce((m, t) => Math.max(m, t.endMs), 0);
+    if (to + 1000 > lastEnd) console.log(`  warning: the cutover waited ${steps.wait_lag} ms for replication lag and ended less than 1 s before pgbench did; its figures are partial (try more --seconds or a smaller --at)`);
     const stepText = Object.entries(steps).map(([k, v]) => `${k} ${v}`).join(', ');
     const fig = figures(`pgshift CUTOVER → ${shards} shard${shards > 1 ? 's' : ''}`, 'gate closed', round, run, from, to, pauseMs);
     return { fig, pauseMs, steps: stepText };

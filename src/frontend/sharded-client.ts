@@ -113,7 +113,14 @@ export class ShardedClient implements GateHolder {
       for (;;) {
         const m = await this.nextMessage();
         if (!m) return;
-        await this.handle(m[0], m[1]);
+        // Responses are written message by message; corking sends each request's answer in
+        // one write instead of one per message.
+        this.socket.cork();
+        try {
+          await this.handle(m[0], m[1]);
+        } finally {
+          this.socket.uncork();
+        }
       }
     } catch (err) {
       const e = asPgError(err, SQLSTATE.protocolViolation);

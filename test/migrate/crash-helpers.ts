@@ -3,7 +3,9 @@
 // inserts, updates (shard-key changes included), deletes and multi-statement transactions on the
 // source, and an exact row-by-row comparison of the destination shards against the source.
 import assert from 'node:assert/strict';
+import type pg from 'pg';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { runPsql } from '../harness/proxy.js';
 import { shardOfValue } from '../../src/sharding/index.js';
@@ -187,6 +189,7 @@ export function startMixedWriter(src: Place, seeded: number): { counts: WriterCo
       await c.end();
     }
   })();
+  loop.catch(() => undefined); // observed by stop(); a failure must not go unhandled meanwhile
   return {
     counts,
     async stop() {
@@ -266,4 +269,78 @@ export async function slotPosition(source: Place, slot: string, target: string):
     source.db,
   );
   return { lsn: r[0]?.lsn ?? null, reached: r[0]?.reached === true };
+}
+
+/**
+ * Holds back the COMMIT of any destination transaction that inserted an `events` row whose
+ * payload has a "gate" key, on one destination database: a deferred constraint trigger (ENABLE
+ * ALWAYS, so it fires under session_replication_role = replica) waits at commit time for an
+ * advisory lock this gate holds. Other shards of the same group commit meanwhile, which is how
+ * a test puts the destination in the state a crash between two shards' commits leaves.
+ */
+export class CommitGate {
+  private constructor(
+    private readonly place: Place,
+    private readonly holder: pg.Client,
+    private readonly holderPid: number,
+  ) {}
+
+  static async install(place: Place): Promise<CommitGate> {
+    const holder = await place.pg.client(place.db);
+    const r = await holder.query<{ pid: number }>(`SELECT pg_advisory_lock(${GATE_KEY}), pg_backend_pid() AS pid`);
+    await place.pg.query(
+      `CREATE FUNCTION crash_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(${GATE_KEY}); RETURN NULL; END $$;
+       CREATE CONSTRAINT TRIGGER crash_gate AFTER INSERT ON events DEFERRABLE INITIALLY DEFERRED
+         FOR EACH ROW WHEN (NEW.payload ? 'gate') EXECUTE FUNCTION crash_gate();
+       ALTER TABLE events ENABLE ALWAYS TRIGGER crash_gate;`,
+      [],
+      place.db,
+    );
+    return new CommitGate(place, holder, r.rows[0].pid);
+  }
+
+  /** PIDs of the transactions waiting at the gate (their COMMIT has been sent). */
+  async waiting(): Promise<number[]> {
+    const r = await this.place.pg.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> $2`,
+      [this.place.db, this.holderPid],
+    );
+    return r.map((x) => x.pid);
+  }
+
+  /** Aborts the waiting transactions (they never commit), removes the trigger, frees the lock. */
+  async abortAndRemove(): Promise<void> {
+    for (const pid of await this.waiting()) await this.place.pg.query(`SELECT pg_terminate_backend($1, 5000)`, [pid]);
+    await this.place.pg.query(`DROP TRIGGER crash_gate ON events; DROP FUNCTION crash_gate()`, [], this.place.db);
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    await this.holder.end().catch(() => undefined);
+  }
+}
+
+const GATE_KEY = 4242;
+
+/** A random uuid that hashes to `shard` of `shards`. */
+export function uuidOnShard(shard: number, shards: number): string {
+  for (;;) {
+    const u = randomUUID();
+    if (shardOfValue('uuid', u, shards) === shard) return u;
+  }
+}
+
+/** A replication origin's progress (remote LSN) on a destination cluster, null when unknown. */
+export async function originProgress(p: Place, origin: string): Promise<string | null> {
+  const [r] = await p.pg.query<{ lsn: string | null }>(`SELECT pg_replication_origin_progress($1, false)::text AS lsn`, [origin], p.db);
+  return r?.lsn ?? null;
+}
+
+/** a > b for two LSNs in text form. */
+export function lsnAfter(a: string, b: string): boolean {
+  const v = (s: string) => {
+    const [hi, lo] = s.split('/');
+    return (BigInt(`0x${hi}`) << 32n) | BigInt(`0x${lo}`);
+  };
+  return v(a) > v(b);
 }

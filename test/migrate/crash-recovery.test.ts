@@ -1,9 +1,11 @@
-// Crash recovery of a COPY_DATA task, end to end with pgshift as a separate process: it is
-// killed with SIGKILL once in the middle of the copy (some tables committed on the destination,
-// the big one half sent) and once while streaming, and started again on the same state
-// directory each time, while a writer keeps inserting, updating (shard-key changes included) and
-// deleting on the source. After catch-up the destination shards together hold exactly the
-// source's rows: none lost, none doubled, none stale, each on the shard its key hashes to.
+// Crash recovery of a COPY_DATA task, end to end with pgshift as a separate process
+// (`pgshift serve`): it is killed with SIGKILL once in the middle of the copy (two tables
+// already committed on the destination, the big one sent but uncommitted) and once while
+// streaming (a two-shard source transaction committed on one destination shard only, the slot
+// not yet confirmed past it), and started again on the same state directory each time, while a
+// writer keeps inserting, updating (shard-key changes included) and deleting on the source.
+// After catch-up the destination shards together hold exactly the source's rows: none lost,
+// none doubled, none stale, each on the shard its key hashes to.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync, readFileSync, rmSync } from 'node:fs';
@@ -13,7 +15,7 @@ import type pg from 'pg';
 import { PgCluster, freePort } from '../harness/pg-cluster.js';
 import { shardOfValue } from '../../src/sharding/index.js';
 import { moveConfigText, SCHEMA, slotNames, type Place } from './move-helpers.js';
-import { PgshiftProcess, crashSeedSql, startMixedWriter, poll, sleep, compareSharded, assertSame, assertFullCopies, slotPosition, type AdminRow, type WriterCounts } from './crash-helpers.js';
+import { PgshiftProcess, CommitGate, originProgress, lsnAfter, uuidOnShard, crashSeedSql, startMixedWriter, poll, sleep, compareSharded, assertSame, assertFullCopies, slotPosition, type AdminRow, type WriterCounts } from './crash-helpers.js';
 
 /** Seeded customers (and a tenth as many events): megabytes in flight when the copy is killed. */
 const ROWS = Number(process.env.CRASH_ROWS ?? 150_000);
@@ -24,6 +26,7 @@ let proc: PgshiftProcess | null = null;
 let writer: { stop(): Promise<WriterCounts> } | null = null;
 let dir = '';
 let blocker: pg.Client | null = null;
+let gate: CommitGate | null = null;
 
 before(async () => {
   [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
@@ -32,6 +35,7 @@ after(async () => {
   // Always: a leftover pgshift would keep streaming from the source after the test.
   await proc?.kill9();
   await blocker?.end().catch(() => undefined);
+  await gate?.close();
   await writer?.stop().catch(() => undefined);
   await Promise.all([src?.stop(), dst?.stop()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -89,22 +93,25 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   await blocker.query(`INSERT INTO customers (id, name) VALUES ($1, 'blocker')`, [held]).catch((err: Error) => {
     assert.fail(`could not hold the copy at id ${held} (it got there first; raise CRASH_ROWS): ${err.message}`);
   });
+  const heldBy = async () => {
+    const [r] = await dests[heldShard].pg.query<{ n: string }>(
+      `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgshift copy' AND wait_event = 'transactionid'`,
+      [dests[heldShard].db],
+    );
+    return Number(r.n);
+  };
   const copies = await poll(
-    'customers held mid-copy while the other tables are committed',
+    'customers held mid-copy (its copy waiting on the held id) while the other tables are committed',
     async () => {
       const rows = await p.admin('SHOW TABLE_COPIES');
       const others = rows.filter((r) => r.table !== 'customers');
       const big = rows.find((r) => r.table === 'customers');
-      return big?.status === 'running' && Number(big.rows) > 0 && others.length > 0 && others.every((r) => r.status === 'finished') ? rows : undefined;
+      const ready = big?.status === 'running' && Number(big.rows) > 0 && others.length > 0 && others.every((r) => r.status === 'finished');
+      return ready && (await heldBy()) === 1 ? rows : undefined;
     },
     30000,
     explain,
   );
-  const [waiting] = await dests[heldShard].pg.query<{ n: string }>(
-    `SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgshift copy' AND wait_event = 'transactionid'`,
-    [dests[heldShard].db],
-  );
-  assert.equal(Number(waiting.n), 1, 'the copy of customers waits on the held id');
   const finished = copies.filter((r) => r.status === 'finished').map((r) => r.table!);
   note(`kill -9 mid-copy: ${copies.map((r) => `${r.table} ${r.status} ${r.rows}`).join(', ')}`);
   await p.kill9();
@@ -137,12 +144,44 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   for (const c of await p.admin('SHOW TABLE_COPIES')) assert.equal(c.status, 'finished', `${c.table} copied after the restart`);
 
   // ---- crash 2: while streaming, the writer still writing ------------------------------------
+  // The kill lands where exactly-once is hardest: a source transaction touching both shards has
+  // committed on one of them, its commit on the other is held (CommitGate), and the slot is not
+  // confirmed past it. The restarted stream receives it again and must skip it on the first
+  // shard (or the row doubles / the insert fails) and apply it on the second.
   const mark1 = await currentLsn(source);
   await poll('the stream to apply changes made after the copy', async () => ((await slotPosition(source, slot, mark1)).reached ? true : undefined), 30000, explain);
-  await sleep(300 + Math.floor(Math.random() * 300));
+  const [gated, ahead] = [1, 0];
+  gate = await CommitGate.install(dests[gated]);
+  const sc = await src.client(source.db);
+  let gateLsn: string;
+  try {
+    await sc.query(`BEGIN`);
+    await sc.query(`INSERT INTO events (id, customer_id, payload) VALUES ($1, -1, '{"gate": true}'), ($2, -1, '{"gate": false}')`, [uuidOnShard(gated, dests.length), uuidOnShard(ahead, dests.length)]);
+    await sc.query(`COMMIT`);
+    gateLsn = (await sc.query<{ lsn: string }>(`SELECT pg_current_wal_lsn()::text AS lsn`)).rows[0].lsn; // >= that commit's end
+  } finally {
+    await sc.end();
+  }
+  const g = gate;
+  const split = await poll(
+    `shard ${ahead} to commit the two-shard transaction while shard ${gated} waits at the gate`,
+    async () => {
+      if ((await g.waiting()).length === 0) return undefined;
+      const progress = await originProgress(dests[ahead], `${slot}_${ahead}`);
+      const confirmed = (await slotPosition(source, slot, gateLsn)).lsn;
+      if (confirmed && !lsnAfter(gateLsn, confirmed)) assert.fail(`slot confirmed up to ${confirmed}, past a transaction shard ${gated} has not committed (before ${gateLsn}): a crash now loses it`);
+      return progress && confirmed && lsnAfter(progress, confirmed) ? { progress, confirmed } : undefined;
+    },
+    30000,
+    explain,
+  );
   const copiedOnce = await p.admin('SHOW TABLE_COPIES');
-  note(`kill -9 mid-stream: slot at ${(await slotPosition(source, slot, mark1)).lsn}, source at ${await currentLsn(source)}, writer ${JSON.stringify(w.counts)}`);
+  note(`kill -9 mid-stream: shard ${ahead} applied up to ${split.progress}, slot confirmed ${split.confirmed}, shard ${gated} held; writer ${JSON.stringify(w.counts)}`);
   await p.kill9();
+  await gate.abortAndRemove();
+  gate = null;
+  const saved2 = JSON.parse(readFileSync(join(dir, 'state', 'tasks.json'), 'utf8')) as { tasks: { id: number; phase: string }[] };
+  assert.equal(saved2.tasks.find((t) => t.id === 1)?.phase, 'replicating', 'the state file says the task died streaming');
 
   await p.start();
   const again = await tasks(p);
@@ -181,4 +220,6 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
   assert.equal(stopped.stop_task, 'OK');
   assert.equal((await tasks(p)).status, 'cancelled');
   assert.deepEqual(await slotNames(source), [], 'STOP_TASK dropped the slot');
+  const origins = await dst.query<{ roname: string }>(`SELECT roname FROM pg_replication_origin WHERE roname LIKE $1`, [`${slot}_%`]);
+  assert.deepEqual(origins, [], 'STOP_TASK dropped the replication origins on the destination');
 });

@@ -51,7 +51,13 @@ ${[0, 1].map((i) => `\n[[databases]]\nname = "prod_new"\nhost = "127.0.0.1"\npor
 });
 
 after(async () => {
-  if (px) px.proxy.inject = undefined;
+  if (px) {
+    // A failed assertion may have left load running or the gate closed: end both first.
+    px.proxy.inject = undefined;
+    px.proxy.gate.open();
+    px.proxy.gate.open('prod');
+    await Promise.all([...activeLoads].map((l) => l.stop()));
+  }
   await px?.stop();
   await Promise.all([source?.stop(), dest?.stop()]);
 });
@@ -88,6 +94,7 @@ interface LoadResult {
 }
 
 let nextIdBase = 1_000_000;
+const activeLoads = new Set<{ stop: () => Promise<LoadResult> }>();
 
 /** Clients inserting and reading back through pgshift until stopped. */
 function startLoad(clients: number): { stop: () => Promise<LoadResult> } {
@@ -96,10 +103,14 @@ function startLoad(clients: number): { stop: () => Promise<LoadResult> } {
   const res: LoadResult = { errors: [], acked: [], landed: new Set(), maxMs: 0 };
   const workers = Array.from({ length: clients }, async (_, w) => {
     const c = new pg.Client({ host: '127.0.0.1', port: px.port, user: 'app', password: 'secret', database: 'prod' });
-    c.on('error', (e) => res.errors.push(`client error: ${e.message}`));
+    let broken = false;
+    c.on('error', (e) => {
+      res.errors.push(`client error: ${e.message}`);
+      broken = true;
+    });
     await c.connect();
     try {
-      for (let n = 0; running; n++) {
+      for (let n = 0; running && !broken; n++) {
         const id = base + w * 100_000 + n;
         const t0 = Date.now();
         try {
@@ -119,13 +130,16 @@ function startLoad(clients: number): { stop: () => Promise<LoadResult> } {
       await c.end().catch(() => undefined);
     }
   });
-  return {
+  const load = {
     async stop() {
       running = false;
+      activeLoads.delete(load);
       await Promise.all(workers);
       return res;
     },
   };
+  activeLoads.add(load);
+  return load;
 }
 
 async function destSlots(): Promise<string[]> {
