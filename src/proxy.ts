@@ -308,6 +308,20 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     return this;
   }
 
+  async prewarm(source: string, destination: string): Promise<void> {
+    const src = this.registry.get(source);
+    const dst = this.registry.get(destination);
+    if (!src || !dst) return;
+    const jobs: Promise<void>[] = [];
+    for (const user of this.config_.users.filter((u) => u.database === destination)) {
+      // As many connections per destination shard as the source's pools of this user hold now.
+      const inUse = src.allPools().filter((p) => p.key.user === user.name).reduce((a, p) => a + p.total, 0);
+      if (inUse === 0) continue;
+      for (let shard = 0; shard < dst.shardCount; shard++) jobs.push(dst.pool(user, shard).prewarm(inUse));
+    }
+    await Promise.all(jobs);
+  }
+
   swapped(source: string, destination: string, saved: boolean): void {
     if (saved) this.unsavedSwaps = [];
     else this.unsavedSwaps.push({ source, destination });

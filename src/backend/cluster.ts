@@ -4,6 +4,7 @@
  * for pools; admin and migrate ask it what exists.
  */
 import { Pool, type PoolOptions } from './pool.js';
+import type { ServerConnection } from './server.js';
 import type { Config, DatabaseConfig, UserConfig } from '../config/types.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { ShardingSchema } from '../sharding/index.js';
@@ -18,7 +19,12 @@ export class Cluster {
   private pools = new Map<string, Pool>();
   private rr = 0;
 
-  constructor(readonly name: string, readonly config: Config) {
+  constructor(
+    readonly name: string,
+    readonly config: Config,
+    /** Idle connections left by the pools this cluster replaces, by Pool.transferKey. */
+    private readonly inherited?: Map<string, ServerConnection[]>,
+  ) {
     for (const d of config.databases.filter((x) => x.name === name)) {
       const s = (this.shards[d.shard] ??= { replicas: [] });
       if (d.role === 'replica') s.replicas.push(d);
@@ -73,6 +79,11 @@ export class Cluster {
         opts,
       );
       this.pools.set(key, p);
+      const carried = this.inherited?.get(p.transferKey);
+      if (carried?.length) {
+        this.inherited!.delete(p.transferKey);
+        p.adopt(carried);
+      }
     }
     return p;
   }
@@ -97,9 +108,9 @@ export class ClusterRegistry {
     this.build(config);
   }
 
-  private build(config: Config): void {
+  private build(config: Config, inherited?: Map<string, ServerConnection[]>): void {
     this.config = config;
-    for (const name of new Set(config.databases.map((d) => d.name))) this.clusters.set(name, new Cluster(name, config));
+    for (const name of new Set(config.databases.map((d) => d.name))) this.clusters.set(name, new Cluster(name, config, inherited));
   }
 
   get current(): Config {
@@ -128,9 +139,24 @@ export class ClusterRegistry {
    */
   replace(config: Config): void {
     const old = this.clusters;
+    // Idle server connections move to the new pool with the same user and server, so a
+    // cutover or RELOAD does not make every waiting client open a connection at once.
+    const inherited = new Map<string, ServerConnection[]>();
+    for (const c of old.values()) {
+      for (const p of c.allPools()) {
+        const list = inherited.get(p.transferKey) ?? [];
+        list.push(...p.takeAllIdle());
+        inherited.set(p.transferKey, list);
+      }
+    }
     this.clusters = new Map();
-    this.build(config);
+    this.build(config, inherited);
     for (const c of old.values()) c.close();
+    // Connections no new pool asked for within a while are closed.
+    setTimeout(() => {
+      for (const list of inherited.values()) for (const conn of list) conn.destroy();
+      inherited.clear();
+    }, 30_000).unref();
   }
 
   startMaintenance(intervalMs = 1000): void {

@@ -242,6 +242,48 @@ export class Pool {
     }
   }
 
+  /** Identity of the server sessions this pool holds: idle ones may move to a new pool with the same identity (RELOAD, cutover). */
+  get transferKey(): string {
+    const a = this.address;
+    return `${this.key.user}|${a.host}|${a.port}|${a.database}|${a.user}`;
+  }
+
+  /** Removes and returns the idle connections (to hand them to a replacement pool). */
+  takeAllIdle(): ServerConnection[] {
+    return this.idle.splice(0).filter((c) => !c.closed);
+  }
+
+  /** Takes over idle connections from a pool this one replaces. */
+  adopt(conns: ServerConnection[]): void {
+    for (const c of conns) {
+      if (c.closed || this.total >= this.opts.size) {
+        c.destroy();
+        continue;
+      }
+      c.onClosed(() => this.forget(c));
+      this.idle.push(c);
+    }
+    if (conns.length) this.serveWaiters();
+  }
+
+  /** Opens connections until `n` exist (at most the pool size), so a burst finds them ready. */
+  async prewarm(n: number): Promise<void> {
+    const want = Math.min(n, this.opts.size) - this.total;
+    if (want <= 0) return;
+    const opened = await Promise.allSettled(Array.from({ length: want }, () => this.open()));
+    for (const r of opened) if (r.status === 'fulfilled') this.release(r.value, true);
+  }
+
+  private serveWaiters(): void {
+    while (this.waiters.length && this.idle.length) {
+      const conn = this.idle.pop()!;
+      const w = this.waiters.shift()!;
+      if (w.timer) clearTimeout(w.timer);
+      this.active.add(conn);
+      w.resolve(conn);
+    }
+  }
+
   /** Closes idle connections now; active ones close when released. */
   drainIdle(): void {
     for (const c of this.idle.splice(0)) c.destroy();

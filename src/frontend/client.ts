@@ -670,11 +670,12 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
 
   /** GateHolder: the cutover ends a transaction that outlived its grace period. */
   abortTransaction(err: PgError): void {
-    const srv = this.server;
-    if (!srv) return;
+    if (!this.server) return;
+    // Like pg_terminate_backend: the connection ends with FATAL. Answering ReadyForQuery
+    // instead would let a later COMMIT look successful to libpq clients although the
+    // transaction's writes were rolled back.
     this.detach(false);
-    this.write(be.errorResponse(err));
-    this.write(be.readyForQuery('I'));
+    this.fatal(new PgError(err.code, err.message, { hint: err.hint }));
   }
 
   /** Forwards a CancelRequest to the server running this client's query. */

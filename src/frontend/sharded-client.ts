@@ -529,10 +529,13 @@ export class ShardedClient implements GateHolder {
 
   /** GateHolder: the cutover ends a transaction that outlived its grace period. */
   abortTransaction(err: PgError): void {
+    // The connection ends with FATAL, as with pg_terminate_backend (see Client.abortTransaction).
     this.tx.destroyAll();
     this.tx.inTransaction = false;
     this.leaveGate();
-    this.write(be.errorResponse(err));
+    const e = new PgError(err.code, err.message, { hint: err.hint, severity: 'FATAL' });
+    this.socket.end(be.errorResponse(e));
+    this.onClose();
   }
 
   cancel(): void {

@@ -10,7 +10,8 @@ import { quoteIdent, quoteLiteral } from '../wire/quote.js';
 import { connect, shardEndpoints, type Endpoint } from './endpoints.js';
 import { publishedTables, qualifiedName } from './catalog.js';
 import { slotName } from './snapshot.js';
-import { readSequenceValues, applySequenceValues } from './schema-sync.js';
+import { readSequenceValuesOn, applySequenceValuesOn } from './schema-sync.js';
+import { tableSequences, type SequenceRef } from './schema-ddl.js';
 import { dropTaskSlots } from './task-runner.js';
 import { migrationRegistry, startCopyData, startReplicate, type MigrationContext, type Task } from './tasks.js';
 import { runCutover, cutoverSettings, type CutoverReport, type CutoverSubject, type CutoverTraffic, type FailureInjector, type ReverseHandle } from './cutover.js';
@@ -45,13 +46,14 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
   const previousInner = task.innerStatus;
   await task.update({ inner: rollback ? 'rolling back' : 'cutting over' });
   const probes: ServerConnection[] = [];
+  const destConns: ServerConnection[] = [];
   try {
     const config = ctx.config();
     const src = shardEndpoints(config, task.source, task.options.fromUser);
     const dst = shardEndpoints(config, task.destination, task.options.toUser);
     // Connections used during the pause are opened before it, to keep the pause short.
     for (const e of src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
-    const subject = buildSubject(ctx, task, src, dst, probes);
+    const subject = buildSubject(ctx, task, src, dst, probes, destConns);
     const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, () => {
       if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
     });
@@ -64,12 +66,14 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
     throw asPgError(err);
   } finally {
     for (const p of probes) p.destroy();
+    for (const c of destConns) c.destroy();
     cutoverHistory.running = null;
   }
 }
 
-function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: Endpoint[], probes: ServerConnection[]): CutoverSubject {
+function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: Endpoint[], probes: ServerConnection[], destConns: ServerConnection[]): CutoverSubject {
   let reverseTask: Task | null = null;
+  let sequences: SequenceRef[] = [];
   const reverseBase = `pgshift_rev_${task.id}_${Date.now().toString(36)}`;
   return {
     source: task.source,
@@ -95,9 +99,16 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       // Raced with STOP_TASK: a stalled stream must not keep the gate closed until the timeout.
       await untilStopped(task, Promise.all(task.streams.map((s, i) => s.waitForLsn(lsns[i], timeoutMs))));
     },
+    async beforePause() {
+      // Everything the pause needs is prepared while traffic still flows: the list of
+      // sequences, connections to every destination shard, and warm destination pools.
+      sequences = await tableSequences(probes[0], await publishedTables(probes[0], task.publication));
+      for (const e of dst) destConns.push(await connect(e, { applicationName: 'pgshift cutover' }));
+      await ctx.traffic.prewarm?.(task.source, task.destination);
+    },
     async syncSequences() {
-      const values = await readSequenceValues(src, task.publication);
-      await applySequenceValues(dst, values);
+      // One query per source shard for the final values, one per destination shard to set them.
+      await applySequenceValuesOn(destConns, await readSequenceValuesOn(probes, sequences));
     },
     async prepareReverse(): Promise<ReverseHandle> {
       // The reverse stream reads the new cluster: it needs the publication there and a slot
@@ -141,7 +152,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
         async start() {
           // After the swap, task.source names the new cluster and task.destination the old one.
           const reg = await migrationRegistry(ctx);
-          reverseTask = await startReplicate(reg, ctx, { source: task.source, destination: task.destination, publication: task.publication, slot: reverseBase, options: { reverse: !task.options.reverse, fromUser: task.options.toUser, toUser: task.options.fromUser } });
+          reverseTask = await startReplicate(reg, ctx, { source: task.source, destination: task.destination, publication: task.publication, slot: reverseBase, options: { reverse: !task.options.reverse, skipOriginated: true, fromUser: task.options.toUser, toUser: task.options.fromUser } });
         },
         async abort() {
           await undo();

@@ -9,7 +9,8 @@
  *  4. barrier: read pg_current_wal_lsn() on every source shard and wait until replication has
  *     applied it (pgshift's own applier knows exactly what it committed);
  *  5. bring every destination sequence past the source's value;
- *  6. create the reverse slot on the destination (nothing writes there yet);
+ *  6. (done before step 2) the reverse slot on the destination; its stream skips the forward
+ *     stream's origin-tagged writes, so only the application's writes after the swap flow back;
  *  7. swap source and destination in the configuration (point of no return);
  *  8. open the gate: waiting transactions run on the new cluster; then start the reverse
  *     replication task from the slot made in step 6.
@@ -30,6 +31,8 @@ export interface CutoverTraffic {
   readonly currentConfig: Config;
   /** Installs the swapped config (pools for the moved database now point at the destination). */
   applyConfig(c: Config): void;
+  /** Opens server connections to `destination` for the users of `source`, ahead of the swap. */
+  prewarm?(source: string, destination: string): Promise<void>;
 }
 
 /** What the cutover needs from the replication task being cut over. */
@@ -44,8 +47,10 @@ export interface CutoverSubject {
   /** Resolves when replication of source shard i has applied lsns[i]. */
   waitApplied(lsns: bigint[], timeoutMs: number): Promise<void>;
   syncSequences(): Promise<void>;
-  /** Creates the reverse slot on the destination; returns a handle for start/abort. */
+  /** Creates the reverse slot on the destination (before the pause); returns a handle for start/abort. */
   prepareReverse(): Promise<ReverseHandle>;
+  /** Work that shortens the pause: open connections the pause will need, warm the destination's pools. */
+  beforePause?(): Promise<void>;
   /** Returns the config with source and destination swapped. */
   swappedConfig(config: Config): Config;
   /** After the swap: persists the config when cutover_save_config is set. */
@@ -81,7 +86,7 @@ export function cutoverSettings(c: Config): CutoverSettings {
   };
 }
 
-export type CutoverStep = 'wait_lag' | 'pause' | 'drain' | 'barrier' | 'sequences' | 'reverse_slot' | 'swap' | 'resume';
+export type CutoverStep = 'wait_lag' | 'prepare' | 'pause' | 'drain' | 'barrier' | 'sequences' | 'reverse_slot' | 'swap' | 'resume';
 
 export interface CutoverReport {
   /** Milliseconds the gate was closed: the longest any new transaction could have waited. */
@@ -132,6 +137,14 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
     }
     step('wait_lag');
 
+    // The reverse slot is made before the pause: on the destination, until the swap, only the
+    // forward stream writes, and the reverse stream skips those (they carry its origin).
+    enter('reverse_slot');
+    reverse = await subject.prepareReverse();
+    step('reverse_slot');
+    if (subject.beforePause) await subject.beforePause();
+    step('prepare');
+
     // 2. Pause.
     enter('pause');
     pausedAt = Date.now();
@@ -168,9 +181,6 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
     await subject.syncSequences();
     step('sequences');
 
-    enter('reverse_slot');
-    reverse = await subject.prepareReverse();
-    step('reverse_slot');
     if (Date.now() > deadline && s.timeoutAction === 'abort') {
       throw new PgError(SQLSTATE.queryCanceled, `cutover took longer than cutover_timeout (${s.timeout} ms) before the swap`);
     }

@@ -88,22 +88,38 @@ export interface SequenceValue extends SequenceRef {
 export async function readSequenceValues(source: Endpoint[], publication: string, tables?: PublishedTable[]): Promise<SequenceValue[]> {
   const refs = await withConn(source[0], async (c) => tableSequences(c, tables ?? (await publishedTables(c, publication))));
   if (refs.length === 0) return [];
+  const conns = await Promise.all(source.map((e) => connect(e, { applicationName: 'pgshift schema-sync' })));
+  try {
+    return await readSequenceValuesOn(conns, refs);
+  } finally {
+    for (const c of conns) c.destroy();
+  }
+}
+
+/** Like readSequenceValues, over connections already open to every source shard (the cutover's). */
+export async function readSequenceValuesOn(conns: ServerConnection[], refs: SequenceRef[]): Promise<SequenceValue[]> {
+  if (refs.length === 0) return [];
   const best = new Map<string, bigint>();
+  const sql = refs.map((r, i) => `SELECT ${i}, last_value::text, is_called FROM ${r.name}`).join(' UNION ALL ');
   await Promise.all(
-    source.map((e) =>
-      withConn(e, async (c) => {
-        const sql = refs.map((r, i) => `SELECT ${i}, last_value::text, is_called FROM ${r.name}`).join(' UNION ALL ');
-        for (const [i, v, called] of (await c.query(sql)).rows) {
-          if (called !== 't') continue;
-          const ref = refs[Number(i)];
-          const n = BigInt(v!);
-          const cur = best.get(ref.name);
-          if (cur === undefined || (ref.increment > 0 ? n > cur : n < cur)) best.set(ref.name, n);
-        }
-      }),
-    ),
+    conns.map(async (c) => {
+      for (const [i, v, called] of (await c.query(sql)).rows) {
+        if (called !== 't') continue;
+        const ref = refs[Number(i)];
+        const n = BigInt(v!);
+        const cur = best.get(ref.name);
+        if (cur === undefined || (ref.increment > 0 ? n > cur : n < cur)) best.set(ref.name, n);
+      }
+    }),
   );
   return refs.filter((r) => best.has(r.name)).map((r) => ({ ...r, value: best.get(r.name)! }));
+}
+
+/** setval on connections already open to every destination shard (one statement each). */
+export async function applySequenceValuesOn(conns: ServerConnection[], values: SequenceValue[]): Promise<void> {
+  if (values.length === 0) return;
+  const sql = `SELECT ${values.map((v) => `pg_catalog.setval(${v.destination}, ${v.value}, true)`).join(', ')}`;
+  await Promise.all(conns.map((c) => c.query(sql)));
 }
 
 /** Sets every sequence on every destination shard in one statement per shard. */

@@ -40,6 +40,8 @@ export interface StreamOptions {
   /** The source's logical database and shard count: with several source shards, tables not sharded there (copies on every shard) are applied from shard 0's stream only. */
   sourceDatabase?: string;
   sourceShards?: number;
+  /** Skip transactions replayed by a replication stream (they carry an origin): loop prevention for reverse streams. */
+  skipOriginated?: boolean;
 }
 
 export interface StreamStats {
@@ -99,7 +101,7 @@ export class ReplicationStream {
       if (e.shard !== i) throw new PgError(SQLSTATE.invalidParameterValue, `destination endpoints must be indexed by shard: entry ${i} is shard ${e.shard}`);
     });
     if (opts.destination.length === 0) throw new PgError(SQLSTATE.invalidParameterValue, 'replication stream needs at least one destination shard');
-    this.assembler = new TransactionAssembler(this.relations, (t) => this.onTransaction(t));
+    this.assembler = new TransactionAssembler(this.relations, (t) => this.onTransaction(t), opts.skipOriginated ?? false);
     this.probe = new SourceProbe(opts.source);
   }
 

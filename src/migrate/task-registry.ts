@@ -26,6 +26,8 @@ export interface TaskOptions {
   keepSlot?: boolean;
   schemaPhase?: 'pre' | 'post' | 'cutover';
   reverse?: boolean;
+  /** The slot was created by a cutover before its pause: skip the other stream's own (origin-tagged) writes. */
+  skipOriginated?: boolean;
   /** ctid range size for the copy (tests use small values). */
   chunkBlocks?: number;
 }

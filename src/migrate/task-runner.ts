@@ -194,6 +194,7 @@ async function startStreams(task: Task, r: Resolved, log: Logger): Promise<void>
         destDatabase: task.destination,
         sourceDatabase: task.source,
         sourceShards: r.src.length,
+        skipOriginated: task.options.skipOriginated ?? false,
         config: r.config,
         slot: task.slots[e.shard],
         publication: task.publication,

@@ -49,6 +49,7 @@ interface Open {
   xid: number;
   changes: Change[];
   bytes: number;
+  originated?: boolean;
 }
 
 export class TransactionAssembler {
@@ -63,7 +64,12 @@ export class TransactionAssembler {
   constructor(
     private readonly relations: RelationCache,
     private readonly emit: (t: SourceTransaction) => void,
+    /** Drop the changes of transactions that carry a replication origin (replayed by a replication stream). */
+    private readonly skipOriginated = false,
   ) {}
+
+  /** Transactions whose changes were dropped because they came from a replication origin. */
+  originatedSkipped = 0;
 
   /**
    * Nothing is half-received: no Begin without its Commit and no streamed transaction awaiting
@@ -85,7 +91,8 @@ export class TransactionAssembler {
         if (!t) throw violation('Commit without Begin');
         this.current = null;
         this.heldBytes -= t.bytes;
-        this.emit({ xid: t.xid, commitLsn: msg.commitLsn, endLsn: msg.endLsn, commitTime: msg.commitTime, changes: t.changes, bytes: t.bytes, streamed: false });
+        if (t.originated) this.originatedSkipped++;
+        this.emit({ xid: t.xid, commitLsn: msg.commitLsn, endLsn: msg.endLsn, commitTime: msg.commitTime, changes: t.originated ? [] : t.changes, bytes: t.bytes, streamed: false });
         return;
       }
       case 'relation':
@@ -102,9 +109,15 @@ export class TransactionAssembler {
       case 'truncate':
         this.add({ kind: 'truncate', rels: this.relations.resolveTruncate(msg), msg, xid: msg.xid ?? 0 }, size);
         return;
-      case 'origin':
+      case 'origin': {
+        // The transaction was itself replayed by a replication stream. A reverse stream made by
+        // a cutover skips these: they are the forward stream's own writes, already on the other side.
+        if (!this.skipOriginated) return;
+        const t = this.current ?? (this.inStream ? this.streams.get(this.streamXid) : undefined);
+        if (t) t.originated = true;
+        return;
+      }
       case 'message':
-        // Origin: the change was itself replayed from elsewhere; we apply it like any other.
         // Logical messages (pg_logical_emit_message) carry no table data.
         return;
       case 'streamStart': {
@@ -121,7 +134,8 @@ export class TransactionAssembler {
       case 'streamCommit': {
         const t = this.streams.get(msg.xid);
         this.streams.delete(msg.xid);
-        const changes = t?.changes ?? [];
+        if (t?.originated) this.originatedSkipped++;
+        const changes = t && !t.originated ? t.changes : [];
         const bytes = t?.bytes ?? 0;
         this.heldBytes -= bytes;
         this.emit({ xid: msg.xid, commitLsn: msg.commitLsn, endLsn: msg.endLsn, commitTime: msg.commitTime, changes, bytes, streamed: true });
