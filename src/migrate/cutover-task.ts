@@ -110,7 +110,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       // One query per source shard for the final values, one per destination shard to set them.
       await applySequenceValuesOn(destConns, await readSequenceValuesOn(probes, sequences));
     },
-    async prepareReverse(): Promise<ReverseHandle> {
+    async prepareReverse(timeoutMs: number): Promise<ReverseHandle> {
       // The reverse stream reads the new cluster: it needs the publication there and a slot
       // created now, while nothing writes, so every write after the resume is captured.
       const tables = await withConn(src[0], (c) => publishedTables(c, task.publication));
@@ -127,10 +127,15 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
             }),
           ),
         );
+      // Creating a slot waits for every transaction open on that server: bounded by the
+      // cutover's time budget (statement_timeout) and by STOP_TASK (the statement is cancelled).
+      const inFlight: ServerConnection[] = [];
       try {
-        await Promise.all(
+        const creation = Promise.all(
           dst.map((e, i) =>
             withConn(e, async (c) => {
+              inFlight.push(c);
+              await c.query(`SET statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
               const exists = await c.query(`SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(task.publication)}`);
               if (exists.rows.length === 0) {
                 await c.query(`CREATE PUBLICATION ${quoteIdent(task.publication)} FOR TABLE ${list}`);
@@ -140,6 +145,13 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
             }),
           ),
         );
+        try {
+          await untilStopped(task, creation);
+        } catch (err) {
+          for (const c of inFlight) await c.cancel().catch(() => undefined);
+          await creation.catch(() => undefined);
+          throw err;
+        }
       } catch (err) {
         // One shard may have succeeded: leave nothing behind on any of them.
         await undo().catch((e) => ctx.log.error({ err: asPgError(e).message }, 'cutover: could not remove a partly created reverse slot'));

@@ -48,7 +48,7 @@ export interface CutoverSubject {
   waitApplied(lsns: bigint[], timeoutMs: number): Promise<void>;
   syncSequences(): Promise<void>;
   /** Creates the reverse slot on the destination (before the pause); returns a handle for start/abort. */
-  prepareReverse(): Promise<ReverseHandle>;
+  prepareReverse(timeoutMs: number): Promise<ReverseHandle>;
   /** Work that shortens the pause: open connections the pause will need, warm the destination's pools. */
   beforePause?(): Promise<void>;
   /** Returns the config with source and destination swapped. */
@@ -102,7 +102,7 @@ export interface CutoverReport {
 }
 
 /** For tests of the abort paths: throw at the start of a step. */
-export type FailureInjector = (step: CutoverStep) => void;
+export type FailureInjector = (step: CutoverStep) => void | Promise<void>;
 
 export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffic, s: CutoverSettings, log: Logger, inject?: FailureInjector, onStep?: (step: CutoverStep) => void): Promise<CutoverReport> {
   const steps: CutoverReport['steps'] = {};
@@ -112,9 +112,9 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
     steps[name] = now - mark;
     mark = now;
   };
-  const enter = (name: CutoverStep) => {
+  const enter = async (name: CutoverStep) => {
     onStep?.(name);
-    inject?.(name);
+    await inject?.(name);
   };
   const db = subject.source;
 
@@ -125,7 +125,7 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
   let swapped: Config;
   try {
     // 1. Wait (with traffic flowing) until the destination is nearly caught up.
-    enter('wait_lag');
+    await enter('wait_lag');
     const lagDeadline = Date.now() + s.timeout;
     for (;;) {
       const lag = await subject.lagBytes();
@@ -139,21 +139,21 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
 
     // The reverse slot is made before the pause: on the destination, until the swap, only the
     // forward stream writes, and the reverse stream skips those (they carry its origin).
-    enter('reverse_slot');
-    reverse = await subject.prepareReverse();
+    await enter('reverse_slot');
+    reverse = await subject.prepareReverse(Math.max(1, lagDeadline - Date.now()));
     step('reverse_slot');
     if (subject.beforePause) await subject.beforePause();
     step('prepare');
 
     // 2. Pause.
-    enter('pause');
+    await enter('pause');
     pausedAt = Date.now();
     traffic.gate.close(db, 'cutover');
     log.info({ database: db }, 'cutover: traffic paused');
     const deadline = pausedAt + s.timeout;
 
     // 3. Open transactions finish; after the grace period they are ended.
-    enter('drain');
+    await enter('drain');
     const quiet = traffic.gate.quiet(db);
     const graceOver = await Promise.race([quiet.then(() => false), sleep(Math.min(s.gracePeriod, Math.max(0, deadline - Date.now()))).then(() => true)]);
     if (graceOver) {
@@ -167,7 +167,7 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
     step('drain');
 
     // 4. Barrier: everything written on the source is applied on the destination.
-    enter('barrier');
+    await enter('barrier');
     barrier = await subject.sourceLsns();
     await subject.waitApplied(barrier, Math.max(1, deadline - Date.now()));
     if (s.lastTransactionDelay > 0 && s.replicationLagThreshold > 0) {
@@ -177,7 +177,7 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
     }
     step('barrier');
 
-    enter('sequences');
+    await enter('sequences');
     await subject.syncSequences();
     step('sequences');
 
@@ -187,7 +187,7 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
 
     // The swapped config is built before the point of no return, so a failure here (or one
     // injected at 'swap') still resumes on the source.
-    enter('swap');
+    await enter('swap');
     swapped = subject.swappedConfig(traffic.currentConfig);
   } catch (err) {
     // Before the point of no return: resume on the source, nothing changed.

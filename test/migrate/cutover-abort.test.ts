@@ -211,7 +211,12 @@ test('a replication stall makes cutover_timeout fire: the pause lasts about the 
   const slotsBefore = await destSlots();
   const pubsBefore = await destPublications();
   setGeneral({ cutover_timeout: 1500, cutover_timeout_action: 'abort' });
-  const locks = [await lockOrders(dest, 'shop_0'), await lockOrders(dest, 'shop_1')];
+  // The stall starts once the reverse slot exists and traffic is about to pause (earlier, the
+  // lock would block the reverse publication instead of replication).
+  const locks: Awaited<ReturnType<typeof lockOrders>>[] = [];
+  px.proxy.inject = async (step) => {
+    if (step === 'pause' && locks.length === 0) locks.push(await lockOrders(dest, 'shop_0'), await lockOrders(dest, 'shop_1'));
+  };
   let released = false;
   try {
     const load = startLoad(4);
@@ -235,6 +240,7 @@ test('a replication stall makes cutover_timeout fire: the pause lasts about the 
     assert.deepEqual([...res.landed], ['shop'], 'every write landed on the source');
     await assertNothingChanged('timeout', slotsBefore, pubsBefore);
   } finally {
+    px.proxy.inject = undefined;
     if (!released) await unlock(locks).catch(() => undefined);
     setGeneral({ cutover_timeout: 20000 });
   }
@@ -289,8 +295,12 @@ test('STOP_TASK while a cutover waits at the barrier aborts it at once: traffic 
   await waitFor('the reverse task to replicate', async () => (await taskRow(reverseTaskId))?.inner_status === 'replicating');
   const prodBefore = px.proxy.currentConfig.databases.filter((d) => d.name === 'prod').map((d) => d.database_name).sort();
   assert.deepEqual(prodBefore, ['shop_0', 'shop_1'], 'prod is served by the new cluster before the rollback');
-  // The rollback's destination is the old cluster: stall replication into it.
-  const locks = [await lockOrders(source, 'shop')];
+  // The rollback's destination is the old cluster: stall replication into it once the reverse
+  // slot exists and traffic is about to pause.
+  const locks: pg.Client[] = [];
+  px.proxy.inject = async (step) => {
+    if (step === 'pause' && locks.length === 0) locks.push(await lockOrders(source, 'shop'));
+  };
   let released = false;
   try {
     const load = startLoad(4);
@@ -330,6 +340,7 @@ test('STOP_TASK while a cutover waits at the barrier aborts it at once: traffic 
     const prodAfter = px.proxy.currentConfig.databases.filter((d) => d.name === 'prod').map((d) => d.database_name).sort();
     assert.deepEqual(prodAfter, prodBefore, 'prod still names the new cluster');
   } finally {
+    px.proxy.inject = undefined;
     if (!released) await unlock(locks).catch(() => undefined);
   }
 });
