@@ -93,6 +93,8 @@ export class ShardedClient implements GateHolder {
     for (;;) {
       if (this.closed) return null;
       if (this.reader.next()) return [this.reader.type, Buffer.from(this.reader.body())];
+      // Waiting for the client (e.g. its COPY data): whatever is corked must reach it first.
+      while (this.socket.writableCorked > 0) this.socket.uncork();
       await new Promise<void>((r) => (this.waiter = r));
     }
   }
