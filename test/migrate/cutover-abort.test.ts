@@ -159,6 +159,28 @@ async function lockOrders(cluster: PgCluster, db: string): Promise<pg.Client> {
   return c;
 }
 
+/**
+ * Locks orders on both destination shards. The applier may hold one shard's transaction open
+ * while it waits for the other shard: a lock taken there would wait forever on a transaction that
+ * waits for us, so each attempt has a lock_timeout and a failed pair is released and retried.
+ */
+async function lockAllShards(): Promise<pg.Client[]> {
+  for (;;) {
+    const got: pg.Client[] = [];
+    try {
+      for (const db of ['shop_0', 'shop_1']) {
+        const c = await dest.client(db);
+        got.push(c);
+        await c.query("BEGIN; SET LOCAL lock_timeout = '200ms'; LOCK TABLE orders IN ACCESS EXCLUSIVE MODE");
+      }
+      return got;
+    } catch {
+      await unlock(got).catch(() => undefined);
+      await sleep(20);
+    }
+  }
+}
+
 async function unlock(clients: pg.Client[]): Promise<void> {
   for (const c of clients) {
     await c.query('ROLLBACK');
@@ -215,7 +237,7 @@ test('a replication stall makes cutover_timeout fire: the pause lasts about the 
   // lock would block the reverse publication instead of replication).
   const locks: Awaited<ReturnType<typeof lockOrders>>[] = [];
   px.proxy.inject = async (step) => {
-    if (step === 'pause' && locks.length === 0) locks.push(await lockOrders(dest, 'shop_0'), await lockOrders(dest, 'shop_1'));
+    if (step === 'pause' && locks.length === 0) locks.push(...(await lockAllShards()));
   };
   let released = false;
   try {
