@@ -4,7 +4,7 @@
  * on a configuration problem; exit 2 on bad command-line usage.
  */
 import { existsSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseCommandArgs, CONFIG_OPTIONS } from './args.js';
 import { ConfigError } from '../config/errors.js';
 import { loadConfig } from '../config/load.js';
 import { databaseNames } from '../config/topology.js';
@@ -13,28 +13,10 @@ const USAGE = 'usage: pgshift check [--config pgshift.toml] [--users users.toml]
 
 export function runCheckCommand(argv: string[]): number {
   const args = argv[0] === 'check' ? argv.slice(1) : argv;
-  let values: { config?: string; users?: string; help?: boolean };
+  const values = parseCommandArgs(args, CONFIG_OPTIONS, USAGE);
+  if (typeof values === 'number') return values;
   try {
-    ({ values } = parseArgs({
-      args,
-      options: {
-        config: { type: 'string', short: 'c' },
-        users: { type: 'string', short: 'u' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  try {
-    const config = loadConfig({ config: values.config, users: values.users });
+    const config = loadConfig({ config: values.config as string | undefined, users: values.users as string | undefined });
     process.stdout.write(`OK: ${databaseNames(config).length} databases, ${config.users.length} users\n`);
     if (config.users.length === 0) {
       const file = config.paths.users ?? 'users.toml';

@@ -11,9 +11,9 @@
  * 2 on usage errors, 130 / 143 after Ctrl-C / SIGTERM.
  */
 import { mkdtempSync } from 'node:fs';
+import { parseCommandArgs, MOVE_OPTIONS } from './args.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../observe/log.js';
@@ -30,37 +30,9 @@ const USAGE = `usage: pgshift data-sync --from-database <src> --to-database <dst
 
 export async function runDataSyncCommand(argv: string[]): Promise<number> {
   const args = argv[0] === 'data-sync' ? argv.slice(1) : argv;
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    ({ values: v } = parseArgs({
-      args,
-      options: {
-        config: { type: 'string', short: 'c' },
-        users: { type: 'string', short: 'u' },
-        'from-database': { type: 'string' },
-        'to-database': { type: 'string' },
-        'from-user': { type: 'string' },
-        'to-user': { type: 'string' },
-        publication: { type: 'string' },
-        'replication-slot': { type: 'string' },
-        'sync-only': { type: 'boolean' },
-        'replicate-only': { type: 'boolean' },
-        'skip-schema-sync': { type: 'boolean' },
-        'keep-slot': { type: 'boolean' },
-        'state-dir': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandArgs(args, { ...MOVE_OPTIONS, 'replication-slot': { type: 'string' }, 'sync-only': { type: 'boolean' }, 'replicate-only': { type: 'boolean' }, 'skip-schema-sync': { type: 'boolean' }, 'keep-slot': { type: 'boolean' }, 'state-dir': { type: 'string' } }, USAGE);
+  if (typeof parsed === 'number') return parsed;
+  const v = parsed;
   for (const k of ['from-database', 'to-database', 'publication']) {
     if (typeof v[k] !== 'string') {
       process.stderr.write(`error: --${k} is required\n${USAGE}`);

@@ -3,8 +3,8 @@
  * (also `--data-sync-complete` = post and `--cutover` = cutover, PgDog's spelling). Runs one
  * idempotent schema phase in the foreground after the pre-flight checks. Exit 0 / 1 / 2 (usage).
  */
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/index.js';
+import { parseCommandArgs, MOVE_OPTIONS } from './args.js';
 import { createLogger } from '../observe/log.js';
 import { shardEndpoints } from '../migrate/endpoints.js';
 import { runPreflight } from '../migrate/preflight.js';
@@ -18,34 +18,9 @@ const USAGE = `usage: pgshift schema-sync --from-database <src> --to-database <d
 
 export async function runSchemaSyncCommand(argv: string[]): Promise<number> {
   const args = argv[0] === 'schema-sync' ? argv.slice(1) : argv;
-  let v: Record<string, string | boolean | undefined>;
-  try {
-    ({ values: v } = parseArgs({
-      args,
-      options: {
-        config: { type: 'string', short: 'c' },
-        users: { type: 'string', short: 'u' },
-        'from-database': { type: 'string' },
-        'to-database': { type: 'string' },
-        'from-user': { type: 'string' },
-        'to-user': { type: 'string' },
-        publication: { type: 'string' },
-        phase: { type: 'string' },
-        'data-sync-complete': { type: 'boolean' },
-        cutover: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (v.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseCommandArgs(args, { ...MOVE_OPTIONS, phase: { type: 'string' }, 'data-sync-complete': { type: 'boolean' }, cutover: { type: 'boolean' } }, USAGE);
+  if (typeof parsed === 'number') return parsed;
+  const v = parsed;
   const str = (k: string) => (typeof v[k] === 'string' ? (v[k] as string) : undefined);
   for (const k of ['from-database', 'to-database', 'publication']) {
     if (!str(k)) {

@@ -21,6 +21,7 @@ import { changedSessionParams, paramSyncSql } from './session-params.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 import { parseStatement, analyze } from '../router/index.js';
+import { quoteLiteral } from '../wire/quote.js';
 
 export class Client implements ServerSink, GateHolder, ParseObserver {
   readonly reader = new FrameReader();
@@ -599,7 +600,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         return;
       }
       const list = [...names];
-      const res = await srv.query(`SELECT ${list.map((_, i) => `current_setting(${quoteLit(list[i])}, true)`).join(', ')}`);
+      const res = await srv.query(`SELECT ${list.map((_, i) => `current_setting(${quoteLiteral(list[i])}, true)`).join(', ')}`);
       list.forEach((n, i) => {
         const v = res.rows[0]?.[i];
         if (v === null || v === undefined) return;
@@ -710,6 +711,3 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   }
 }
 
-function quoteLit(s: string): string {
-  return "'" + s.replace(/'/g, "''") + "'";
-}

@@ -305,8 +305,9 @@ export class ShardedClient implements GateHolder {
       }
     }
     // Reads outside an explicit transaction may go to replicas.
-    this.tx.preferReplica = !tx.inTransaction && !!a?.readOnly && analyze(q).readOnly;
-    const decision = route(q, { schema: this.ctx.sharding(this.info).schema, shards: this.ctx.sharding(this.info).shards, roundRobin: this.rr++, shardOverride: this.shardOverride }, ext ? boundParams(ext) : undefined);
+    this.tx.preferReplica = !tx.inTransaction && !!a?.readOnly;
+    const { schema, shards } = this.ctx.sharding(this.info);
+    const decision = route(q, { schema, shards, roundRobin: this.rr++, shardOverride: this.shardOverride }, ext ? boundParams(ext) : undefined);
     const ok = await this.execute(decision, sql, ext);
     if (ok && a && (a.kind === 'set' || a.kind === 'reset') && a.set && !a.set.local && a.set.name !== 'transaction') {
       // Session parameter: remember it so every shard connection this client gets has it.
@@ -331,10 +332,7 @@ export class ShardedClient implements GateHolder {
       }
       case 'split': {
         // One INSERT per shard; the client sees one command tag with the total.
-        let total = 0;
-        let returning: ResultMerger | null = null;
-        const shards = d.parts.map((p) => p.shard);
-        returning = new ResultMerger(d.merge, shards);
+        const returning = new ResultMerger(d.merge, d.parts.map((p) => p.shard));
         for (const part of d.parts) {
           const sub = ext ? { ...ext, paramTypes: part.params.map((i) => ext.paramTypes[i] ?? 0), params: part.params.map((i) => ext.params[i]), formats: part.params.map((i) => paramFormat(ext.formats, i)) } : null;
           const err = await this.collect(part.shard, part.sql, sub, returning);
@@ -343,9 +341,7 @@ export class ShardedClient implements GateHolder {
         const res = returning.finish();
         if (res.fields && (ext === null || ext.describe)) this.write(be.rowDescriptionRaw(res.fields));
         for (const r of res.rows) this.write(be.dataRowRaw(r));
-        const m = /^INSERT 0 (\d+)$/.exec(res.tag);
-        total = m ? Number(m[1]) : 0;
-        this.write(be.commandComplete(m ? `INSERT 0 ${total}` : res.tag));
+        this.write(be.commandComplete(res.tag));
         return true;
       }
       case 'copy':

@@ -16,7 +16,7 @@
 import type { ServerConnection } from '../backend/server.js';
 import type { Logger } from '../observe/log.js';
 import type { ShardingSchema } from '../sharding/index.js';
-import { connect, describeEndpoint, type Endpoint } from './endpoints.js';
+import { withConn, connect, describeEndpoint, type Endpoint } from './endpoints.js';
 import { importSnapshot } from './snapshot.js';
 import { qualifiedName, tableBlocks, tableKey, type PublishedTable } from './catalog.js';
 import { blockRanges, keyColumn, type BlockRange, type KeyColumn } from './table-plan.js';
@@ -64,7 +64,7 @@ export async function copyData(opts: CopyDataOptions): Promise<void> {
   const { tables, progress, signal } = opts;
   const queues: Item[][] = opts.source.map(() => []);
   const pending = new Map<string, number>();
-  const blocks = await Promise.all(opts.source.map((e) => withConn(e, (c) => tableBlocks(c, tables))));
+  const blocks = await Promise.all(opts.source.map((e) => withConn(e, 'pgshift copy', (c) => tableBlocks(c, tables))));
   for (const t of tables) {
     const key = keyColumn(opts.sharding, t);
     let p = progress.get(tableKey(t));
@@ -120,22 +120,13 @@ export async function copyData(opts: CopyDataOptions): Promise<void> {
   if (firstError) throw firstError;
 }
 
-async function withConn<T>(e: Endpoint, f: (c: ServerConnection) => Promise<T>): Promise<T> {
-  const c = await connect(e, { applicationName: 'pgshift copy' });
-  try {
-    return await f(c);
-  } finally {
-    c.destroy();
-  }
-}
-
 /** Empties every table to copy on every destination shard: a (re)started copy starts clean. */
 export async function truncateAll(destination: Endpoint[], tables: PublishedTable[]): Promise<void> {
   if (tables.length === 0) return;
   const list = tables.map(qualifiedName).join(', ');
   await Promise.all(
     destination.map((e) =>
-      withConn(e, async (c) => {
+      withConn(e, 'pgshift copy', async (c) => {
         try {
           await c.query(`TRUNCATE ${list}`);
         } catch (err) {

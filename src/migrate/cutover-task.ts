@@ -7,7 +7,7 @@ import type { Config } from '../config/types.js';
 import { swapDatabases, saveConfig } from '../config/index.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { quoteIdent, quoteLiteral } from '../wire/quote.js';
-import { connect, shardEndpoints, type Endpoint } from './endpoints.js';
+import { withConn, connect, shardEndpoints, type Endpoint } from './endpoints.js';
 import { publishedTables, qualifiedName } from './catalog.js';
 import { slotName } from './snapshot.js';
 import { readSequenceValuesOn, applySequenceValuesOn } from './schema-sync.js';
@@ -113,7 +113,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     async prepareReverse(timeoutMs: number): Promise<ReverseHandle> {
       // The reverse stream reads the new cluster: it needs the publication there and a slot
       // created now, while nothing writes, so every write after the resume is captured.
-      const tables = await withConn(src[0], (c) => publishedTables(c, task.publication));
+      const tables = await withConn(src[0], 'pgshift cutover', (c) => publishedTables(c, task.publication));
       const list = tables.map((t) => qualifiedName(t)).join(', ');
       const slots = dst.map((_, i) => slotName(reverseBase, i, dst.length));
       // Publications made by this attempt are dropped again if the cutover aborts.
@@ -121,7 +121,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       const undo = () =>
         Promise.all(
           dst.map((e, i) =>
-            withConn(e, async (c) => {
+            withConn(e, 'pgshift cutover', async (c) => {
               await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${quoteLiteral(slots[i])}`);
               if (madePublication[i]) await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(task.publication)}`);
             }),
@@ -133,7 +133,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       try {
         const creation = Promise.all(
           dst.map((e, i) =>
-            withConn(e, async (c) => {
+            withConn(e, 'pgshift cutover', async (c) => {
               inFlight.push(c);
               await c.query(`SET statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
               const exists = await c.query(`SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(task.publication)}`);
@@ -212,15 +212,6 @@ function untilStopped<T>(task: Task, p: Promise<T>): Promise<T> {
       },
     );
   });
-}
-
-async function withConn<T>(e: Endpoint, f: (c: ServerConnection) => Promise<T>): Promise<T> {
-  const c = await connect(e, { applicationName: 'pgshift cutover' });
-  try {
-    return await f(c);
-  } finally {
-    c.destroy();
-  }
 }
 
 /**

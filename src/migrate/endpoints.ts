@@ -83,3 +83,13 @@ export async function connect(
     params,
   });
 }
+
+/** Runs `f` on a fresh connection to `e` and closes it afterwards, whatever happens. */
+export async function withConn<T>(e: Endpoint, applicationName: string, f: (c: ServerConnection) => Promise<T>): Promise<T> {
+  const c = await connect(e, { applicationName });
+  try {
+    return await f(c);
+  } finally {
+    c.destroy();
+  }
+}

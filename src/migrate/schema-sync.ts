@@ -10,7 +10,7 @@
  */
 import type { Logger } from '../observe/log.js';
 import type { ServerConnection } from '../backend/server.js';
-import { connect, describeEndpoint, type Endpoint } from './endpoints.js';
+import { withConn, connect, describeEndpoint, type Endpoint } from './endpoints.js';
 import { publishedTables, type PublishedTable } from './catalog.js';
 import { preDataStatements, postDataStatements, tableSequences, type SchemaStatement, type SequenceRef } from './schema-ddl.js';
 import { PgError, asPgError } from '../wire/pg-error.js';
@@ -33,15 +33,6 @@ export interface SchemaSyncResult {
   skipped: string[];
 }
 
-async function withConn<T>(e: Endpoint, f: (c: ServerConnection) => Promise<T>): Promise<T> {
-  const c = await connect(e, { applicationName: 'pgshift schema-sync' });
-  try {
-    return await f(c);
-  } finally {
-    c.destroy();
-  }
-}
-
 export async function schemaSync(phase: SchemaPhase, opts: SchemaSyncOptions): Promise<SchemaSyncResult> {
   if (phase === 'cutover') {
     const values = await readSequenceValues(opts.source, opts.publication, opts.tables);
@@ -49,7 +40,7 @@ export async function schemaSync(phase: SchemaPhase, opts: SchemaSyncOptions): P
     opts.log.info({ sequences: values.length }, 'schema sync (cutover): sequences set past the source');
     return { phase, statements: values.length, skipped: [] };
   }
-  const { statements, skipped } = await withConn(opts.source[0], async (c) => {
+  const { statements, skipped } = await withConn(opts.source[0], 'pgshift schema-sync', async (c) => {
     const tables = opts.tables ?? (await publishedTables(c, opts.publication));
     if (phase === 'pre') return { statements: await preDataStatements(c, tables), skipped: [] as string[] };
     return postDataStatements(c, tables);
@@ -61,7 +52,7 @@ export async function schemaSync(phase: SchemaPhase, opts: SchemaSyncOptions): P
 }
 
 async function applyStatements(e: Endpoint, phase: SchemaPhase, statements: SchemaStatement[]): Promise<void> {
-  await withConn(e, async (c) => {
+  await withConn(e, 'pgshift schema-sync', async (c) => {
     for (const s of statements) {
       try {
         await c.query(s.sql);
@@ -86,7 +77,7 @@ export interface SequenceValue extends SequenceRef {
  * (largest for ascending, smallest for descending sequences). Never-used sequences are left out.
  */
 export async function readSequenceValues(source: Endpoint[], publication: string, tables?: PublishedTable[]): Promise<SequenceValue[]> {
-  const refs = await withConn(source[0], async (c) => tableSequences(c, tables ?? (await publishedTables(c, publication))));
+  const refs = await withConn(source[0], 'pgshift schema-sync', async (c) => tableSequences(c, tables ?? (await publishedTables(c, publication))));
   if (refs.length === 0) return [];
   const conns = await Promise.all(source.map((e) => connect(e, { applicationName: 'pgshift schema-sync' })));
   try {
@@ -128,7 +119,7 @@ export async function applySequenceValues(destination: Endpoint[], values: Seque
   const sql = `SELECT ${values.map((v) => `pg_catalog.setval(${v.destination}, ${v.value}, true)`).join(', ')}`;
   await Promise.all(
     destination.map((e) =>
-      withConn(e, async (c) => {
+      withConn(e, 'pgshift schema-sync', async (c) => {
         try {
           await c.query(sql);
         } catch (err) {

@@ -12,7 +12,7 @@
 import type { Config } from '../config/index.js';
 import type { Logger } from '../observe/log.js';
 import { ShardingSchema } from '../sharding/index.js';
-import { shardEndpoints, describeEndpoint, type Endpoint } from './endpoints.js';
+import { withConn, shardEndpoints, describeEndpoint, type Endpoint } from './endpoints.js';
 import { createSlot, createSlotWithSnapshot, dropSlot, slotExists, type SlotSnapshot } from './snapshot.js';
 import { schemaSync } from './schema-sync.js';
 import { copyData } from './copy-data.js';
@@ -48,15 +48,6 @@ function checkAborted(task: Task): void {
   if (task.controller.signal.aborted) throw new PgError(SQLSTATE.queryCanceled, `task ${task.id} stopped`);
 }
 
-async function withConn<T>(e: Endpoint, f: (c: Awaited<ReturnType<typeof connect>>) => Promise<T>): Promise<T> {
-  const c = await connect(e, { applicationName: 'pgshift' });
-  try {
-    return await f(c);
-  } finally {
-    c.destroy();
-  }
-}
-
 /** Drops the task's slots; returns the ones that could not be dropped (with why). */
 export async function dropTaskSlots(task: Task, src: Endpoint[], log: Logger): Promise<string[]> {
   const failed: string[] = [];
@@ -90,7 +81,7 @@ export async function runCopyData(task: Task, ctx: MigrationContext): Promise<vo
       const left = await dropTaskSlots(task, r.src, log);
       if (left.length > 0) throw new PgError(SQLSTATE.objectNotInState, `cannot restart the copy: slots still in use: ${left.join(', ')}`);
     }
-    const tables = await withConn(r.src[0], (c) => publishedTables(c, task.publication));
+    const tables = await withConn(r.src[0], 'pgshift', (c) => publishedTables(c, task.publication));
     if (!skipSchema) {
       await task.update({ status: 'running', phase: 'schema_pre', inner: 'syncing schema' });
       await schemaSync('pre', { source: r.src, destination: r.dst, publication: task.publication, log, tables });
@@ -139,7 +130,7 @@ export async function runCopyData(task: Task, ctx: MigrationContext): Promise<vo
 
 async function createSnapshots(task: Task, src: Endpoint[]): Promise<SlotSnapshot[]> {
   const results = await Promise.allSettled(
-    src.map(async (e) => createSlotWithSnapshot(e, task.slots[e.shard], await withConn(e, serverVersionNum))),
+    src.map(async (e) => createSlotWithSnapshot(e, task.slots[e.shard], await withConn(e, 'pgshift', serverVersionNum))),
   );
   const failed = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
   if (failed) {
@@ -156,7 +147,7 @@ export async function runReplicate(task: Task, ctx: MigrationContext): Promise<v
     await Promise.all(
       r.src.map(async (e) => {
         const slot = task.slots[e.shard];
-        if (!(await slotExists(e, slot))) await createSlot(e, slot, await withConn(e, serverVersionNum));
+        if (!(await slotExists(e, slot))) await createSlot(e, slot, await withConn(e, 'pgshift', serverVersionNum));
       }),
     );
     await task.update({ status: 'running', phase: 'replicating' });
