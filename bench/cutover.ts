@@ -16,13 +16,12 @@ import { cpus, loadavg } from 'node:os';
 import { writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execFileSync } from 'node:child_process';
 import { LocalPostgres, freePort, SUPERUSER, SUPERUSER_PASSWORD } from '../src/cli/local-postgres.js';
 import { ServerConnection } from '../src/backend/server.js';
 import { pgbenchInit, type Endpoint } from './lib/pgbench.js';
 import { runLogged, figures, summarize, f1, type Figures } from './lib/switch-latency.js';
-import { pgbouncerBinary } from './lib/pgbouncer.js';
-import { startTracked, tempDir, waitForPort, isRoot, osUser, type Tracked } from './lib/children.js';
+import { startPgBouncer, type PgBouncer } from './lib/pgbouncer.js';
+import { startTracked, tempDir, waitForPort, type Tracked } from './lib/children.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
 
 const HELP = `cutover benchmark: client-visible pause of pgshift's CUTOVER vs PgBouncer PAUSE/RESUME under pgbench
@@ -242,46 +241,18 @@ async function pgshiftRun(src: LocalPostgres, dst: LocalPostgres, shards: number
 }
 
 // ---------------------------------------------------------------------------------------------
-// PgBouncer (our own config: the admin console needs admin_users)
+// PgBouncer, with its admin console open to the superuser for PAUSE / RESUME
 
-async function startPgBouncerAdmin(pg: LocalPostgres, poolSize: number): Promise<{ port: number; version: string; stop(): Promise<void> }> {
-  const bin = pgbouncerBinary();
-  const dir = tempDir('pgshift-bench-pgbouncer-');
-  const port = await freePort();
-  const userlist = join(dir, 'userlist.txt');
-  const ini = join(dir, 'pgbouncer.ini');
-  writeFileSync(userlist, `"${SUPERUSER}" "${SUPERUSER_PASSWORD}"\n`);
-  writeFileSync(
-    ini,
-    [
-      '[databases]',
-      `bench = host=127.0.0.1 port=${pg.port} dbname=bench`,
-      '[pgbouncer]',
-      'listen_addr = 127.0.0.1',
-      `listen_port = ${port}`,
-      `unix_socket_dir = ${dir}`,
-      'auth_type = md5',
-      `auth_file = ${userlist}`,
-      `admin_users = ${SUPERUSER}`,
-      'pool_mode = transaction',
-      `default_pool_size = ${poolSize}`,
-      'min_pool_size = 0',
-      'reserve_pool_size = 0',
-      'max_client_conn = 1000',
-      `logfile = ${join(dir, 'pgbouncer.log')}`,
-      `pidfile = ${join(dir, 'pgbouncer.pid')}`,
-      'log_connections = 0',
-      'log_disconnections = 0',
-      'log_stats = 0',
-      '',
-    ].join('\n'),
-  );
-  for (const f of [userlist, ini]) chmodSync(f, 0o644);
-  const ids = isRoot ? osUser(process.env.PGSHIFT_PG_OS_USER ?? 'postgres') : {};
-  const proc = startTracked(bin, [ini], { ...ids, cwd: dir });
-  await waitForPort('127.0.0.1', port, proc);
-  const version = execFileSync(bin, ['--version'], { encoding: 'utf8' }).split('\n')[0].trim();
-  return { port, version, stop: () => proc.stop() };
+async function startPgBouncerAdmin(pg: LocalPostgres, poolSize: number): Promise<PgBouncer> {
+  return startPgBouncer({
+    listenPort: await freePort(),
+    database: { name: 'bench', host: '127.0.0.1', port: pg.port, dbname: 'bench' },
+    user: SUPERUSER,
+    password: SUPERUSER_PASSWORD,
+    poolSize,
+    authType: 'md5',
+    adminUsers: [SUPERUSER],
+  });
 }
 
 async function pgbouncerRun(port: number, delayMs: number, round: number, s: Settings, script: string, ep: Endpoint): Promise<Figures> {

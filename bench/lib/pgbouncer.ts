@@ -15,6 +15,8 @@ export interface PgBouncerOptions {
   password: string;
   poolSize: number;
   authType: 'md5' | 'scram-sha-256' | 'plain';
+  /** Users allowed on the admin console (PAUSE / RESUME). */
+  adminUsers?: string[];
 }
 
 export interface PgBouncer {
@@ -47,6 +49,7 @@ export async function startPgBouncer(o: PgBouncerOptions): Promise<PgBouncer> {
       `unix_socket_dir = ${dir}`,
       `auth_type = ${o.authType}`,
       `auth_file = ${userlist}`,
+      ...(o.adminUsers?.length ? [`admin_users = ${o.adminUsers.join(',')}`] : []),
       'pool_mode = transaction',
       `default_pool_size = ${o.poolSize}`,
       'min_pool_size = 0',

@@ -17,7 +17,6 @@ import { createSlot, createSlotWithSnapshot, dropSlot, slotExists, type SlotSnap
 import { schemaSync } from './schema-sync.js';
 import { copyData } from './copy-data.js';
 import { publishedTables, serverVersionNum } from './catalog.js';
-import { connect } from './endpoints.js';
 import { dropOrigins } from './origin.js';
 import type { Task } from './task-registry.js';
 import type { ReplicationStream } from './stream.js';

@@ -17,7 +17,6 @@ export interface RawMessage {
 export class RawConn {
   readonly reader = new FrameReader();
   private raw: Buffer = Buffer.alloc(0);
-  private queue: RawMessage[] = [];
   private waiters: (() => void)[] = [];
   closed = false;
   readonly closedPromise: Promise<void>;
