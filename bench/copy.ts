@@ -15,7 +15,7 @@
  *   node dist/bench/copy.js [--rows 10000000] [--variants ...] [--markdown]   (--help for all)
  */
 import { parseArgs } from 'node:util';
-import { cpus, totalmem, loadavg } from 'node:os';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { LocalPostgres, SUPERUSER, SUPERUSER_PASSWORD } from '../src/cli/local-postgres.js';
@@ -32,6 +32,7 @@ import { runShell, libpqEnv, shq, timed, fmtNum, ratio } from './lib/shell.js';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { pipeline } from 'node:stream/promises';
+import { intOption, machineLine } from './lib/options.js';
 
 const HELP = `copy benchmark: pgshift copy vs a binary COPY pipe vs pgcopydb clone
 
@@ -82,12 +83,7 @@ function parseSettings(argv: string[]): Settings | null {
     console.log(HELP);
     return null;
   }
-  const int = (flag: string, v: string | undefined, d: number) => {
-    if (v === undefined) return d;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer (got "${v}")`);
-    return n;
-  };
+  const int = intOption;
   const variants = (values.variants?.split(',').map((s) => s.trim()) ?? VARIANTS).map((v) => {
     if (!VARIANTS.includes(v as Variant)) throw new Error(`--variants: unknown variant "${v}" (known: ${VARIANTS.join(', ')})`);
     return v as Variant;
@@ -170,7 +166,7 @@ async function nodePipe(srcPort: number, dstPort: number): Promise<number> {
 function machineNote(s: Settings): string {
   const c = cpus();
   return [
-    `machine: ${c.length} CPU(s) (${c[0]?.model.trim() ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+    machineLine(),
     `source and destination are two PostgreSQL servers on this machine (fsync=off); every copier, both servers and this process share the ${c.length} CPU(s).`,
     `rows: ${fmtNum(s.rows)}; destination tables ${s.pk ? 'WITH a primary key (as schema sync creates them)' : 'without a primary key'} during the copy`,
   ].join('\n');

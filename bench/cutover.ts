@@ -23,6 +23,7 @@ import { runLogged, figures, summarize, f1, type Figures } from './lib/switch-la
 import { startPgBouncer, type PgBouncer } from './lib/pgbouncer.js';
 import { startTracked, tempDir, waitForPort, type Tracked } from './lib/children.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
+import { intOption } from './lib/options.js';
 
 const HELP = `cutover benchmark: client-visible pause of pgshift's CUTOVER vs PgBouncer PAUSE/RESUME under pgbench
 
@@ -57,12 +58,7 @@ interface Settings {
   markdown: boolean;
 }
 
-function int(flag: string, v: string | undefined, dflt: number, min = 1): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${flag} must be an integer ≥ ${min} (got "${v}")`);
-  return n;
-}
+const int = intOption;
 
 function parseSettings(argv: string[]): Settings | null {
   const { values } = parseArgs({

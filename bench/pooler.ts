@@ -21,6 +21,7 @@ import { formatTable, formatMarkdown } from './lib/table.js';
 import { tempDir } from './lib/children.js';
 import { summarize, loadProfile, formatSummary } from './lib/cpuprofile.js';
 import { perfAvailable, startPerfRecord, perfSymbols, formatPerf } from './lib/perf-profile.js';
+import { intOption } from './lib/options.js';
 
 const HELP = `pooler benchmark: pgbench direct vs PgBouncer vs pgshift
 
@@ -77,12 +78,7 @@ function envNum(name: string): string | undefined {
   return v === undefined || v === '' ? undefined : v;
 }
 
-function positiveInt(flag: string, v: string | undefined, dflt: number): number {
-  if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${flag} must be a non-negative integer (got "${v}")`);
-  return n;
-}
+const positiveInt = (flag: string, v: string | undefined, dflt: number) => intOption(flag, v, dflt, 0);
 
 function parseSettings(argv: string[]): Settings | null {
   const { values } = parseArgs({

@@ -22,7 +22,7 @@
  *   node dist/bench/replication.js [--scale 10] [--seconds 20] [--clients 8] [--markdown]
  */
 import { parseArgs } from 'node:util';
-import { cpus, totalmem, loadavg } from 'node:os';
+import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { LocalPostgres, SUPERUSER, SUPERUSER_PASSWORD } from '../src/cli/local-postgres.js';
@@ -39,6 +39,7 @@ import { silentLogger } from '../src/observe/log.js';
 import { pgbenchInit, pgbenchRun, type Endpoint as BenchEndpoint, type PgbenchResult } from './lib/pgbench.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
 import { fmtNum, ratio, sleep, timed } from './lib/shell.js';
+import { intOption, machineLine } from './lib/options.js';
 
 const HELP = `replication apply benchmark: pgshift ReplicationStream (1 and 2 shards) vs CREATE SUBSCRIPTION
 
@@ -88,12 +89,7 @@ function parseSettings(argv: string[]): Settings | null {
     console.log(HELP);
     return null;
   }
-  const int = (flag: string, v: string | undefined, d: number) => {
-    if (v === undefined) return d;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer (got "${v}")`);
-    return n;
-  };
+  const int = intOption;
   const consumers = (values.consumers?.split(',').map((x) => x.trim()) ?? CONSUMERS).map((c) => {
     if (!CONSUMERS.includes(c as ConsumerName)) throw new Error(`--consumers: unknown consumer "${c}" (known: ${CONSUMERS.join(', ')})`);
     return c as ConsumerName;
@@ -171,7 +167,7 @@ interface LiveResult {
 function machineNote(s: Settings): string {
   const c = cpus();
   return [
-    `machine: ${c.length} CPU(s) (${c[0]?.model.trim() ?? 'unknown'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, Node ${process.version}; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
+    machineLine(),
     `pgbench TPC-B -M simple -c ${s.clients} -j ${s.threads} -T ${s.seconds}, scale ${s.scale}; source and destination servers (fsync=off, synchronous_commit=off) on this machine;`,
     `pgbench, both servers, their walsenders/apply workers and pgshift (inside this process) share the ${c.length} CPU(s).`,
   ].join('\n');

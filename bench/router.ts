@@ -33,6 +33,8 @@ import { cpuTimes } from './lib/proc-cpu.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
 import { tempDir } from './lib/children.js';
 import { fmtNum, ratio } from './lib/shell.js';
+import { intOption } from './lib/options.js';
+import { median } from './lib/switch-latency.js';
 
 const HELP = `routing benchmark: pgbench point queries through pgshift (2 shards) vs pass-through vs direct
 
@@ -100,12 +102,7 @@ function parseSettings(argv: string[]): Settings | null {
     console.log(HELP);
     return null;
   }
-  const int = (flag: string, v: string | undefined, d: number, min = 1) => {
-    if (v === undefined) return d;
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new Error(`--${flag} must be an integer ≥ ${min} (got "${v}")`);
-    return n;
-  };
+  const int = intOption;
   const modes = (values.modes?.split(',').map((x) => x.trim()) ?? ['select-simple', 'select-extended', 'select-prepared']).map((n) => {
     const m = MODES.find((x) => x.name === n);
     if (!m) throw new Error(`--modes: unknown mode "${n}" (known: ${MODES.map((x) => x.name).join(', ')})`);
@@ -150,13 +147,6 @@ function proxyToml(pgPort: number, poolSize: number): { config: string; users: s
 }
 
 const KV_DDL = 'CREATE TABLE kv (id bigint PRIMARY KEY, v int NOT NULL, s text NOT NULL)';
-
-function median(xs: number[]): number {
-  const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (!v.length) return NaN;
-  const m = v.length >> 1;
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
-}
 
 interface Measurement {
   target: TargetName;
