@@ -183,7 +183,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         srv.stats.queries++;
         this.armQueryTimeout(srv);
         this.tracker.push(Pending.Query);
-        this.noteSets(decodeQuery(r.body()));
+        if (mayChangeParams(r.body())) this.noteSets(decodeQuery(r.body()));
         this.toServer(srv, r.message());
         return;
       }
@@ -192,7 +192,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         if (body[0] === 0) {
           this.tracker.push(Pending.Parse);
           this.toServer(srv, r.message());
-          if (this.pendingSets === null) this.noteSets(decodeParse(body).query);
+          if (this.pendingSets === null && mayChangeParams(body, 1)) this.noteSets(decodeParse(body).query);
           return;
         }
         const p = decodeParse(body);
@@ -711,3 +711,17 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   }
 }
 
+/**
+ * Cheap byte test before decoding a query to look for SET/RESET: only text whose first word
+ * starts with s/r, or that holds several statements, can change session parameters (the same
+ * shapes changedSessionParams accepts). Keeps ordinary queries free of a string copy.
+ */
+function mayChangeParams(body: Buffer, start = 0): boolean {
+  let i = start;
+  while (i < body.length && (body[i] === 0x20 || (body[i] >= 0x09 && body[i] <= 0x0d))) i++;
+  const c = body[i] | 0x20;
+  if (c === 0x73 || c === 0x72) return true; // s, r
+  const end = body.indexOf(0, i);
+  const semi = body.indexOf(0x3b, i);
+  return semi >= 0 && (end < 0 || semi < end);
+}
