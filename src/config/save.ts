@@ -3,15 +3,13 @@
  * current files, then each new file written to a temp file in the same directory, fsynced and
  * renamed over the old one, so a crash leaves either the old or the new file, never half of one.
  */
-import {
-  closeSync, copyFileSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, statSync,
-  unlinkSync, writeSync,
-} from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, renameSync } from 'node:fs';
 import { basename, dirname, extname, join } from 'node:path';
 import { parse, stringify } from 'smol-toml';
 import { isGeneratedAdminPassword } from './admin-password.js';
 import { readEnvOverrides, type EnvOverrides } from './env.js';
 import { ConfigError } from './errors.js';
+import { fsyncDir, removeQuietly, writeTempDurably } from './durable-file.js';
 import { isTable } from './read.js';
 import {
   ADMIN_DEFAULTS, DATABASE_SPEC, GENERAL_DEFAULTS, GENERAL_SPEC, OMNISHARDED_SPEC,
@@ -144,30 +142,6 @@ export function backupPath(file: string): string {
   return join(dirname(file), `${ext ? base.slice(0, -ext.length) : base}.bak.toml`);
 }
 
-/** Writes `text` to `<file>.tmp-<pid>` and fsyncs it; returns the temp path. */
-function writeTemp(file: string, text: string): string {
-  const tmp = `${file}.tmp-${process.pid}`;
-  // Keep the current file's permissions: these files hold passwords.
-  const mode = existsSync(file) ? statSync(file).mode & 0o777 : 0o600;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  return tmp;
-}
-
-function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 /**
  * Writes config.paths.config and config.paths.users atomically (temp file in the same
  * directory, fsync, rename, fsync the directory). With `backup`, the current files are first
@@ -198,7 +172,7 @@ export function saveConfig(config: Config, opts: { backup: boolean }): void {
     for (const [file, body] of targets) {
       current = file;
       temps.push(`${file}.tmp-${process.pid}`);
-      writeTemp(file, body);
+      writeTempDurably(file, body);
     }
     for (let i = 0; i < targets.length; i++) {
       current = targets[i][0];
@@ -206,13 +180,7 @@ export function saveConfig(config: Config, opts: { backup: boolean }): void {
     }
     for (const dir of new Set(targets.map(([f]) => dirname(f)))) fsyncDir(dir);
   } catch (err) {
-    for (const t of temps) {
-      try {
-        if (existsSync(t) && statSync(t).isFile()) unlinkSync(t);
-      } catch {
-        // Best effort: the temp file is harmless and its name says what it is.
-      }
-    }
+    for (const t of temps) removeQuietly(t);
     throw new ConfigError(current, '', `cannot save the configuration: ${(err as Error).message}`);
   }
 }

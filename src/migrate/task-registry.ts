@@ -2,9 +2,10 @@
  * Every long data-movement operation is a Task (DESIGN.md §6): an integer id, a type string, a
  * status and an inner status, plus what is needed to resume it after a restart (phase, slot
  * names, per-table copy progress). The registry keeps them in memory and persists them as JSON
- * in `<stateDir>/tasks.json` (temp file + rename, so a crash never leaves a torn file).
+ * in `<stateDir>/tasks.json` (temp file, fsync, rename, fsync of the directory: a crash never leaves a torn or lost file).
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writeFileDurably } from '../config/durable-file.js';
 import path from 'node:path';
 import type { Logger } from '../observe/log.js';
 import type { ReplicationStream } from './stream.js';
@@ -212,8 +213,7 @@ export class TaskRegistry {
 
   private async write(): Promise<void> {
     const data = JSON.stringify({ nextId: this.nextId, tasks: this.list().map((t) => t.toJSON()) }, null, 1);
-    const tmp = `${this.file}.${process.pid}.tmp`;
-    await writeFile(tmp, data);
-    await rename(tmp, this.file);
+    // fsynced file and directory: a task recorded finished stays finished after a power loss.
+    writeFileDurably(this.file, data);
   }
 }
