@@ -16,7 +16,9 @@ import { dropTaskSlots } from './task-runner.js';
 import { migrationRegistry, startCopyData, startReplicate, type MigrationContext, type Task } from './tasks.js';
 import { runCutover, cutoverSettings, type CutoverReport, type CutoverSubject, type CutoverTraffic, type FailureInjector, type ReverseHandle } from './cutover.js';
 import type { ServerConnection } from '../backend/server.js';
-import { parseLsn } from './lsn.js';
+import { parseLsn, formatLsn } from './lsn.js';
+import { cutoverJournal, type CutoverJournal, type CutoverJournalFile, type JournalPhase } from './cutover-journal.js';
+import { physicalShards } from './physical.js';
 
 export interface CutoverContext extends MigrationContext {
   traffic: CutoverTraffic;
@@ -53,7 +55,8 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
     const dst = shardEndpoints(config, task.destination, task.options.toUser);
     // Connections used during the pause are opened before it, to keep the pause short.
     for (const e of src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
-    const subject = buildSubject(ctx, task, src, dst, probes, destConns);
+    const journal = await newJournal(task, src, dst);
+    const subject = buildSubject(ctx, task, src, dst, probes, destConns, cutoverJournal(ctx.stateDir), journal);
     const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, () => {
       if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
     });
@@ -71,10 +74,39 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
   }
 }
 
-function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: Endpoint[], probes: ServerConnection[], destConns: ServerConnection[]): CutoverSubject {
+/** The journal of this attempt, not yet recorded: the clusters named physically. */
+async function newJournal(task: Task, src: Endpoint[], dst: Endpoint[]): Promise<CutoverJournal> {
+  const reverseSlotBase = `pgshift_rev_${task.id}_${Date.now().toString(36)}`;
+  return {
+    taskId: task.id,
+    source: task.source,
+    destination: task.destination,
+    fromUser: task.options.fromUser,
+    toUser: task.options.toUser,
+    publication: task.publication,
+    sourceShards: await physicalShards(src),
+    destinationShards: await physicalShards(dst),
+    forwardSlots: [...task.slots],
+    reverseSlotBase,
+    reverseSlots: dst.map((_, i) => slotName(reverseSlotBase, i, dst.length)),
+    publicationCreatedOn: [],
+    barrier: [],
+    reverseTaskId: null,
+    phase: 'reverse_intended',
+    updatedAt: Date.now(),
+  };
+}
+
+function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: Endpoint[], probes: ServerConnection[], destConns: ServerConnection[], file: CutoverJournalFile, journal: CutoverJournal): CutoverSubject {
   let reverseTask: Task | null = null;
   let sequences: SequenceRef[] = [];
-  const reverseBase = `pgshift_rev_${task.id}_${Date.now().toString(36)}`;
+  const reverseBase = journal.reverseSlotBase;
+  let recorded = false;
+  const record = (phase: JournalPhase) => {
+    if (phase === 'rolled_back' && !recorded) return;
+    recorded = true;
+    file.record(journal, phase);
+  };
   return {
     source: task.source,
     destination: task.destination,
@@ -115,18 +147,13 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       // created now, while nothing writes, so every write after the resume is captured.
       const tables = await withConn(src[0], 'pgshift cutover', (c) => publishedTables(c, task.publication));
       const list = tables.map((t) => qualifiedName(t)).join(', ');
-      const slots = dst.map((_, i) => slotName(reverseBase, i, dst.length));
-      // Publications made by this attempt are dropped again if the cutover aborts.
-      const madePublication = dst.map(() => false);
-      const undo = () =>
-        Promise.all(
-          dst.map((e, i) =>
-            withConn(e, 'pgshift cutover', async (c) => {
-              await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${quoteLiteral(slots[i])}`);
-              if (madePublication[i]) await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(task.publication)}`);
-            }),
-          ),
-        );
+      const slots = journal.reverseSlots;
+      // Publications made by this attempt are dropped again if the cutover aborts; which ones
+      // it makes is journaled before they are made, with the slots, so a crash leaks neither.
+      const missing = await Promise.all(dst.map((e) => withConn(e, 'pgshift cutover', async (c) => (await c.query(`SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(task.publication)}`)).rows.length === 0)));
+      journal.publicationCreatedOn = dst.map((e, i) => (missing[i] ? i : -1)).filter((i) => i >= 0);
+      record('reverse_intended');
+      const undo = () => dropReverse(dst, journal);
       // Creating a slot waits for every transaction open on that server: bounded by the
       // cutover's time budget (statement_timeout) and by STOP_TASK (the statement is cancelled).
       const inFlight: ServerConnection[] = [];
@@ -136,11 +163,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
             withConn(e, 'pgshift cutover', async (c) => {
               inFlight.push(c);
               await c.query(`SET statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
-              const exists = await c.query(`SELECT 1 FROM pg_publication WHERE pubname = ${quoteLiteral(task.publication)}`);
-              if (exists.rows.length === 0) {
-                await c.query(`CREATE PUBLICATION ${quoteIdent(task.publication)} FOR TABLE ${list}`);
-                madePublication[i] = true;
-              }
+              if (missing[i]) await c.query(`CREATE PUBLICATION ${quoteIdent(task.publication)} FOR TABLE ${list}`);
               await c.query(`SELECT pg_create_logical_replication_slot(${quoteLiteral(slots[i])}, 'pgoutput')`);
             }),
           ),
@@ -157,6 +180,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
         await undo().catch((e) => ctx.log.error({ err: asPgError(e).message }, 'cutover: could not remove a partly created reverse slot'));
         throw err;
       }
+      record('reverse_created');
       return {
         get taskId() {
           return reverseTask?.id ?? null;
@@ -164,7 +188,9 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
         async start() {
           // After the swap, task.source names the new cluster and task.destination the old one.
           const reg = await migrationRegistry(ctx);
-          reverseTask = await startReplicate(reg, ctx, { source: task.source, destination: task.destination, publication: task.publication, slot: reverseBase, options: { reverse: !task.options.reverse, skipOriginated: true, fromUser: task.options.toUser, toUser: task.options.fromUser } });
+          reverseTask = await startReplicate(reg, ctx, reverseRequest(journal, !task.options.reverse));
+          journal.reverseTaskId = reverseTask.id;
+          record('reverse_task');
         },
         async abort() {
           await undo();
@@ -176,18 +202,58 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     },
     async saveConfig(config: Config) {
       const save = config.general.cutover_save_config && !!config.paths.config;
-      if (save) saveConfig(config, { backup: true });
+      if (save) {
+        saveConfig(config, { backup: true });
+        file.clearRouting();
+      }
       ctx.swapped(task.source, task.destination, save);
     },
     async finishForward() {
       task.controller.abort(new PgError(SQLSTATE.queryCanceled, 'cut over'));
       await Promise.allSettled(task.streams.map((s) => s.stop()));
       await task.done.catch(() => undefined);
-      const left = await dropTaskSlots(task, src, ctx.log);
-      task.slotsKept = left.length > 0;
-      await task.update({ status: 'finished', inner: left.length ? `cut over; could not drop slot ${left.join(', ')}` : 'cut over' });
+      await finishForwardTask(task);
+      record('forward_finished');
+      await dropForwardSlots(task, src, ctx.log);
+      record('done');
+    },
+    async record(phase, barrier) {
+      if (barrier) journal.barrier = barrier.map(formatLsn);
+      record(phase);
     },
   };
+}
+
+/** The forward task is recorded finished (its slots still kept) before any slot is dropped. */
+export async function finishForwardTask(task: Task): Promise<void> {
+  task.slotsKept = task.slots.length > 0;
+  await task.update({ status: 'finished', phase: 'done', inner: 'cut over' });
+}
+
+/** Drops a finished forward task's slots on the clusters it read from. */
+export async function dropForwardSlots(task: Task, src: Endpoint[], log: CutoverContext['log']): Promise<void> {
+  const left = await dropTaskSlots(task, src, log);
+  task.slotsKept = left.length > 0;
+  task.innerStatus = left.length ? `cut over; could not drop slot ${left.join(', ')}; STOP_TASK ${task.id} retries` : 'cut over';
+  await task.save();
+}
+
+/** The reverse task of a journaled cutover: from the new cluster back to the old one, from the reverse slots. */
+export function reverseRequest(j: CutoverJournal, reverse: boolean) {
+  // After the swap, the source's logical name serves the new cluster and the destination's the old one.
+  return { source: j.source, destination: j.destination, publication: j.publication, slot: j.reverseSlotBase, options: { reverse, skipOriginated: true, fromUser: j.toUser, toUser: j.fromUser } };
+}
+
+/** Drops the reverse slots, and the publications this cutover created, on the new cluster. */
+export async function dropReverse(dst: Endpoint[], j: CutoverJournal): Promise<void> {
+  await Promise.all(
+    dst.map((e, i) =>
+      withConn(e, 'pgshift cutover', async (c) => {
+        await c.query(`SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = ${quoteLiteral(j.reverseSlots[i])}`);
+        if (j.publicationCreatedOn.includes(i)) await c.query(`DROP PUBLICATION IF EXISTS ${quoteIdent(j.publication)}`);
+      }),
+    ),
+  );
 }
 
 function stoppedDuringCutover(task: Task): PgError {

@@ -11,7 +11,8 @@
  *  5. bring every destination sequence past the source's value;
  *  6. (done before step 2) the reverse slot on the destination; its stream skips the forward
  *     stream's origin-tagged writes, so only the application's writes after the swap flow back;
- *  7. swap source and destination in the configuration (point of no return);
+ *  7. record the new routing durably (the journal's 'switched'), then swap source and
+ *     destination in the configuration (point of no return);
  *  8. open the gate: waiting transactions run on the new cluster; then start the reverse
  *     replication task from the slot made in step 6.
  *
@@ -24,6 +25,7 @@ import type { PauseGate } from '../frontend/pause-gate.js';
 import type { Logger } from '../observe/log.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { formatLsn } from './lsn.js';
+import { faultPoint } from './fault.js';
 
 /** The data path, as the cutover sees it. */
 export interface CutoverTraffic {
@@ -57,6 +59,11 @@ export interface CutoverSubject {
   saveConfig(config: Config): Promise<void>;
   /** After the gate reopened: stop the forward streams and drop their slots. */
   finishForward(): Promise<void>;
+  /**
+   * Durably records that the cutover reached `phase` (the journal, DESIGN.md §8). 'switched'
+   * records the new routing in the state directory: it is written before the gate opens.
+   */
+  record(phase: 'barrier' | 'sequences' | 'switched' | 'rolled_back', barrier?: bigint[]): Promise<void>;
 }
 
 export interface ReverseHandle {
@@ -175,10 +182,12 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
       const lag = await subject.lagBytes();
       if (lag > s.replicationLagThreshold) throw new PgError(SQLSTATE.objectNotInState, `replication lag ${lag} bytes is above cutover_replication_lag_threshold after the barrier`);
     }
+    await subject.record('barrier', barrier);
     step('barrier');
 
     await enter('sequences');
     await subject.syncSequences();
+    await subject.record('sequences');
     step('sequences');
 
     if (Date.now() > deadline && s.timeoutAction === 'abort') {
@@ -189,10 +198,14 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
     // injected at 'swap') still resumes on the source.
     await enter('swap');
     swapped = subject.swappedConfig(traffic.currentConfig);
+    // The routing decision is durable before anything routes by it: a restart from here on
+    // serves the destination (and finishes the cutover) whatever the config files say.
+    await subject.record('switched');
   } catch (err) {
     // Before the point of no return: resume on the source, nothing changed.
     const e = asPgError(err);
     if (reverse) await reverse.abort().catch((x) => log.error({ err: asPgError(x).message }, 'cutover abort: could not drop the reverse slot'));
+    await subject.record('rolled_back').catch((x) => log.error({ err: asPgError(x).message }, 'cutover abort: could not record the rollback; the next start undoes the cutover again'));
     if (pausedAt !== null) traffic.gate.open(db);
     log.warn({ database: db, err: e.message, pausedMs: pausedAt === null ? 0 : Date.now() - pausedAt }, 'cutover aborted: traffic resumed on the source');
     throw new PgError(e.code, `cutover aborted, traffic resumed on the source with nothing changed: ${e.message}`, { hint: e.hint });
@@ -206,6 +219,7 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
   // can start after the gate opens without keeping clients waiting.
   traffic.gate.open(db);
   const pauseMs = Date.now() - pausedAt!;
+  faultPoint('resumed');
   step('resume');
   let reverseError: PgError | null = null;
   try {

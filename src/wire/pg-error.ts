@@ -68,6 +68,7 @@ export const SQLSTATE = {
   duplicatePreparedStatement: '42P05',
   invalidSqlStatementName: '26000',
   configFileError: 'F0000',
+  insufficientPrivilege: '42501',
 } as const;
 
 /** Turns any thrown value into a PgError without losing its message. */
