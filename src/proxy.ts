@@ -7,7 +7,11 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { loadModule } from 'libpg-query';
 import type { Config, UserConfig } from './config/types.js';
-import { reloadConfig, type CutoverSwap } from './config/index.js';
+import { reloadConfig, applyRecordedRouting } from './config/index.js';
+import { cutoverJournal, type CutoverJournalFile } from './migrate/cutover-journal.js';
+import { recoverCutovers } from './migrate/cutover-recovery.js';
+import { autoCutover } from './migrate/cutover-task.js';
+import type { TaskRegistry } from './migrate/task-registry.js';
 import { dirname, join } from 'node:path';
 import { migrationRegistry } from './migrate/tasks.js';
 import type { CutoverContext } from './migrate/cutover-task.js';
@@ -61,8 +65,6 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   private shuttingDown: Promise<void> | null = null;
   port = 0;
   readonly stateDir: string;
-  /** Cutover swaps not yet written to the config files (RELOAD re-applies them). */
-  private unsavedSwaps: CutoverSwap[] = [];
   private http: HttpEndpoint | null = null;
   httpPort = 0;
   /** Failure injection for tests of the cutover's abort paths. */
@@ -92,10 +94,22 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
 
   async start(): Promise<number> {
     await ensureParser();
+    // A cutover recorded in the state directory stays in force whatever the files say.
+    this.applyRecordedRouting();
+    // Databases of a cutover interrupted by a crash wait behind the gate until it is recovered.
+    const recovering = [...new Set(this.journal.unsettled().flatMap((j) => [j.source, j.destination]))];
+    for (const db of recovering) this.gate.close(db, 'cutover recovery');
     this.port = await this.listener.listen(this.config_.general.host, this.config_.general.port);
     this.registry.startMaintenance();
-    // Tasks interrupted by a restart resume now (streams continue from their slots).
-    await migrationRegistry(this);
+    // Tasks interrupted by a restart resume now (streams continue from their slots), after the
+    // interrupted cutovers are rolled back or forward.
+    let reg: Awaited<ReturnType<typeof migrationRegistry>>;
+    try {
+      reg = await migrationRegistry(this);
+    } finally {
+      for (const db of recovering) this.gate.open(db);
+    }
+    for (const t of reg.list()) if (t.kind === 'reshard' && !t.terminal) autoCutover(this, t);
     const g = this.config_.general;
     const httpPort = g.http_port ?? g.openmetrics_port;
     if (httpPort !== undefined) {
@@ -110,6 +124,27 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   private loadTls(): void {
     const g = this.config_.general;
     this.tls = g.tls_certificate && g.tls_private_key ? tls.createSecureContext({ cert: readFileSync(g.tls_certificate), key: readFileSync(g.tls_private_key) }) : null;
+  }
+
+  /** The durable record of cutovers and the routing they put in force. */
+  get journal(): CutoverJournalFile {
+    return cutoverJournal(this.stateDir);
+  }
+
+  async beforeResume(reg: TaskRegistry): Promise<void> {
+    await recoverCutovers(reg, this, this.journal);
+  }
+
+  private applyRecordedRouting(): void {
+    const j = this.journal;
+    const r = applyRecordedRouting(this.config_, j.routing, j.file);
+    if (r.state === 'in_files') j.clearRouting();
+    if (r.state !== 'applied') return;
+    this.applyConfig(r.config);
+    this.log.warn(
+      { swaps: j.routing.map((s) => `${s.source} <-> ${s.destination} (task ${s.taskId})`), stateFile: j.file },
+      'SERVING A CUTOVER LAYOUT THAT DIFFERS FROM THE CONFIG FILES: the state directory records a cutover the files do not show; it stays in force (SHOW ROUTING; SAVE_ROUTING writes it to the files)',
+    );
   }
 
   // ---- login -------------------------------------------------------------------------------
@@ -250,10 +285,11 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   reload(next?: Config): void {
     let config = next;
     if (!config) {
-      const r = reloadConfig(this.config_, this.unsavedSwaps);
+      const routing = this.journal.routing;
+      const r = reloadConfig(this.config_, routing);
       config = r.config;
-      if (!r.reapplied) this.unsavedSwaps = [];
-      else this.log.info({ swaps: this.unsavedSwaps }, 'RELOAD: re-applied the unsaved cutover swap to the files\' layout');
+      if (!r.reapplied) this.journal.clearRouting();
+      else this.log.warn({ swaps: routing }, 'RELOAD: re-applied the recorded cutover routing to the files\' layout (SHOW ROUTING)');
     }
     this.applyConfig(config);
     this.log.info({ databases: this.registry.names() }, 'configuration reloaded');
@@ -323,8 +359,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   }
 
   swapped(source: string, destination: string, saved: boolean): void {
-    if (saved) this.unsavedSwaps = [];
-    else this.unsavedSwaps.push({ source, destination });
+    if (!saved) this.log.warn({ source, destination, stateFile: this.journal.file }, 'cutover routing recorded in the state directory only; the config files still show the old layout (SHOW ROUTING, SAVE_ROUTING)');
   }
 
   /** Installs a config in memory (RELOAD, cutover swap). */

@@ -19,7 +19,7 @@ export interface CutoverSwap {
 }
 
 /** The servers behind `name`, shard by shard, independent of file order. */
-function fingerprint(config: Config, name: string): string {
+export function fingerprint(config: Config, name: string): string {
   return shardsOf(config, name)
     .map((servers) =>
       servers.map((d) => `${d.role}@${d.host}:${d.port}/${d.database_name ?? d.name}`).sort().join(','),

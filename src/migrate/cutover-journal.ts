@@ -12,6 +12,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { writeFileDurably } from '../config/durable-file.js';
+import type { RecordedSwap } from '../config/recorded-routing.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { faultPoint } from './fault.js';
 
@@ -62,9 +63,7 @@ export interface CutoverJournal {
   updatedAt: number;
 }
 
-export interface RoutingSwap {
-  source: string;
-  destination: string;
+export interface RoutingSwap extends RecordedSwap {
   taskId: number;
   at: number;
 }
@@ -112,17 +111,17 @@ export class CutoverJournalFile {
   }
 
   /**
-   * Records `j` at `phase` (and, at 'switched', its routing swap in the same write), then
-   * passes the fault point of that phase (tests kill the process there).
+   * Records `j` at `phase` (and, at 'switched', its routing swap — `layout` is what it puts in
+   * force — in the same write), then passes the fault point of that phase (tests kill there).
    */
-  record(j: CutoverJournal, phase: JournalPhase): void {
+  record(j: CutoverJournal, phase: JournalPhase, layout: Record<string, string> = {}): void {
     j.phase = phase;
     j.updatedAt = Date.now();
     const others = this.state.journals.filter((x) => x !== j && x.taskId !== j.taskId);
     const settled = others.filter((x) => isSettled(x.phase));
     const kept = others.filter((x) => !isSettled(x.phase) || settled.indexOf(x) >= settled.length - KEEP_SETTLED);
     let routing = this.state.routing;
-    if (phase === 'switched' && !routing.some((r) => r.taskId === j.taskId && r.at >= j.updatedAt - 1)) routing = addSwap(routing, { source: j.source, destination: j.destination, taskId: j.taskId, at: j.updatedAt });
+    if (phase === 'switched') routing = addSwap(routing, { source: j.source, destination: j.destination, layout, taskId: j.taskId, at: j.updatedAt });
     this.write({ routing, journals: [...kept, j] });
     faultPoint(phase);
   }

@@ -4,7 +4,7 @@
  * Rolling back is the same CUTOVER run on the reverse task.
  */
 import type { Config } from '../config/types.js';
-import { swapDatabases, saveConfig } from '../config/index.js';
+import { swapDatabases, saveConfig, fingerprint } from '../config/index.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { quoteIdent, quoteLiteral } from '../wire/quote.js';
 import { withConn, connect, shardEndpoints, type Endpoint } from './endpoints.js';
@@ -102,10 +102,11 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
   let sequences: SequenceRef[] = [];
   const reverseBase = journal.reverseSlotBase;
   let recorded = false;
+  let layout: Record<string, string> = {};
   const record = (phase: JournalPhase) => {
     if (phase === 'rolled_back' && !recorded) return;
     recorded = true;
-    file.record(journal, phase);
+    file.record(journal, phase, layout);
   };
   return {
     source: task.source,
@@ -198,7 +199,9 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       };
     },
     swappedConfig(config: Config) {
-      return swapDatabases(config, task.source, task.destination);
+      const next = swapDatabases(config, task.source, task.destination);
+      layout = { [task.source]: fingerprint(next, task.source), [task.destination]: fingerprint(next, task.destination) };
+      return next;
     },
     async saveConfig(config: Config) {
       const save = config.general.cutover_save_config && !!config.paths.config;
@@ -287,6 +290,12 @@ function untilStopped<T>(task: Task, p: Promise<T>): Promise<T> {
 export async function reshard(ctx: CutoverContext, req: { source: string; destination: string; publication: string; slot?: string }): Promise<Task> {
   const reg = await migrationRegistry(ctx);
   const task = await startCopyData(reg, ctx, req, 'reshard');
+  autoCutover(ctx, task);
+  return task;
+}
+
+/** RESHARD's automatic cutover, in the background: also restarted on start for an unfinished RESHARD task. */
+export function autoCutover(ctx: CutoverContext, task: Task): void {
   void (async () => {
     while (!task.terminal && !(task.phase === 'replicating' && task.streams.length > 0)) await new Promise((r) => setTimeout(r, 100));
     if (task.terminal) return;
@@ -301,5 +310,4 @@ export async function reshard(ctx: CutoverContext, req: { source: string; destin
       }
     }
   })();
-  return task;
 }

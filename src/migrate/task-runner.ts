@@ -27,6 +27,8 @@ export interface MigrationContext {
   log: Logger;
   /** Where task state is persisted (tasks.json). */
   stateDir: string;
+  /** Runs once the registry is loaded, before its tasks resume (cutover recovery). */
+  beforeResume?(reg: import('./task-registry.js').TaskRegistry): Promise<void>;
 }
 
 export interface Resolved {

@@ -71,6 +71,18 @@ export async function startSchemaSync(reg: TaskRegistry, ctx: MigrationContext, 
   return task;
 }
 
+/**
+ * Records a task without pre-flight and without launching it (recovery: its slots exist, and
+ * resumeTasks launches it like any task found in the registry).
+ */
+export async function recordTask(reg: TaskRegistry, ctx: MigrationContext, req: MoveRequest, kind: TaskKind): Promise<Task> {
+  const base = req.slot ?? '';
+  const slots = slotsFor(reg, ctx, { ...req, slot: base }, 0);
+  const task = reg.create(reg.reserveId(), kind, typeOf(kind, req), { source: req.source, destination: req.destination, publication: req.publication, slots, options: req.options ?? {} });
+  await task.save();
+  return task;
+}
+
 async function start(reg: TaskRegistry, ctx: MigrationContext, req: MoveRequest, kind: TaskKind, reuseSlots: boolean): Promise<Task> {
   const options = req.options ?? {};
   const r = resolveTask(ctx.config(), { ...req, options });
@@ -159,6 +171,7 @@ export function migrationRegistry(ctx: MigrationContext): Promise<TaskRegistry> 
   const registry = (async () => {
     const reg = await TaskRegistry.open(ctx.stateDir, ctx.log);
     loaded = reg;
+    await ctx.beforeResume?.(reg);
     await resumeTasks(reg, ctx);
     return reg;
   })();
