@@ -10,6 +10,7 @@ import type { Config, UserConfig } from './config/types.js';
 import { reloadConfig, applyRecordedRouting } from './config/index.js';
 import { cutoverJournal, type CutoverJournalFile } from './migrate/cutover-journal.js';
 import { recoverCutovers } from './migrate/cutover-recovery.js';
+import { listOrphans } from './migrate/orphans.js';
 import { autoCutover } from './migrate/cutover-task.js';
 import type { TaskRegistry } from './migrate/task-registry.js';
 import { dirname, join } from 'node:path';
@@ -110,6 +111,13 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
       for (const db of recovering) this.gate.open(db);
     }
     for (const t of reg.list()) if (t.kind === 'reshard' && !t.terminal) autoCutover(this, t);
+    // In the background: a slow or unreachable cluster must not delay the start.
+    void listOrphans(this.config_, reg.list(), this.journal.unsettled()).then(
+      (list) => {
+        if (list.length > 0) this.log.warn({ orphans: list.map((o) => `${o.kind} ${o.name} on ${o.endpoint.host}:${o.endpoint.port}/${o.endpoint.database}`) }, 'replication slots or origins made by pgshift that no task owns (SHOW ORPHANS, DROP_ORPHANS)');
+      },
+      (err) => this.log.warn({ err: (err as Error).message }, 'could not list orphaned slots and origins'),
+    );
     const g = this.config_.general;
     const httpPort = g.http_port ?? g.openmetrics_port;
     if (httpPort !== undefined) {

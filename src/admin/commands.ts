@@ -7,6 +7,7 @@ import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import type { Logger } from '../observe/log.js';
 import type { Pool } from '../backend/pool.js';
 import { runMigrationCommand } from './migration-commands.js';
+import { runRoutingCommand } from './routing-commands.js';
 import { cutoverTask, reshard } from '../migrate/cutover-task.js';
 
 export async function runAdminCommand(cmd: AdminCommand, ctx: AdminContext, log: Logger): Promise<AdminResult> {
@@ -15,6 +16,7 @@ export async function runAdminCommand(cmd: AdminCommand, ctx: AdminContext, log:
       return { tag: 'EMPTY' };
     case 'show':
       if (cmd.what === 'tasks' || cmd.what === 'table_copies' || cmd.what === 'replication_slots') return runMigrationCommand(cmd, ctx);
+      if (cmd.what === 'routing' || cmd.what === 'orphans') return runRoutingCommand(cmd, ctx);
       return show(cmd.what, ctx);
     case 'copy_data':
     case 'replicate':
@@ -33,6 +35,10 @@ export async function runAdminCommand(cmd: AdminCommand, ctx: AdminContext, log:
       const t = await reshard(ctx, { source: cmd.source, destination: cmd.destination, publication: cmd.publication, slot: cmd.slot });
       return table(['task_id', 'replication_slot'], [[String(t.id), t.slots.join(', ')]], 'RESHARD');
     }
+    case 'save_routing':
+    case 'discard_routing':
+    case 'drop_orphans':
+      return runRoutingCommand(cmd, ctx);
     case 'pause': {
       const db = cmd.database;
       checkDatabase(ctx, db);

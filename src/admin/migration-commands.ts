@@ -10,6 +10,7 @@ import { migrationRegistry, startCopyData, startReplicate, startSchemaSync, stop
 import { shardEndpoints, connect, type Endpoint } from '../migrate/endpoints.js';
 import { slotInfo } from '../migrate/snapshot.js';
 import { formatLsn } from '../migrate/lsn.js';
+import { cutoverJournal, type CutoverJournalFile } from '../migrate/cutover-journal.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 
 export type { MigrationContext } from '../migrate/tasks.js';
@@ -34,7 +35,7 @@ export async function runMigrationCommand(cmd: AdminCommand, ctx: MigrationConte
       return table([['stop_task', TEXT]], [[ok ? 'OK' : 'task not found']], 'STOP_TASK');
     }
     case 'show':
-      if (cmd.what === 'tasks') return showTasks(reg.list());
+      if (cmd.what === 'tasks') return showTasks(reg.list(), cutoverJournal(ctx.stateDir));
       if (cmd.what === 'table_copies') return showTableCopies(reg.list());
       if (cmd.what === 'replication_slots') return showReplicationSlots(reg.list(), ctx);
       break;
@@ -72,14 +73,15 @@ export function formatBytes(n: number): string {
 }
 
 /** Newest first, as PgDog prints them. */
-function showTasks(tasks: Task[]): AdminResult {
+function showTasks(tasks: Task[], journal: CutoverJournalFile): AdminResult {
   const now = Date.now();
   const rows: Cell[][] = [...tasks].reverse().map((t) => {
     const elapsed = t.elapsedMs(now);
-    return [t.id, 'root', t.type, t.status, t.innerStatus, formatTimestamp(t.startedAt), formatTimestamp(t.updatedAt), formatElapsed(elapsed), elapsed];
+    // PgDog's columns first; the cutover journal's phase (empty when never cut over) last.
+    return [t.id, 'root', t.type, t.status, t.innerStatus, formatTimestamp(t.startedAt), formatTimestamp(t.updatedAt), formatElapsed(elapsed), elapsed, journal.journal(t.id)?.phase ?? ''];
   });
   return table(
-    [['id', INT8], 'scope', 'type', 'status', 'inner_status', 'started_at', 'updated_at', 'elapsed', ['elapsed_ms', INT8]],
+    [['id', INT8], 'scope', 'type', 'status', 'inner_status', 'started_at', 'updated_at', 'elapsed', ['elapsed_ms', INT8], 'cutover_phase'],
     rows,
   );
 }

@@ -14,7 +14,7 @@ import { PgError, SQLSTATE } from '../wire/pg-error.js';
 
 export const SHOW_ITEMS = [
   'pools', 'clients', 'servers', 'stats', 'config', 'version', 'tasks', 'table_copies', 'replication_slots',
-  'lists', 'databases', 'users', 'help',
+  'lists', 'databases', 'users', 'help', 'routing', 'orphans',
 ] as const;
 export type ShowItem = (typeof SHOW_ITEMS)[number];
 
@@ -28,6 +28,8 @@ export type AdminCommand =
   | { kind: 'schema_sync'; phase: 'pre' | 'post' | 'cutover'; source: string; destination: string; publication: string }
   | { kind: 'cutover'; taskId?: number }
   | { kind: 'stop_task'; taskId: number }
+  | { kind: 'save_routing' | 'discard_routing' }
+  | { kind: 'drop_orphans'; name?: string }
   | { kind: 'set'; name: string; value: string }
   | { kind: 'empty' };
 
@@ -51,6 +53,9 @@ export const ADMIN_HELP: readonly AdminHelpEntry[] = [
   { command: 'SCHEMA_SYNC', syntax: 'SCHEMA_SYNC PRE | POST | CUTOVER <source> <destination> <publication>', description: 'run one phase of the schema sync' },
   { command: 'CUTOVER', syntax: 'CUTOVER [<task_id>]', description: 'move traffic to the destination of a replication task (the first one without an id); on a reverse task, roll back' },
   { command: 'STOP_TASK', syntax: 'STOP_TASK <task_id>', description: 'stop a task and drop its replication slot' },
+  { command: 'SAVE_ROUTING', syntax: 'SAVE_ROUTING', description: 'write the routing a cutover put in force (SHOW ROUTING) into the config files' },
+  { command: 'DISCARD_ROUTING', syntax: 'DISCARD_ROUTING', description: 'serve the config files\' layout again, dropping a recorded cutover routing (refused while a reverse task exists)' },
+  { command: 'DROP_ORPHANS', syntax: 'DROP_ORPHANS [<name>]', description: 'drop the replication slots and origins no task owns (SHOW ORPHANS)' },
   { command: 'SET', syntax: "SET <name> TO | = <value>", description: 'change a setting at run time' },
 ];
 
@@ -212,6 +217,13 @@ export function parseAdminCommand(sql: string): AdminCommand {
     case 'stop_task':
       expectCount(tokens, 1, 1, 'STOP_TASK', 'the id of the task to stop (see SHOW TASKS)');
       return { kind: 'stop_task', taskId: taskId(tokens[1], 'STOP_TASK') };
+    case 'save_routing':
+    case 'discard_routing':
+      expectCount(tokens, 0, 0, head.toUpperCase(), '');
+      return { kind: head };
+    case 'drop_orphans':
+      expectCount(tokens, 0, 1, 'DROP_ORPHANS', '');
+      return tokens.length === 2 ? { kind: 'drop_orphans', name: tokens[1].text } : { kind: 'drop_orphans' };
     case 'set': {
       // SET name TO value | SET name = value | SET name value
       if (tokens.length < 2) throw syntaxError(`SET needs a setting name and a value; usage: ${usage('SET')}`);

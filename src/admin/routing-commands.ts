@@ -1,0 +1,102 @@
+/**
+ * SHOW ROUTING, SAVE_ROUTING, DISCARD_ROUTING (the routing a cutover put in force, recorded in
+ * the state directory, versus the config files) and SHOW ORPHANS / DROP_ORPHANS (slots and
+ * origins no task owns). See docs/crash-safety.md.
+ */
+import type { AdminCommand } from './parser.js';
+import type { AdminContext } from './context.js';
+import { table, INT8, BOOL, type AdminResult, type Cell } from './result.js';
+import { loadConfig, saveConfig, fingerprint, type Config } from '../config/index.js';
+import { cutoverJournal } from '../migrate/cutover-journal.js';
+import { migrationRegistry } from '../migrate/tasks.js';
+import { listOrphans, dropOrphans, type Orphan } from '../migrate/orphans.js';
+import { formatTimestamp } from './migration-commands.js';
+import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+
+export async function runRoutingCommand(cmd: AdminCommand, ctx: AdminContext): Promise<AdminResult> {
+  switch (cmd.kind) {
+    case 'show':
+      if (cmd.what === 'routing') return showRouting(ctx);
+      if (cmd.what === 'orphans') return orphanTable(await orphans(ctx), 'SHOW');
+      break;
+    case 'save_routing':
+      return saveRouting(ctx);
+    case 'discard_routing':
+      return discardRouting(ctx);
+    case 'drop_orphans':
+      return orphanTable(await dropOrphans(await orphans(ctx), cmd.name), 'DROP_ORPHANS');
+  }
+  throw new PgError(SQLSTATE.featureNotSupported, `${cmd.kind.toUpperCase()} is not a routing command`);
+}
+
+function filesConfig(ctx: AdminContext): Config {
+  return loadConfig(ctx.currentConfig.paths);
+}
+
+/** One row per logical database: the servers it is served by, and those the files name. */
+function showRouting(ctx: AdminContext): AdminResult {
+  const routing = cutoverJournal(ctx.stateDir).routing;
+  let files: Config | null = null;
+  let filesError = '';
+  try {
+    files = filesConfig(ctx);
+  } catch (err) {
+    filesError = asPgError(err).message;
+  }
+  const running = ctx.currentConfig;
+  const names = [...new Set(running.databases.map((d) => d.name))];
+  const rows: Cell[][] = names.map((n) => {
+    const serving = fingerprint(running, n);
+    const inFiles = files ? fingerprint(files, n) : null;
+    const swap = [...routing].reverse().find((s) => s.source === n || s.destination === n);
+    const differs = inFiles === null ? null : inFiles !== serving;
+    const state = inFiles === null ? `config files unreadable: ${filesError}` : differs ? 'recorded cutover; differs from the config files (SAVE_ROUTING writes it)' : 'as in the config files';
+    return [n, serving, inFiles, differs, state, swap?.taskId ?? null, swap ? formatTimestamp(swap.at) : null];
+  });
+  return table(['database', 'serving', 'config_file', ['differs', BOOL], 'state', ['cutover_task', INT8], 'switched_at'], rows);
+}
+
+function saveRouting(ctx: AdminContext): AdminResult {
+  const j = cutoverJournal(ctx.stateDir);
+  if (!ctx.currentConfig.paths.config) throw new PgError(SQLSTATE.objectNotInState, 'pgshift was started without a config file; there is nothing to save the routing into');
+  saveConfig(ctx.currentConfig, { backup: true });
+  j.clearRouting();
+  ctx.log.info({ file: ctx.currentConfig.paths.config }, 'SAVE_ROUTING: the serving layout is written to the config files');
+  return table(['save_routing'], [['OK']], 'SAVE_ROUTING');
+}
+
+/**
+ * Going back to the files' layout without a cutover would hide every write made on the new
+ * cluster since the switch, so it is refused while a task still replicates between the swapped
+ * databases: CUTOVER of the reverse task is the way back that loses nothing.
+ */
+async function discardRouting(ctx: AdminContext): Promise<AdminResult> {
+  const j = cutoverJournal(ctx.stateDir);
+  if (j.routing.length === 0) return table(['discard_routing'], [['nothing recorded: the serving layout is the config files\'']], 'DISCARD_ROUTING');
+  const names = new Set(j.routing.flatMap((s) => [s.source, s.destination]));
+  const reg = await migrationRegistry(ctx);
+  const blocking = reg.list().find((t) => !t.terminal && (names.has(t.source) || names.has(t.destination)));
+  if (blocking) {
+    throw new PgError(SQLSTATE.objectNotInState, `DISCARD_ROUTING refused: task ${blocking.id} (${blocking.type}) replicates between the swapped databases; serving the config files' layout now would lose the writes made on the new cluster since the cutover`, {
+      hint: `roll back with CUTOVER ${blocking.id} (no write is lost), or STOP_TASK ${blocking.id} first if those writes may be abandoned`,
+    });
+  }
+  const files = filesConfig(ctx);
+  ctx.traffic.applyConfig(files);
+  j.clearRouting();
+  ctx.log.warn({ databases: [...names] }, 'DISCARD_ROUTING: serving the config files\' layout again; the recorded cutover routing is dropped');
+  return table(['discard_routing'], [['OK']], 'DISCARD_ROUTING');
+}
+
+async function orphans(ctx: AdminContext): Promise<Orphan[]> {
+  const reg = await migrationRegistry(ctx);
+  return listOrphans(ctx.currentConfig, reg.list(), cutoverJournal(ctx.stateDir).unsettled());
+}
+
+function orphanTable(list: Orphan[], tag: string): AdminResult {
+  return table(
+    ['kind', 'name', 'host', ['port', INT8], 'database_name', ['active', BOOL]],
+    list.map((o) => [o.kind, o.name, o.endpoint.host, o.endpoint.port, o.endpoint.database, o.active]),
+    tag,
+  );
+}
