@@ -112,7 +112,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     }
     for (const t of reg.list()) if (t.kind === 'reshard' && !t.terminal) autoCutover(this, t);
     // In the background: a slow or unreachable cluster must not delay the start.
-    void listOrphans(this.config_, reg.list(), this.journal.unsettled()).then(
+    void listOrphans(this.config_, reg.list(), this.journal.all()).then(
       (list) => {
         if (list.length > 0) this.log.warn({ orphans: list.map((o) => `${o.kind} ${o.name} on ${o.endpoint.host}:${o.endpoint.port}/${o.endpoint.database}`) }, 'replication slots or origins made by pgshift that no task owns (SHOW ORPHANS, DROP_ORPHANS)');
       },

@@ -90,7 +90,7 @@ async function discardRouting(ctx: AdminContext): Promise<AdminResult> {
 
 async function orphans(ctx: AdminContext): Promise<Orphan[]> {
   const reg = await migrationRegistry(ctx);
-  return listOrphans(ctx.currentConfig, reg.list(), cutoverJournal(ctx.stateDir).unsettled());
+  return listOrphans(ctx.currentConfig, reg.list(), cutoverJournal(ctx.stateDir).all());
 }
 
 function orphanTable(list: Orphan[], tag: string): AdminResult {

@@ -105,6 +105,10 @@ export class CutoverJournalFile {
     return [...this.state.journals].reverse().find((j) => j.taskId === taskId);
   }
 
+  all(): readonly CutoverJournal[] {
+    return this.state.journals;
+  }
+
   /** Journals of cutovers interrupted before they settled (a crash), oldest first. */
   unsettled(): CutoverJournal[] {
     return this.state.journals.filter((j) => !isSettled(j.phase));

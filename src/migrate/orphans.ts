@@ -5,14 +5,15 @@
  *
  * A slot or origin is pgshift's when its name starts with `pgshift` or is the slot name of a
  * task the registry knows. It is owned while a task that is not terminal (or that kept its
- * slots) names it, or an unsettled cutover journal names it as a reverse slot.
+ * slots) names it, or an unsettled cutover journal names it as a reverse slot (`journals`: all
+ * of them, settled ones included).
  */
 import type { Config } from '../config/types.js';
 import { shardEndpoints, withConn, type Endpoint } from './endpoints.js';
 import { quoteLiteral } from '../wire/quote.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import type { Task } from './task-registry.js';
-import type { CutoverJournal } from './cutover-journal.js';
+import { isSettled, type CutoverJournal } from './cutover-journal.js';
 
 export interface Orphan {
   kind: 'slot' | 'origin';
@@ -40,11 +41,15 @@ function physicalEndpoints(config: Config): Endpoint[] {
   return [...seen.values()];
 }
 
-export async function listOrphans(config: Config, tasks: Task[], journals: CutoverJournal[]): Promise<Orphan[]> {
+export async function listOrphans(config: Config, tasks: Task[], journals: readonly CutoverJournal[]): Promise<Orphan[]> {
   const known = new Set(tasks.flatMap((t) => t.slots));
-  const live = new Set([...tasks.filter((t) => !t.terminal || t.slotsKept).flatMap((t) => t.slots), ...journals.flatMap((j) => j.reverseSlots)]);
+  const liveTask = (id: number | null) => tasks.some((t) => t.id === id && !t.terminal);
+  const unsettled = journals.filter((j) => !isSettled(j.phase));
+  const live = new Set([...tasks.filter((t) => !t.terminal || t.slotsKept).flatMap((t) => t.slots), ...unsettled.flatMap((j) => j.reverseSlots)]);
+  // A cut-over forward stream's origins tag the writes its reverse stream must skip: kept while that reverse task lives.
+  const originOwners = new Set([...live, ...journals.filter((j) => liveTask(j.reverseTaskId)).flatMap((j) => j.forwardSlots)]);
   const ours = (n: string) => n.startsWith('pgshift') || known.has(n);
-  const ownedOrigin = (n: string) => [...live].some((s) => n === s || n.startsWith(`${s}_`));
+  const ownedOrigin = (n: string) => [...originOwners].some((s) => n === s || n.startsWith(`${s}_`));
   const out: Orphan[] = [];
   for (const e of physicalEndpoints(config)) {
     await withConn(e, 'pgshift orphans', async (c) => {

@@ -35,10 +35,10 @@ export class PgshiftProcess {
   }
 
   /** Spawns `pgshift serve` and resolves once the admin database answers. */
-  async start(timeoutMs = 20000): Promise<void> {
+  async start(timeoutMs = 20000, env: Record<string, string> = {}): Promise<void> {
     assert.equal(this.child, null, 'pgshift is already running');
     const child = spawn(process.execPath, [MAIN, 'serve', '--config', this.configPath, '--users', this.usersPath], {
-      env: { ...process.env, PGSHIFT_STATE_DIR: this.stateDir, PGSHIFT_LOG: process.env.PGSHIFT_LOG ?? 'info' },
+      env: { ...process.env, PGSHIFT_STATE_DIR: this.stateDir, PGSHIFT_LOG: process.env.PGSHIFT_LOG ?? 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
@@ -73,6 +73,19 @@ export class PgshiftProcess {
     const child = this.child;
     if (!child) return;
     child.kill('SIGKILL');
+    await this.exited;
+  }
+
+  /** Resolves once the process has exited by itself (e.g. a PGSHIFT_FAULT kill); rejects after `timeoutMs`. */
+  async waitExit(timeoutMs: number): Promise<void> {
+    await Promise.race([this.exited, sleep(timeoutMs).then(() => Promise.reject(new Error(`pgshift still running after ${timeoutMs} ms:\n${this.tail()}`)))]);
+  }
+
+  /** SIGTERM: a graceful shutdown. Resolves once the process is gone. */
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child) return;
+    child.kill('SIGTERM');
     await this.exited;
   }
 
