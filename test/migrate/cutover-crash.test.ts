@@ -20,7 +20,8 @@ import { LEDGER_SCHEMA, LedgerApp, checkLedger, ledgerProblems, sameRows } from 
 
 const ALL = ['reverse_intended', 'reverse_created', 'barrier', 'sequences', 'switched', 'resumed', 'reverse_task', 'forward_finished', 'done'] as const;
 type Step = (typeof ALL)[number];
-const DEFAULT: Step[] = ['reverse_created', 'switched', 'forward_finished'];
+// 'switched' is also killed in the crash-during-recovery test below.
+const DEFAULT: Step[] = ['reverse_created', 'forward_finished'];
 const STEPS: readonly Step[] = process.env.PGSHIFT_FAULTS_ALL ? ALL : DEFAULT;
 const SWITCHED: Step[] = ['switched', 'resumed', 'reverse_task', 'forward_finished', 'done'];
 
@@ -160,9 +161,9 @@ for (const step of STEPS) {
     await assertLedger(m, served, other, `after kill -9 at ${step}`);
 
     // The move goes on: roll back (after the switch) or cut over again (before it), under writes.
-    m.app = new LedgerApp(`postgresql://app:pw@127.0.0.1:${m.p.port}/app?sslmode=disable`);
-    apps.push(m.app);
-    await poll('writes before the next cutover', async () => (m.app.acked.size >= 20 ? true : undefined), 20000, m.explain);
+    const before = m.app.acked.size;
+    m.app.resume();
+    await poll('writes before the next cutover', async () => (m.app.acked.size >= before + 20 ? true : undefined), 20000, m.explain);
     const next = reverse ? reverse.id! : '1';
     const [r] = await m.p.admin(`CUTOVER ${next}`);
     assert.equal(r.cutover, 'OK');

@@ -33,15 +33,23 @@ export class LedgerApp {
   errors = 0;
   private running = true;
   private loop: Promise<void>;
+  private readonly ids: string[] = [];
 
   constructor(private readonly url: string) {
     this.loop = this.run();
     this.loop.catch(() => undefined);
   }
 
+  /** Writes again after stop(), keeping the ledger. */
+  resume(): void {
+    this.running = true;
+    this.loop = this.run();
+    this.loop.catch(() => undefined);
+  }
+
   private async run(): Promise<void> {
     let c: pg.Client | null = null;
-    const ids: string[] = [];
+    const ids = this.ids;
     for (let round = 1; this.running; round++) {
       try {
         if (!c) {
