@@ -45,6 +45,11 @@ export function ensureParser(): Promise<void> {
   return (parserReady ??= loadModule().then(() => initParser()));
 }
 
+/** Where migration task state and the cutover journal live: PGSHIFT_STATE_DIR, else `.pgshift` next to the config file. */
+export function stateDirFor(config: Config, override?: string): string {
+  return override ?? process.env.PGSHIFT_STATE_DIR ?? join(config.paths.config ? dirname(config.paths.config) : process.cwd(), '.pgshift');
+}
+
 export interface ProxyOptions {
   log?: Logger;
   /** Where migration task state is kept; default PGSHIFT_STATE_DIR or `.pgshift` next to the config file. */
@@ -78,7 +83,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     this.log = opts.log ?? createLogger();
     this.gate = new PauseGate(config.general.pause_timeout);
     this.registry = new ClusterRegistry(config);
-    this.stateDir = opts.stateDir ?? process.env.PGSHIFT_STATE_DIR ?? join(config.paths.config ? dirname(config.paths.config) : process.cwd(), '.pgshift');
+    this.stateDir = stateDirFor(config, opts.stateDir);
     this.loadTls();
     this.listener = new Listener({
       tlsContext: () => this.tls,

@@ -7,7 +7,7 @@ import type { AdminCommand } from './parser.js';
 import type { AdminContext } from './context.js';
 import { table, INT8, BOOL, type AdminResult, type Cell } from './result.js';
 import { loadConfig, saveConfig, fingerprint, type Config } from '../config/index.js';
-import { cutoverJournal } from '../migrate/cutover-journal.js';
+import { cutoverJournal, checkDiscardRouting, type RoutingSwap } from '../migrate/cutover-journal.js';
 import { migrationRegistry } from '../migrate/tasks.js';
 import { listOrphans, dropOrphans, type Orphan } from '../migrate/orphans.js';
 import { formatTimestamp } from './migration-commands.js';
@@ -35,7 +35,6 @@ function filesConfig(ctx: AdminContext): Config {
 
 /** One row per logical database: the servers it is served by, and those the files name. */
 function showRouting(ctx: AdminContext): AdminResult {
-  const routing = cutoverJournal(ctx.stateDir).routing;
   let files: Config | null = null;
   let filesError = '';
   try {
@@ -43,17 +42,22 @@ function showRouting(ctx: AdminContext): AdminResult {
   } catch (err) {
     filesError = asPgError(err).message;
   }
-  const running = ctx.currentConfig;
-  const names = [...new Set(running.databases.map((d) => d.name))];
-  const rows: Cell[][] = names.map((n) => {
-    const serving = fingerprint(running, n);
+  return table(ROUTING_COLUMNS, routingRows(ctx.currentConfig, files, filesError, cutoverJournal(ctx.stateDir).routing));
+}
+
+export const ROUTING_COLUMNS: (string | [string, number])[] = ['database', 'serving', 'config_file', ['differs', BOOL], 'state', ['cutover_task', INT8], 'switched_at'];
+
+/** SHOW ROUTING's rows (also printed by `pgshift routing show`). */
+export function routingRows(serving: Config, files: Config | null, filesError: string, routing: readonly RoutingSwap[]): Cell[][] {
+  const names = [...new Set(serving.databases.map((d) => d.name))];
+  return names.map((n) => {
+    const now = fingerprint(serving, n);
     const inFiles = files ? fingerprint(files, n) : null;
     const swap = [...routing].reverse().find((s) => s.source === n || s.destination === n);
-    const differs = inFiles === null ? null : inFiles !== serving;
+    const differs = inFiles === null ? null : inFiles !== now;
     const state = inFiles === null ? `config files unreadable: ${filesError}` : differs ? 'recorded cutover; differs from the config files (SAVE_ROUTING writes it)' : 'as in the config files';
-    return [n, serving, inFiles, differs, state, swap?.taskId ?? null, swap ? formatTimestamp(swap.at) : null];
+    return [n, now, inFiles, differs, state, swap?.taskId ?? null, swap ? formatTimestamp(swap.at) : null];
   });
-  return table(['database', 'serving', 'config_file', ['differs', BOOL], 'state', ['cutover_task', INT8], 'switched_at'], rows);
 }
 
 function saveRouting(ctx: AdminContext): AdminResult {
@@ -65,22 +69,11 @@ function saveRouting(ctx: AdminContext): AdminResult {
   return table(['save_routing'], [['OK']], 'SAVE_ROUTING');
 }
 
-/**
- * Going back to the files' layout without a cutover would hide every write made on the new
- * cluster since the switch, so it is refused while a task still replicates between the swapped
- * databases: CUTOVER of the reverse task is the way back that loses nothing.
- */
 async function discardRouting(ctx: AdminContext): Promise<AdminResult> {
   const j = cutoverJournal(ctx.stateDir);
   if (j.routing.length === 0) return table(['discard_routing'], [['nothing recorded: the serving layout is the config files\'']], 'DISCARD_ROUTING');
   const names = new Set(j.routing.flatMap((s) => [s.source, s.destination]));
-  const reg = await migrationRegistry(ctx);
-  const blocking = reg.list().find((t) => !t.terminal && (names.has(t.source) || names.has(t.destination)));
-  if (blocking) {
-    throw new PgError(SQLSTATE.objectNotInState, `DISCARD_ROUTING refused: task ${blocking.id} (${blocking.type}) replicates between the swapped databases; serving the config files' layout now would lose the writes made on the new cluster since the cutover`, {
-      hint: `roll back with CUTOVER ${blocking.id} (no write is lost), or STOP_TASK ${blocking.id} first if those writes may be abandoned`,
-    });
-  }
+  checkDiscardRouting(j.routing, (await migrationRegistry(ctx)).list());
   const files = filesConfig(ctx);
   ctx.traffic.applyConfig(files);
   j.clearRouting();
@@ -88,15 +81,17 @@ async function discardRouting(ctx: AdminContext): Promise<AdminResult> {
   return table(['discard_routing'], [['OK']], 'DISCARD_ROUTING');
 }
 
+export function orphanRows(list: Orphan[]): Cell[][] {
+  return list.map((o) => [o.kind, o.name, o.endpoint.host, o.endpoint.port, o.endpoint.database, o.active]);
+}
+
+export const ORPHAN_COLUMNS: (string | [string, number])[] = ['kind', 'name', 'host', ['port', INT8], 'database_name', ['active', BOOL]];
+
 async function orphans(ctx: AdminContext): Promise<Orphan[]> {
   const reg = await migrationRegistry(ctx);
   return listOrphans(ctx.currentConfig, reg.list(), cutoverJournal(ctx.stateDir).all());
 }
 
 function orphanTable(list: Orphan[], tag: string): AdminResult {
-  return table(
-    ['kind', 'name', 'host', ['port', INT8], 'database_name', ['active', BOOL]],
-    list.map((o) => [o.kind, o.name, o.endpoint.host, o.endpoint.port, o.endpoint.database, o.active]),
-    tag,
-  );
+  return table(ORPHAN_COLUMNS, orphanRows(list), tag);
 }

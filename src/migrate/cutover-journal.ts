@@ -150,6 +150,21 @@ function addSwap(list: readonly RoutingSwap[], s: RoutingSwap): RoutingSwap[] {
   return [...list, s];
 }
 
+/**
+ * Going back to the files' layout without a cutover would hide every write made on the new
+ * cluster since the switch: refused while a task still replicates between the swapped
+ * databases (CUTOVER of that reverse task is the way back that loses nothing).
+ */
+export function checkDiscardRouting(routing: readonly RoutingSwap[], tasks: readonly { id: number; type: string; source: string; destination: string; terminal: boolean }[]): void {
+  const names = new Set(routing.flatMap((s) => [s.source, s.destination]));
+  const blocking = tasks.find((t) => !t.terminal && (names.has(t.source) || names.has(t.destination)));
+  if (blocking) {
+    throw new PgError(SQLSTATE.objectNotInState, `DISCARD_ROUTING refused: task ${blocking.id} (${blocking.type}) replicates between the swapped databases; serving the config files' layout now would lose the writes made on the new cluster since the cutover`, {
+      hint: `roll back with CUTOVER ${blocking.id} (no write is lost), or STOP_TASK ${blocking.id} first if those writes may be abandoned`,
+    });
+  }
+}
+
 const open = new Map<string, CutoverJournalFile>();
 
 /** The process's journal file for `stateDir` (read once). */
