@@ -7,7 +7,8 @@
 import type { AdminCommand } from './parser.js';
 import { table, INT8, TEXT, type AdminResult, type Cell } from './result.js';
 import { migrationRegistry, startCopyData, startReplicate, startSchemaSync, stopTask, type MigrationContext, type Task } from '../migrate/tasks.js';
-import { shardEndpoints, connect, type Endpoint } from '../migrate/endpoints.js';
+import { connect, type Endpoint } from '../migrate/endpoints.js';
+import { resolveBound } from '../migrate/task-runner.js';
 import { slotInfo } from '../migrate/snapshot.js';
 import { formatLsn } from '../migrate/lsn.js';
 import { cutoverJournal, type CutoverJournalFile } from '../migrate/cutover-journal.js';
@@ -108,7 +109,7 @@ async function showReplicationSlots(tasks: Task[], ctx: MigrationContext): Promi
     if (t.slots.length === 0 || (t.terminal && !t.slotsKept)) continue;
     let src: Endpoint[];
     try {
-      src = shardEndpoints(ctx.config(), t.source, t.options.fromUser);
+      src = (await resolveBound(t, ctx.config())).src;
     } catch (err) {
       for (const slot of t.slots) rows.push([t.id, slot, null, null, null, null, null, null, null, null, asPgError(err).message]);
       continue;

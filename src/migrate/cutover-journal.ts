@@ -15,6 +15,7 @@ import { writeFileDurably } from '../config/durable-file.js';
 import type { RecordedSwap } from '../config/recorded-routing.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { faultPoint } from './fault.js';
+import type { PhysicalShard } from './physical.js';
 
 /** In order; a phase is recorded before the action it names can have an effect that must be undone or finished. */
 export const JOURNAL_PHASES = ['reverse_intended', 'reverse_created', 'barrier', 'sequences', 'switched', 'reverse_task', 'forward_finished', 'done', 'rolled_back'] as const;
@@ -29,15 +30,6 @@ export function isSettled(p: JournalPhase): boolean {
   return p === 'done' || p === 'rolled_back';
 }
 
-/** One shard of a cluster, named physically. */
-export interface PhysicalShard {
-  shard: number;
-  host: string;
-  port: number;
-  database: string;
-  /** pg_control_system().system_identifier, as text (null when it could not be read). */
-  systemIdentifier: string | null;
-}
 
 export interface CutoverJournal {
   taskId: number;

@@ -57,7 +57,7 @@ async function rollForward(j: CutoverJournal, reg: TaskRegistry, ctx: MigrationC
       if (!(await slotExists(e, j.reverseSlots[i]))) throw new PgError(SQLSTATE.undefinedObject, `reverse slot ${j.reverseSlots[i]} is missing on ${e.host}:${e.port}/${e.database}; rollback to the old cluster is not possible without a new COPY_DATA`);
     }
     let reverse = reg.list().find((t) => sameSlots(t, j.reverseSlots) && !t.terminal);
-    if (!reverse) reverse = await recordTask(reg, ctx, reverseRequest(j, !forward?.options.reverse), 'replication');
+    if (!reverse) reverse = await recordTask(reg, ctx, reverseRequest(j, !forward?.options.reverse), 'replication', { source: j.destinationShards, destination: j.sourceShards });
     j.reverseTaskId = reverse.id;
     file.record(j, 'reverse_task');
   }

@@ -12,7 +12,7 @@ import { publishedTables, qualifiedName } from './catalog.js';
 import { slotName } from './snapshot.js';
 import { readSequenceValuesOn, applySequenceValuesOn } from './schema-sync.js';
 import { tableSequences, type SequenceRef } from './schema-ddl.js';
-import { dropTaskSlots } from './task-runner.js';
+import { dropTaskSlots, resolveBound } from './task-runner.js';
 import { migrationRegistry, startCopyData, startReplicate, type MigrationContext, type Task } from './tasks.js';
 import { runCutover, cutoverSettings, type CutoverReport, type CutoverSubject, type CutoverTraffic, type FailureInjector, type ReverseHandle } from './cutover.js';
 import type { ServerConnection } from '../backend/server.js';
@@ -51,8 +51,7 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
   const destConns: ServerConnection[] = [];
   try {
     const config = ctx.config();
-    const src = shardEndpoints(config, task.source, task.options.fromUser);
-    const dst = shardEndpoints(config, task.destination, task.options.toUser);
+    const { src, dst } = await resolveBound(task, config);
     // Connections used during the pause are opened before it, to keep the pause short.
     for (const e of src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
     const journal = await newJournal(task, src, dst);

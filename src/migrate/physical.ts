@@ -5,9 +5,24 @@
  */
 import type { Config } from '../config/types.js';
 import { shardEndpoints, withConn, describeEndpoint, type Endpoint } from './endpoints.js';
-import type { PhysicalShard } from './cutover-journal.js';
 import type { ServerConnection } from '../backend/server.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+
+/** One shard of a cluster, named physically. */
+export interface PhysicalShard {
+  shard: number;
+  host: string;
+  port: number;
+  database: string;
+  /** pg_control_system().system_identifier, as text (null when it could not be read). */
+  systemIdentifier: string | null;
+}
+
+/** The clusters a task reads from and writes to, recorded when it starts. */
+export interface TaskClusters {
+  source: PhysicalShard[];
+  destination: PhysicalShard[];
+}
 
 /** pg_control_system().system_identifier as text; null when the role may not read it. */
 export async function systemIdentifier(c: ServerConnection): Promise<string | null> {

@@ -11,6 +11,7 @@ import type { Logger } from '../observe/log.js';
 import type { ReplicationStream } from './stream.js';
 import { TableCopy, type TableCopyJson } from './table-progress.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
+import type { TaskClusters } from './physical.js';
 
 export type TaskKind = 'copy_data' | 'replication' | 'schema_sync' | 'reshard';
 export type TaskStatus = 'started' | 'running' | 'cancelling' | 'finished' | 'cancelled' | `failed: ${string}`;
@@ -50,6 +51,8 @@ export interface TaskJson {
   tables: TableCopyJson[];
   /** Slots deliberately left on the source (failure while streaming, --sync-only). */
   slotsKept: boolean;
+  /** The physical clusters the task started on (absent in files written before they were recorded). */
+  clusters?: TaskClusters;
 }
 
 export function isTerminal(s: TaskStatus): boolean {
@@ -68,6 +71,8 @@ export class Task {
   phase: TaskPhase = 'created';
   updatedAt: number;
   slotsKept = false;
+  /** Where the task really reads and writes: logical names are exchanged by a cutover, these are not. */
+  clusters: TaskClusters | null = null;
 
   constructor(
     private readonly registry: TaskRegistry,
@@ -123,6 +128,7 @@ export class Task {
       options: this.options,
       tables: [...this.tables.values()].map((t) => t.toJSON()),
       slotsKept: this.slotsKept,
+      ...(this.clusters ? { clusters: this.clusters } : {}),
     };
   }
 }
@@ -170,6 +176,7 @@ export class TaskRegistry {
         t.phase = j.phase;
         t.updatedAt = j.updatedAt;
         t.slotsKept = j.slotsKept;
+        t.clusters = j.clusters ?? null;
         for (const tj of j.tables) t.tables.set(`${tj.schema}.${tj.table}`, TableCopy.fromJSON(tj));
         reg.tasks.set(t.id, t);
       }

@@ -18,6 +18,7 @@ import { schemaSync } from './schema-sync.js';
 import { copyData } from './copy-data.js';
 import { publishedTables, serverVersionNum } from './catalog.js';
 import { dropOrigins } from './origin.js';
+import { endpointsOf } from './physical.js';
 import type { Task } from './task-registry.js';
 import type { ReplicationStream } from './stream.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
@@ -42,6 +43,20 @@ export function resolveTask(config: Config, t: { source: string; destination: st
   const src = shardEndpoints(config, t.source, t.options.fromUser);
   const dst = shardEndpoints(config, t.destination, t.options.toUser);
   const sharding = new ShardingSchema(t.destination, config.sharded_tables, config.sharded_mappings, config.omnisharded_tables, dst.length);
+  return { config, src, dst, sharding };
+}
+
+/**
+ * A task's endpoints: the physical clusters it recorded when it started (each one's
+ * system_identifier checked, so a restarted task never acts on another cluster), else — for a
+ * task recorded before clusters were — its logical names.
+ */
+export async function resolveBound(task: Task, config: Config): Promise<Resolved> {
+  const byName = resolveTask(config, task);
+  if (!task.clusters) return byName;
+  const src = await endpointsOf(config, task.clusters.source, task.options.fromUser);
+  const dst = await endpointsOf(config, task.clusters.destination, task.options.toUser);
+  const sharding = new ShardingSchema(task.destination, config.sharded_tables, config.sharded_mappings, config.omnisharded_tables, dst.length);
   return { config, src, dst, sharding };
 }
 
@@ -72,7 +87,7 @@ export async function dropTaskOrigins(task: Task, dst: Endpoint[]): Promise<void
 }
 
 export async function runCopyData(task: Task, ctx: MigrationContext): Promise<void> {
-  const r = resolveTask(ctx.config(), task);
+  const r = await resolveBound(task, ctx.config());
   const log = ctx.log.child({ task: task.id });
   const skipSchema = task.options.skipSchemaSync === true;
   if (task.phase === 'created' || task.phase === 'schema_pre' || task.phase === 'copying') {
@@ -142,7 +157,7 @@ async function createSnapshots(task: Task, src: Endpoint[]): Promise<SlotSnapsho
 }
 
 export async function runReplicate(task: Task, ctx: MigrationContext): Promise<void> {
-  const r = resolveTask(ctx.config(), task);
+  const r = await resolveBound(task, ctx.config());
   const log = ctx.log.child({ task: task.id });
   if (task.phase !== 'replicating') {
     await Promise.all(
@@ -226,7 +241,7 @@ export async function failTask(task: Task, err: unknown, ctx: MigrationContext):
     const valuable = task.phase === 'replicating' || task.phase === 'schema_post';
     let src: Endpoint[] = [];
     try {
-      src = shardEndpoints(ctx.config(), task.source, task.options.fromUser);
+      src = (await resolveBound(task, ctx.config())).src;
     } catch (e) {
       note = ` (slots ${task.slots.join(', ')} may remain on the source: ${asPgError(e).message})`;
     }

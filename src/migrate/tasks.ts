@@ -4,7 +4,8 @@
  * nothing behind; an accepted one returns at once and runs in the background.
  */
 import { TaskRegistry, type Task, type TaskKind, type TaskOptions } from './task-registry.js';
-import { runCopyData, runReplicate, runSchemaSync, failTask, dropTaskSlots, dropTaskOrigins, resolveTask, type MigrationContext } from './task-runner.js';
+import { runCopyData, runReplicate, runSchemaSync, failTask, dropTaskSlots, dropTaskOrigins, resolveTask, resolveBound, type MigrationContext } from './task-runner.js';
+import { physicalShards, type TaskClusters } from './physical.js';
 import { runPreflight } from './preflight.js';
 import { checkSlotName, slotName } from './snapshot.js';
 import { shardEndpoints } from './endpoints.js';
@@ -75,10 +76,11 @@ export async function startSchemaSync(reg: TaskRegistry, ctx: MigrationContext, 
  * Records a task without pre-flight and without launching it (recovery: its slots exist, and
  * resumeTasks launches it like any task found in the registry).
  */
-export async function recordTask(reg: TaskRegistry, ctx: MigrationContext, req: MoveRequest, kind: TaskKind): Promise<Task> {
+export async function recordTask(reg: TaskRegistry, ctx: MigrationContext, req: MoveRequest, kind: TaskKind, clusters: TaskClusters): Promise<Task> {
   const base = req.slot ?? '';
   const slots = slotsFor(reg, ctx, { ...req, slot: base }, 0);
   const task = reg.create(reg.reserveId(), kind, typeOf(kind, req), { source: req.source, destination: req.destination, publication: req.publication, slots, options: req.options ?? {} });
+  task.clusters = clusters;
   await task.save();
   return task;
 }
@@ -95,6 +97,7 @@ async function start(reg: TaskRegistry, ctx: MigrationContext, req: MoveRequest,
   }
   await runPreflight({ source: r.src, destination: r.dst, publication: req.publication, slots, reuseSlots, sharding: r.sharding });
   const task = reg.create(id, kind, typeOf(kind, req), { source: req.source, destination: req.destination, publication: req.publication, slots, options });
+  task.clusters = { source: await physicalShards(r.src), destination: await physicalShards(r.dst) };
   await task.save();
   launch(task, ctx);
   return task;
@@ -108,10 +111,10 @@ async function start(reg: TaskRegistry, ctx: MigrationContext, req: MoveRequest,
 export async function stopTask(reg: TaskRegistry, ctx: MigrationContext, id: number): Promise<boolean> {
   const task = reg.get(id);
   if (!task) return false;
-  const src = () => shardEndpoints(ctx.config(), task.source, task.options.fromUser);
+  const src = async () => (await resolveBound(task, ctx.config())).src;
   if (task.terminal) {
     if (!task.slotsKept) return false;
-    const left = await dropTaskSlots(task, src(), ctx.log);
+    const left = await dropTaskSlots(task, await src(), ctx.log);
     if (left.length > 0) throw new PgError(SQLSTATE.objectNotInState, `could not drop replication slot ${left.join(', ')}`);
     task.slotsKept = false;
     await task.save();
@@ -127,7 +130,7 @@ export async function stopTask(reg: TaskRegistry, ctx: MigrationContext, id: num
     task.slotsKept = task.slots.length > 0;
     if (task.slotsKept) inner = `slot ${task.slots.join(', ')} kept`;
   } else {
-    const left = await dropTaskSlots(task, src(), ctx.log);
+    const left = await dropTaskSlots(task, await src(), ctx.log);
     if (left.length > 0) {
       task.slotsKept = true;
       inner = `could not drop slot ${left.join(', ')}; STOP_TASK ${id} retries`;
@@ -135,7 +138,7 @@ export async function stopTask(reg: TaskRegistry, ctx: MigrationContext, id: num
       // Without its slot the stream can never resume: its origins would only mislead a later
       // task reusing the name.
       try {
-        await dropTaskOrigins(task, shardEndpoints(ctx.config(), task.destination, task.options.toUser));
+        await dropTaskOrigins(task, (await resolveBound(task, ctx.config())).dst);
       } catch (err) {
         inner = `replication origins left on the destination: ${asPgError(err).message}`;
         ctx.log.warn({ task: id, err: asPgError(err).message }, 'dropping replication origins failed');
