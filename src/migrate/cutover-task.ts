@@ -7,7 +7,7 @@ import type { Config } from '../config/types.js';
 import { swapDatabases, saveConfig, fingerprint } from '../config/index.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { quoteIdent, quoteLiteral } from '../wire/quote.js';
-import { withConn, connect, shardEndpoints, type Endpoint } from './endpoints.js';
+import { withConn, connect, type Endpoint } from './endpoints.js';
 import { publishedTables, qualifiedName } from './catalog.js';
 import { slotName } from './snapshot.js';
 import { readSequenceValuesOn, applySequenceValuesOn } from './schema-sync.js';
