@@ -3,8 +3,10 @@
  * left by a crash before its cleanup, by a task that failed, or by a finished forward stream
  * (its origins). Listed on start and by SHOW ORPHANS; DROP_ORPHANS removes them.
  *
- * A slot or origin is pgshift's when its name starts with `pgshift` or is the slot name of a
- * task the registry knows. It is owned while a task that is not terminal (or that kept its
+ * A slot or origin is this pgshift's when this state directory recorded it: a task's slot, a
+ * cutover's reverse or forward slot, or an origin named after one of those (`<slot>_<shard>`).
+ * Names are not guessed from a prefix: origins are cluster-wide, and another pgshift (another
+ * state directory) may use the same cluster. It is owned while a task that is not terminal (or that kept its
  * slots) names it, or an unsettled cutover journal names it as a reverse slot (`journals`: all
  * of them, settled ones included).
  */
@@ -42,13 +44,13 @@ function physicalEndpoints(config: Config): Endpoint[] {
 }
 
 export async function listOrphans(config: Config, tasks: Task[], journals: readonly CutoverJournal[]): Promise<Orphan[]> {
-  const known = new Set(tasks.flatMap((t) => t.slots));
+  const known = new Set([...tasks.flatMap((t) => t.slots), ...journals.flatMap((j) => [...j.reverseSlots, ...j.forwardSlots])]);
   const liveTask = (id: number | null) => tasks.some((t) => t.id === id && !t.terminal);
   const unsettled = journals.filter((j) => !isSettled(j.phase));
   const live = new Set([...tasks.filter((t) => !t.terminal || t.slotsKept).flatMap((t) => t.slots), ...unsettled.flatMap((j) => j.reverseSlots)]);
   // A cut-over forward stream's origins tag the writes its reverse stream must skip: kept while that reverse task lives.
   const originOwners = new Set([...live, ...journals.filter((j) => liveTask(j.reverseTaskId)).flatMap((j) => j.forwardSlots)]);
-  const ours = (n: string) => n.startsWith('pgshift') || known.has(n);
+  const ours = (n: string) => known.has(n) || [...known].some((s) => n.startsWith(`${s}_`));
   const ownedOrigin = (n: string) => [...originOwners].some((s) => n === s || n.startsWith(`${s}_`));
   const out: Orphan[] = [];
   for (const e of physicalEndpoints(config)) {

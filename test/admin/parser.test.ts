@@ -120,13 +120,24 @@ test('SET accepts TO, = or nothing between name and value; quoted values keep ca
   rejects('SET a = = b', /unexpected "="/);
 });
 
+test('routing and orphan commands: SAVE_ROUTING, DISCARD_ROUTING take nothing, DROP_ORPHANS an optional name', () => {
+  parses('save_routing', { kind: 'save_routing' });
+  parses('DISCARD_ROUTING;', { kind: 'discard_routing' });
+  parses('DROP_ORPHANS', { kind: 'drop_orphans' });
+  parses('DROP_ORPHANS "pgshift_Rev_1_0"', { kind: 'drop_orphans', name: 'pgshift_Rev_1_0' });
+  parses('SHOW ROUTING', { kind: 'show', what: 'routing' });
+  parses('show orphans', { kind: 'show', what: 'orphans' });
+  rejects('SAVE_ROUTING now', /SAVE_ROUTING got too many arguments/, /usage: SAVE_ROUTING/);
+  rejects('DROP_ORPHANS a b', /too many arguments/, /usage: DROP_ORPHANS \[<name>\]/);
+});
+
 test('empty input, whitespace, comments and lone semicolons are the empty command', () => {
   for (const sql of ['', '   ', ';', ' ;; ', '-- just a comment', '/* nothing */ ;']) parses(sql, { kind: 'empty' });
   parses('/* why */ SHOW -- what\n POOLS', { kind: 'show', what: 'pools' });
 });
 
 test('unknown commands list the valid commands; lexical errors are named', () => {
-  rejects('SELECT 1', /unknown admin command SELECT/, /valid commands: SHOW, PAUSE, RESUME, MAINTENANCE, RELOAD, SHUTDOWN, COPY_DATA, REPLICATE, RESHARD, SCHEMA_SYNC, CUTOVER, STOP_TASK, SET/, /SHOW HELP/);
+  rejects('SELECT 1', /unknown admin command SELECT/, /valid commands: SHOW, PAUSE, RESUME, MAINTENANCE, RELOAD, SHUTDOWN, COPY_DATA, REPLICATE, RESHARD, SCHEMA_SYNC, CUTOVER, STOP_TASK, SAVE_ROUTING, DISCARD_ROUTING, DROP_ORPHANS, SET/, /SHOW HELP/);
   rejects('"show" pools', /unknown admin command "show"/);
   rejects('SHOW POOLS; SHOW CLIENTS', /one command per query/, /found "SHOW"/);
   rejects('PAUSE "unterminated', /unterminated quoted identifier/);
@@ -138,7 +149,7 @@ test('unknown commands list the valid commands; lexical errors are named', () =>
 
 test('ADMIN_HELP lists every command with its syntax and a description, and adminCommandTag names commands', () => {
   const names = ADMIN_HELP.map((h) => h.command);
-  assert.deepEqual(names, ['SHOW', 'PAUSE', 'RESUME', 'MAINTENANCE', 'RELOAD', 'SHUTDOWN', 'COPY_DATA', 'REPLICATE', 'RESHARD', 'SCHEMA_SYNC', 'CUTOVER', 'STOP_TASK', 'SET']);
+  assert.deepEqual(names, ['SHOW', 'PAUSE', 'RESUME', 'MAINTENANCE', 'RELOAD', 'SHUTDOWN', 'COPY_DATA', 'REPLICATE', 'RESHARD', 'SCHEMA_SYNC', 'CUTOVER', 'STOP_TASK', 'SAVE_ROUTING', 'DISCARD_ROUTING', 'DROP_ORPHANS', 'SET']);
   for (const h of ADMIN_HELP) assert.ok(h.description.length > 0 && h.syntax.startsWith(h.command));
   assert.equal(adminCommandTag(parseAdminCommand('copy_data a b c')), 'COPY_DATA');
   assert.equal(adminCommandTag(parseAdminCommand('show pools')), 'SHOW');

@@ -103,7 +103,7 @@ test('admin COPY_DATA runs in the background to replicating; SHOW TASKS / TABLE_
   };
   await waitFor('replicating', async () => (await show('tasks')).rows.some((r) => r.inner_status === 'replicating'), 30000);
   const tasks = await show('tasks');
-  assert.deepEqual(tasks.cols, ['id', 'scope', 'type', 'status', 'inner_status', 'started_at', 'updated_at', 'elapsed', 'elapsed_ms']);
+  assert.deepEqual(tasks.cols, ['id', 'scope', 'type', 'status', 'inner_status', 'started_at', 'updated_at', 'elapsed', 'elapsed_ms', 'cutover_phase']);
   const row = tasks.rows.find((r) => r.id === id)!;
   assert.equal(row.scope, 'root');
   assert.equal(row.type, 'copy_data src -> dst');
