@@ -113,7 +113,8 @@ export class CutoverJournalFile {
   record(j: CutoverJournal, phase: JournalPhase, layout: Record<string, string> = {}): void {
     j.phase = phase;
     j.updatedAt = Date.now();
-    const others = this.state.journals.filter((x) => x !== j && x.taskId !== j.taskId);
+    // By identity: an unsettled journal of an earlier attempt of the same task stays recorded.
+    const others = this.state.journals.filter((x) => x !== j);
     const settled = others.filter((x) => isSettled(x.phase));
     const kept = others.filter((x) => !isSettled(x.phase) || settled.indexOf(x) >= settled.length - KEEP_SETTLED);
     let routing = this.state.routing;

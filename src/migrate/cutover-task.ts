@@ -43,6 +43,10 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
     throw new PgError(SQLSTATE.objectNotInState, `task ${task.id} (${task.type}) cannot be cut over: it is ${task.status}${task.innerStatus ? ` (${task.innerStatus})` : ''}; only a task that is replicating can`);
   }
   if (cutoverHistory.running !== null) throw new PgError(SQLSTATE.objectNotInState, `a cutover of task ${cutoverHistory.running} is already running`);
+  const interrupted = cutoverJournal(ctx.stateDir).unsettled().find((j) => j.taskId === task.id);
+  if (interrupted) {
+    throw new PgError(SQLSTATE.objectNotInState, `an earlier cutover of task ${task.id} was interrupted at ${interrupted.phase} and its recovery has not finished (see the log); restart pgshift to run the recovery again once the clusters are reachable`);
+  }
   cutoverHistory.running = task.id;
   const rollback = !!task.options.reverse;
   const previousInner = task.innerStatus;

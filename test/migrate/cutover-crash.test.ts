@@ -225,3 +225,23 @@ test('graceful restarts (SIGTERM) after a finished cutover and after its rollbac
   await assertNoOrphanSlots(m);
   await m.p.stop();
 });
+
+test("RESHARD's automatic cutover resumes after a kill -9 at its barrier: the restart rolls the attempt back, then RESHARD cuts over by itself with every acknowledged write", async () => {
+  const m = await setUp();
+  await m.p.start(20000, { PGSHIFT_FAULT: 'barrier' });
+  m.app = new LedgerApp(`postgresql://app:pw@127.0.0.1:${m.p.port}/app?sslmode=disable`);
+  apps.push(m.app);
+  await poll('the application to have written', async () => (m.app.acked.size >= 20 ? true : undefined), 20000, m.explain);
+  await m.p.admin('RESHARD app app_new pub');
+  await m.p.waitExit(60000);
+  assert.match(m.p.output, /PGSHIFT_FAULT: killing pgshift at barrier/, 'the automatic cutover was killed at its barrier');
+  await m.p.start();
+  await waitTask(m, '1', (x) => x.status === 'finished' && x.cutover_phase === 'done', 60000);
+  assert.equal(await servedBy(m), 'destination', 'RESHARD finished its cutover after the restart');
+  const reverse = (await m.p.admin('SHOW TASKS')).find((x) => x.type!.includes('(reverse)'));
+  assert.ok(reverse, 'the reverse task exists');
+  await waitTask(m, reverse.id!, (x) => x.inner_status === 'replicating');
+  await assertNoOrphanSlots(m);
+  await assertLedger(m, m.dest, m.source, 'after RESHARD resumed');
+  await m.p.stop();
+});
