@@ -204,9 +204,12 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
   } catch (err) {
     // Before the point of no return: resume on the source, nothing changed.
     const e = asPgError(err);
-    if (reverse) await reverse.abort().catch((x) => log.error({ err: asPgError(x).message }, 'cutover abort: could not drop the reverse slot'));
-    await subject.record('rolled_back').catch((x) => log.error({ err: asPgError(x).message }, 'cutover abort: could not record the rollback; the next start undoes the cutover again'));
+    // The gate opens first: dropping the reverse slot needs the destination, which may be the
+    // reason for the abort (unreachable, frozen). A slot left behind stays in the journal and is
+    // listed by SHOW ORPHANS.
     if (pausedAt !== null) traffic.gate.open(db);
+    if (reverse) await reverse.abort().catch((x) => log.error({ err: asPgError(x).message }, 'cutover abort: could not drop the reverse slot; SHOW ORPHANS lists it, DROP_ORPHANS drops it'));
+    await subject.record('rolled_back').catch((x) => log.error({ err: asPgError(x).message }, 'cutover abort: could not record the rollback; the next start undoes the cutover again'));
     log.warn({ database: db, err: e.message, pausedMs: pausedAt === null ? 0 : Date.now() - pausedAt }, 'cutover aborted: traffic resumed on the source');
     throw new PgError(e.code, `cutover aborted, traffic resumed on the source with nothing changed: ${e.message}`, { hint: e.hint });
   }

@@ -52,7 +52,7 @@ interface Move {
 let n = 0;
 
 /** A 1-shard source and a 2-shard destination, pgshift running, COPY_DATA replicating, the application writing. */
-async function setUp(): Promise<Move> {
+async function setUp(general = 'cutover_timeout = 20000\n'): Promise<Move> {
   const i = ++n;
   const source: Place[] = [{ pg: src, db: `lsrc_${i}` }];
   const dest: Place[] = [{ pg: dst, db: `ldst_${i}_0` }, { pg: dst, db: `ldst_${i}_1` }];
@@ -66,7 +66,7 @@ async function setUp(): Promise<Move> {
   writeFileSync(
     join(dir, 'pgshift.toml'),
     [
-      `[general]\nhost = "127.0.0.1"\nport = ${port}\ncutover_timeout = 20000\ncutover_traffic_stop_threshold = 100000000\n`,
+      `[general]\nhost = "127.0.0.1"\nport = ${port}\n${general}cutover_traffic_stop_threshold = 100000000\n`,
       `[admin]\npassword = "adminpw"\n`,
       db('app', source[0], 0),
       ...dest.map((d, s) => db('app_new', d, s)),
@@ -243,5 +243,44 @@ test("RESHARD's automatic cutover resumes after a kill -9 at its barrier: the re
   await waitTask(m, reverse.id!, (x) => x.inner_status === 'replicating');
   await assertNoOrphanSlots(m);
   await assertLedger(m, m.dest, m.source, 'after RESHARD resumed');
+  await m.p.stop();
+});
+
+test('the destination stalls during the barrier (pgshift-apply backends SIGSTOPped) until cutover_timeout: the cutover aborts with traffic on the source, the journal says rolled_back, no reverse slot is left, nothing is lost, and a later CUTOVER works', async () => {
+  const m = await setUp('cutover_timeout = 3000\n');
+  await startMove(m);
+  const appliers = async () => {
+    const pids: number[] = [];
+    for (const d of m.dest) for (const r of await d.pg.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgshift-apply'`, [d.db])) pids.push(r.pid);
+    return pids;
+  };
+  const frozen = await appliers();
+  assert.ok(frozen.length > 0, 'the apply connections were found');
+  for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+  let answer: string;
+  try {
+    const t0 = Date.now();
+    answer = await m.p.admin('CUTOVER 1').then(
+      () => 'completed',
+      (e: Error) => e.message,
+    );
+    assert.ok(Date.now() - t0 < 15000, `CUTOVER answered within the timeout plus slack (${Date.now() - t0} ms)`);
+    const acked = m.app.acked.size;
+    await poll('writes on the source while the destination is still stalled', async () => (m.app.acked.size >= acked + 10 ? true : undefined), 20000, m.explain);
+  } finally {
+    for (const pid of frozen) process.kill(pid, 'SIGCONT');
+  }
+  assert.match(answer, /cutover aborted, traffic resumed on the source with nothing changed/, 'the documented outcome');
+  const aborted = m.p.output.split('\n').find((l) => l.includes('cutover aborted: traffic resumed on the source')) ?? '';
+  assert.ok(Number(/"pausedMs":(\d+)/.exec(aborted)?.[1] ?? 0) >= 2500, `the abort came from the barrier with traffic paused for about cutover_timeout, not before the pause: ${aborted}`);
+  assert.equal(await servedBy(m), 'source');
+  const t = await waitTask(m, '1', (x) => x.inner_status === 'replicating');
+  assert.equal(t.cutover_phase, 'rolled_back', 'the journal recorded the rollback');
+  await assertNoOrphanSlots(m);
+  await assertLedger(m, m.source, m.dest, 'after the stalled cutover');
+  m.app.resume();
+  const [r] = await m.p.admin('CUTOVER 1');
+  assert.equal(r.cutover, 'OK', 'a later CUTOVER works once the destination keeps up');
+  await assertLedger(m, m.dest, m.source, 'after the later CUTOVER');
   await m.p.stop();
 });
