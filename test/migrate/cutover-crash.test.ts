@@ -20,8 +20,9 @@ import { LEDGER_SCHEMA, LedgerApp, checkLedger, ledgerProblems, sameRows } from 
 
 const ALL = ['reverse_intended', 'reverse_created', 'barrier', 'sequences', 'switched', 'resumed', 'reverse_task', 'forward_finished', 'done'] as const;
 type Step = (typeof ALL)[number];
-// 'switched' is also killed in the crash-during-recovery test below.
-const DEFAULT: Step[] = ['reverse_created', 'forward_finished'];
+// Roll-forward is covered by default too: 'switched' (then 'reverse_task' during recovery) in the
+// crash-during-recovery test, 'barrier' by the RESHARD test, a finished cutover by the SIGTERM test.
+const DEFAULT: Step[] = ['reverse_created'];
 const STEPS: readonly Step[] = process.env.PGSHIFT_FAULTS_ALL ? ALL : DEFAULT;
 const SWITCHED: Step[] = ['switched', 'resumed', 'reverse_task', 'forward_finished', 'done'];
 
