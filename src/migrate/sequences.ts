@@ -508,8 +508,9 @@ export interface SequenceProblem {
   sequence: string;
   /**
    * overlap: two shards can hand out the same value (`value` is the smallest such);
-   * behind: a shard's next values are not past a value already in the columns it feeds (on
-   *   any shard), so an INSERT can hit a duplicate key (`value` is that next value);
+   * behind: a shard's sequence is not past the furthest value of the columns it feeds on that
+   *   shard, or it will hand out the furthest value held on another shard (`value`), so an
+   *   INSERT can hit a duplicate key (only the furthest values are compared, not every row);
    * diverged: a sequence of full-copy tables is not in step across shards, so a broadcast
    *   INSERT would store a different value on each shard.
    */
@@ -526,21 +527,27 @@ export interface SequenceProblem {
 export function sequenceProblems(name: string, states: SequenceState[], replicated = false): SequenceProblem[] {
   const out: SequenceProblem[] = [];
   const up = states[0].increment > 0n;
-  let extreme: bigint | null = null;
-  let extremeShard = -1;
+  // behind: shard s will hand out a value some shard's columns already hold at their furthest,
+  // or its own columns already hold a value at or past its next one.
+  const next = (s: SequenceState) => (s.called ? s.last + s.increment : s.last);
   states.forEach((s, i) => {
-    if (s.columnExtreme !== null && (extreme === null || (up ? s.columnExtreme > extreme : s.columnExtreme < extreme))) {
-      extreme = s.columnExtreme;
-      extremeShard = i;
+    const future = futureValues(s);
+    const own = s.columnExtreme;
+    if (own !== null && future.length > 0) {
+      const n = next(s);
+      const inRange = n >= s.min && n <= s.max;
+      if (!inRange || (s.increment > 0n ? n <= own : n >= own)) {
+        out.push({ sequence: name, kind: 'behind', shards: [i], value: String(inRange ? n : s.increment > 0n ? s.min : s.max), detail: `shard ${i} hands out ${inRange ? n : 'wrapped values'} next, but its columns already hold ${own}` });
+        return;
+      }
     }
-  });
-  states.forEach((s, i) => {
-    if (extreme === null) return;
-    const next = s.called ? s.last + s.increment : s.last;
-    const inRange = next >= s.min && next <= s.max;
-    if ((inRange && (s.increment > 0n ? next <= extreme : next >= extreme)) || (!inRange && s.cycle)) {
-      out.push({ sequence: name, kind: 'behind', shards: i === extremeShard ? [i] : [i, extremeShard], value: String(inRange ? next : s.increment > 0n ? s.min : s.max), detail: `shard ${i} hands out ${inRange ? next : 'wrapped values'} next, but shard ${extremeShard} already holds ${extreme}` });
-    }
+    states.forEach((t, j) => {
+      const v = t.columnExtreme;
+      if (j === i || v === null) return;
+      if (future.some((f) => v >= f.lo && v <= f.hi && mod(v, f.m) === f.res)) {
+        out.push({ sequence: name, kind: 'behind', shards: [i, j], value: String(v), detail: `shard ${i} will hand out ${v}, which shard ${j} already holds` });
+      }
+    });
   });
   if (replicated) {
     const key = (s: SequenceState) => `${s.increment}/${s.min}/${s.max}/${s.cycle}/${s.called ? s.last + s.increment : s.last}`;
