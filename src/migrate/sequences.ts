@@ -348,7 +348,11 @@ export function planSequence(source: SequenceState[], destShards: number, opts: 
   return { base, furthest, shards: plans, warnings };
 }
 
-/** ALTER SEQUENCE for one shard's plan (START WITH too: a later RESTART goes back to a safe value). */
+/**
+ * ALTER SEQUENCE for one shard's plan. START WITH moves too: it must lie within the new bounds,
+ * and a later RESTART without a value then goes to a value of this shard, not to the original
+ * start (which other shards' rows already use).
+ */
 export function alterSequenceSql(destName: string, p: ShardSequencePlan): string {
   return `ALTER SEQUENCE ${destName} INCREMENT BY ${p.increment} MINVALUE ${p.min} MAXVALUE ${p.max} START WITH ${p.restart} RESTART WITH ${p.restart} ${p.cycle ? 'CYCLE' : 'NO CYCLE'}`;
 }
@@ -379,56 +383,75 @@ export async function prepareSequenceSync(
   tables: PublishedTable[],
   sharding: ShardingSchema | undefined,
   log: Logger,
-  describeDest?: (shard: number) => string,
+  describeDest: (shard: number) => string = (d) => `destination shard ${d}`,
 ): Promise<SequenceSync> {
   const sequences = await listSequences(source[0], tables, sharding, log);
   const sourceNames = await resolveSequences(source, sequences, (s) => `source shard ${s}`);
   const states = await readSequenceStates(source, sequences, { columns: true, names: sourceNames });
-  const destNames = await resolveSequences(destination, sequences, describeDest ?? ((d) => `destination shard ${d}`));
+  const destNames = await resolveSequences(destination, sequences, describeDest);
   const sync = { sequences, source: states, sourceNames, destNames };
-  planAll(sync, destination.length, log);
+  const plans = planAll(sync, destination.length, log);
+  // The settings (increment, bounds, CYCLE) do not depend on the values read during the pause:
+  // they are applied now, with a provisional restart, because ALTER SEQUENCE rewrites the
+  // sequence (a new file per sequence) while setval() in the pause is cheap. Nothing generates
+  // values on the destination before the swap (replication writes explicit ones), and a
+  // cutover that aborts later leaves only these settings behind, which the next one rewrites.
+  await applyOn(destination, describeDest, (d) => sequences.map((_, i) => alterSequenceSql(destNames[d][i], plans[i].shards[d])).join('; '));
   return sync;
 }
 
-function planAll(sync: SequenceSync, destShards: number, log: Logger): SequencePlan[] {
+function planAll(sync: SequenceSync, destShards: number, log?: Logger): SequencePlan[] {
   return sync.sequences.map((seq, i) => {
     const p = planSequence(
       sync.source.map((shard) => shard[i]),
       destShards,
       { replicated: seq.replicated, name: seq.name },
     );
-    for (const w of p.warnings) log.warn({ sequence: seq.name }, `sequences: ${w}`);
+    if (log) for (const w of p.warnings) log.warn({ sequence: seq.name }, `sequences: ${w}`);
     return p;
   });
 }
 
-/**
- * During the pause: one query per source shard for the final last values, one statement per
- * destination shard (one transaction) setting every sequence. The furthest value is the larger
- * of the pre-pause read (which includes the columns) and these last values: a row written after
- * the pre-pause read took its id from the sequence, which last_value covers. (An id written
- * explicitly past the sequence after that read is the one case not covered; see the docs.)
- */
-export async function finishSequenceSync(sync: SequenceSync, source: ServerConnection[], destination: ServerConnection[], log: Logger, describeDest?: (shard: number) => string): Promise<SequencePlan[]> {
-  if (sync.sequences.length === 0) return [];
-  const lasts = await readLastValues(source, sync.sequences, sync.sourceNames);
-  const merged: SequenceSync = { ...sync, source: sync.source.map((shard, s) => shard.map((st, i) => ({ ...st, ...lasts[s][i] }))) };
-  const plans = planAll(merged, destination.length, log);
+async function applyOn(destination: ServerConnection[], describeDest: (shard: number) => string, sqlFor: (shard: number) => string): Promise<void> {
   await Promise.all(
     destination.map(async (c, d) => {
-      const sql = sync.sequences.map((_, i) => alterSequenceSql(sync.destNames[d][i], plans[i].shards[d])).join('; ');
+      const sql = sqlFor(d);
+      if (!sql) return;
       try {
         await c.query(sql);
       } catch (err) {
         const pe = asPgError(err);
-        throw new PgError(pe.code, `setting sequences on ${describeDest ? describeDest(d) : `destination shard ${d}`} failed: ${pe.message}`, {
+        throw new PgError(pe.code, `setting sequences on ${describeDest(d)} failed: ${pe.message}`, {
           hint: pe.hint ?? 'the user must own the sequences (ALTER SEQUENCE); run SCHEMA_SYNC pre first if they are missing',
         });
       }
     }),
   );
+}
+
+/**
+ * During the pause: one query per source shard for the final last values, one setval()
+ * statement per destination shard. The furthest value is the larger of the pre-pause read
+ * (which includes the columns) and these last values: a row written after the pre-pause read
+ * took its id from the sequence, which last_value covers. (An id written explicitly past the
+ * sequence after that read is the one case not covered; see the docs.)
+ */
+export async function finishSequenceSync(
+  sync: SequenceSync,
+  source: ServerConnection[],
+  destination: ServerConnection[],
+  log: Logger,
+  describeDest: (shard: number) => string = (d) => `destination shard ${d}`,
+): Promise<SequencePlan[]> {
+  if (sync.sequences.length === 0) return [];
+  const lasts = await readLastValues(source, sync.sequences, sync.sourceNames);
+  const merged: SequenceSync = { ...sync, source: sync.source.map((shard, s) => shard.map((st, i) => ({ ...st, ...lasts[s][i] }))) };
+  // Same settings as applied before the pause (they come from the same pre-pause read); only
+  // the restart values move. Warnings were logged then.
+  const plans = planAll(merged, destination.length);
+  await applyOn(destination, describeDest, (d) => `SELECT ${sync.sequences.map((_, i) => `pg_catalog.setval(${quoteLiteral(sync.destNames[d][i])}, ${plans[i].shards[d].restart}, false)`).join(', ')}`);
   log.info(
-    { sequences: sync.sequences.length, shards: destination.length, interleaved: sync.sequences.filter((s) => !s.replicated).length > 0 && destination.length > 1 },
+    { sequences: sync.sequences.length, shards: destination.length, interleaved: destination.length > 1 && sync.sequences.some((s) => !s.replicated) },
     'sequences set past every value used on the source',
   );
   return plans;
@@ -443,7 +466,7 @@ export async function syncSequences(source: Endpoint[], destination: Endpoint[],
     for (const e of destination) dst.push(await connect(e, { applicationName: 'pgshift schema-sync' }));
     conns.push(...dst);
     const src = conns.slice(0, source.length);
-    const describe = (d: number) => `destination ${describeEndpoint(destination[d])}`;
+    const describe = (d: number): string => `destination ${describeEndpoint(destination[d])}`;
     const sync = await prepareSequenceSync(src, dst, tables, sharding, log, describe);
     return await finishSequenceSync(sync, src, dst, log, describe);
   } finally {
