@@ -101,15 +101,15 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     async beforePause() {
       // Everything the pause needs is prepared while traffic still flows: connections to every
       // destination shard, the sequences with everything slow about them (max() of the columns
-      // they feed, their names on the destination; sequences.ts), and warm destination pools.
+      // they feed, their settings set on the destination; sequences.ts), and warm destination pools.
       for (const e of dst) destConns.push(await connect(e, { applicationName: 'pgshift cutover' }));
       const sharding = resolveTask(ctx.config(), task).sharding;
       sequences = await prepareSequenceSync(probes, destConns, await publishedTables(probes[0], task.publication), sharding, ctx.log, (d) => `destination ${describeEndpoint(dst[d])}`);
       await ctx.traffic.prewarm?.(task.source, task.destination);
     },
     async syncSequences() {
-      // One query per source shard for the final last values, one per destination shard to set
-      // them: interleaved across destination shards, past every value used on the source.
+      // One query per source shard for the final last values, one setval() statement per
+      // destination shard: interleaved across its shards, past every value used on the source.
       if (sequences) await finishSequenceSync(sequences, probes, destConns, ctx.log, (d) => `destination ${describeEndpoint(dst[d])}`);
     },
     async prepareReverse(timeoutMs: number): Promise<ReverseHandle> {
