@@ -4,8 +4,9 @@
  * with increment -2) sharded by `customer_id` — moved 1 → 2 shards with COPY_DATA + CUTOVER,
  * rolled back 2 → 1 (CUTOVER of the reverse task), and cut over again. After each cutover the
  * application inserts through pgshift using the defaults: no id appears twice on the serving
- * cluster, every new id is past every id written before on any shard, reverse replication applies
- * without duplicate keys, and the overlap check (checkClusterSequences) agrees. An omnisharded
+ * cluster, every new id is past every id written before on any shard (clients keep inserting
+ * through each cutover, so ids generated right up to the pause count), reverse replication
+ * applies without duplicate keys, and the overlap check (checkClusterSequences) agrees. An omnisharded
  * table's serial keeps giving the same id on every shard (its rows are broadcast).
  */
 import { test, before, after } from 'node:test';
@@ -135,9 +136,78 @@ async function insertThroughPgshift(tag: string): Promise<Record<string, bigint[
   return got;
 }
 
+interface Load {
+  /** Ids the load got, per table, with the physical database that generated them. */
+  stop(): Promise<{ got: Record<string, { id: bigint; db: string }[]>; errors: string[] }>;
+}
+
+/** Clients inserting with the defaults through pgshift, across a cutover. */
+function startLoad(clients = 4): Load {
+  let running = true;
+  const got: Record<string, { id: bigint; db: string }[]> = { orders: [], items: [], refunds: [] };
+  const errors: string[] = [];
+  const workers = Array.from({ length: clients }, async (_, w) => {
+    const c = new pg.Client({ host: '127.0.0.1', port: px.port, user: 'app', password: 'secret', database: 'prod' });
+    c.on('error', (e) => errors.push(e.message));
+    await c.connect();
+    try {
+      for (let n = 0; running; n++) {
+        const cust = (w * 7 + n) % 20;
+        for (const [t, sql] of [
+          ['orders', `INSERT INTO orders (customer_id, note) VALUES ($1, 'load') RETURNING id, current_database() AS db`],
+          ['items', `INSERT INTO items (customer_id, qty) VALUES ($1, 2) RETURNING id, current_database() AS db`],
+          ['refunds', `INSERT INTO refunds (customer_id) VALUES ($1) RETURNING id, current_database() AS db`],
+        ] as const) {
+          try {
+            const r = (await c.query(sql, [cust])).rows[0];
+            got[t].push({ id: BigInt(r.id), db: r.db });
+          } catch (err) {
+            errors.push(`${t}: ${(err as Error).message}`);
+          }
+        }
+      }
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+  });
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(workers);
+      return { got, errors };
+    },
+  };
+}
+
+/**
+ * A cutover under load: ids generated on the old cluster up to the pause (the ones the pre-pause
+ * read did not see) and on the new cluster right after it. Returns the furthest id per table
+ * generated before the swap, over `before` and the load.
+ */
+async function cutoverUnderLoad(taskId: number, oldDbs: string[], before: Record<string, bigint>): Promise<{ reverse: number; before: Record<string, bigint>; after: Record<string, bigint[]> }> {
+  await waitFor(`task ${taskId} to replicate`, async () => (await taskRow(taskId))?.inner_status === 'replicating');
+  const load = startLoad();
+  await new Promise((r) => setTimeout(r, 300));
+  const reverse = await cutover(taskId);
+  await new Promise((r) => setTimeout(r, 300));
+  const { got, errors } = await load.stop();
+  assert.deepEqual(errors, [], 'no client error across the cutover');
+  const furthestBefore = { ...before };
+  const after: Record<string, bigint[]> = {};
+  for (const t of SHARDED_TABLES) {
+    const desc = t === 'refunds';
+    const pre = got[t].filter((x) => oldDbs.includes(x.db)).map((x) => x.id);
+    after[t] = got[t].filter((x) => !oldDbs.includes(x.db)).map((x) => x.id);
+    assert.ok(pre.length > 0 && after[t].length > 0, `${t}: the load wrote before (${pre.length}) and after (${after[t].length}) the swap`);
+    for (const v of pre) if (desc ? v < furthestBefore[t] : v > furthestBefore[t]) furthestBefore[t] = v;
+  }
+  return { reverse, before: furthestBefore, after };
+}
+
 /** Inserts through pgshift after a cutover and checks uniqueness and "past everything before". */
-async function insertAndCheck(tag: string, serving: typeof SHARDS, before: Record<string, bigint>): Promise<void> {
+async function insertAndCheck(tag: string, serving: typeof SHARDS, before: Record<string, bigint>, alsoAfter: Record<string, bigint[]> = {}): Promise<void> {
   const got = await insertThroughPgshift(tag);
+  for (const t of SHARDED_TABLES) got[t].push(...(alsoAfter[t] ?? []));
   for (const t of SHARDED_TABLES) {
     const desc = t === 'refunds';
     const bad = got[t].filter((v) => (desc ? v >= before[t] : v <= before[t]));
@@ -175,37 +245,34 @@ async function waitReplicated(from: typeof SHARDS, to: typeof SHARDS, reverseTas
   }
 }
 
-test('sequences stay unique across shards and past every earlier id: cutover 1 → 2, rollback 2 → 1, cutover again', async () => {
+test('sequences stay unique across shards and past every earlier id: cutover 1 → 2, rollback 2 → 1, cutover again, under load', async () => {
   const taskId = Number((await admin('COPY_DATA prod prod_new pub'))[0].task_id);
 
   // 1 → 2.
   const before1 = await furthest(SINGLE);
   assert.equal(before1.orders, 5000n);
-  const reverse1 = await cutover(taskId);
-  await insertAndCheck('fwd1', SHARDS, before1);
+  const c1 = await cutoverUnderLoad(taskId, ['shop'], before1);
+  await insertAndCheck('fwd1', SHARDS, c1.before, c1.after);
   // Both shards handed out ids (customers 0..19 spread over both).
   for (const p of SHARDS) assert.ok((await p.pg().query(`SELECT 1 FROM orders WHERE note = 'fwd1'`, [], p.db)).length > 0, `${p.db} got inserts`);
   // The check VERIFY uses finds nothing on the new cluster.
-  const cfg = px.proxy.currentConfig;
-  assert.deepEqual(await checkClusterSequences(shardEndpoints(cfg, 'prod'), { publication: 'pub', sharding: shardingOf('prod', 2) }), []);
+  assert.deepEqual(await checkClusterSequences(shardEndpoints(px.proxy.currentConfig, 'prod'), { publication: 'pub', sharding: shardingOf('prod', 2) }), []);
 
   // Reverse replication takes every new row back to the single source without a duplicate key.
-  await waitReplicated(SHARDS, SINGLE, reverse1);
+  await waitReplicated(SHARDS, SINGLE, c1.reverse);
 
   // 2 → 1 (rollback).
-  const before2 = await furthest(SHARDS);
-  const forward2 = await cutover(reverse1);
-  await insertAndCheck('back', SINGLE, before2);
+  const c2 = await cutoverUnderLoad(c1.reverse, ['shop_0', 'shop_1'], await furthest(SHARDS));
+  await insertAndCheck('back', SINGLE, c2.before, c2.after);
   const [seq] = await source.query<{ increment_by: string }>(`SELECT increment_by::text FROM pg_sequences WHERE sequencename = 'orders_id_seq'`, [], 'shop');
   assert.equal(seq.increment_by, '1', 'the single source has its plain increment back');
   const [ref] = await source.query<{ increment_by: string; min_value: string; max_value: string }>(`SELECT increment_by::text, min_value::text, max_value::text FROM pg_sequences WHERE sequencename = 'refund_seq'`, [], 'shop');
   assert.deepEqual(ref, { increment_by: '-2', min_value: '-1000000000', max_value: '-1' }, 'increment and bounds of the descending sequence restored');
-  await waitReplicated(SINGLE, SHARDS, forward2);
+  await waitReplicated(SINGLE, SHARDS, c2.reverse);
 
   // 1 → 2 again.
-  const before3 = await furthest(SINGLE);
-  await cutover(forward2);
-  await insertAndCheck('fwd2', SHARDS, before3);
+  const c3 = await cutoverUnderLoad(c2.reverse, ['shop'], await furthest(SINGLE));
+  await insertAndCheck('fwd2', SHARDS, c3.before, c3.after);
   assert.deepEqual(await checkClusterSequences(shardEndpoints(px.proxy.currentConfig, 'prod'), { publication: 'pub', sharding: shardingOf('prod', 2) }), []);
 });
 
