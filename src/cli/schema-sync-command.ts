@@ -7,6 +7,7 @@ import { loadConfig } from '../config/index.js';
 import { parseCommandArgs, MOVE_OPTIONS } from './args.js';
 import { createLogger } from '../observe/log.js';
 import { shardEndpoints } from '../migrate/endpoints.js';
+import { ShardingSchema } from '../sharding/index.js';
 import { runPreflight } from '../migrate/preflight.js';
 import { schemaSync, type SchemaPhase } from '../migrate/schema-sync.js';
 import { asPgError } from '../wire/pg-error.js';
@@ -39,7 +40,8 @@ export async function runSchemaSyncCommand(argv: string[]): Promise<number> {
     const destination = shardEndpoints(config, str('to-database')!, str('to-user'));
     const publication = str('publication')!;
     await runPreflight({ source, destination, publication, slots: [] });
-    const res = await schemaSync(phase, { source, destination, publication, log: createLogger(process.env.PGSHIFT_LOG ?? 'warn') });
+    const sharding = new ShardingSchema(str('to-database')!, config.sharded_tables, config.sharded_mappings, config.omnisharded_tables, destination.length);
+    const res = await schemaSync(phase, { source, destination, publication, log: createLogger(process.env.PGSHIFT_LOG ?? 'warn'), sharding });
     process.stdout.write(`schema sync (${phase}): ${res.statements} statements applied on ${destination.length} shard(s)\n`);
     for (const s of res.skipped) process.stdout.write(`skipped ${s}\n`);
     return 0;

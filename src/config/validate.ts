@@ -60,6 +60,32 @@ function checkNamesDatabase(src: Source, config: Config, section: string, entrie
   });
 }
 
+/** "s.t" → ["s", "t"]; "t" → [undefined, "t"]. */
+function splitName(n: string): [string | undefined, string] {
+  const dot = n.lastIndexOf('.');
+  return dot < 0 ? [undefined, n] : [n.slice(0, dot), n.slice(dot + 1)];
+}
+
+/**
+ * A table is either split across shards or copied whole to every shard, never both: the router,
+ * the copy and the applier would otherwise each pick one and place its rows differently.
+ */
+function checkShardedNotOmnisharded(src: Source, config: Config): void {
+  config.omnisharded_tables.forEach((o, i) => {
+    o.tables.forEach((name, j) => {
+      const [oSchema, oTable] = splitName(name);
+      const clash = config.sharded_tables.findIndex((t) => {
+        if (t.database !== o.database || t.name === undefined) return false;
+        const [nSchema, nTable] = t.schema !== undefined ? [t.schema, t.name] : splitName(t.name);
+        return nTable === oTable && (oSchema === undefined || nSchema === undefined || oSchema === nSchema);
+      });
+      if (clash >= 0) {
+        fail(src, ['omnisharded_tables', i, 'tables', j], `table "${name}" of database "${o.database}" is also listed in [[sharded_tables]] (sharded_tables[${clash}]); a table is either sharded or omnisharded: remove one of the two`);
+      }
+    });
+  });
+}
+
 export function validateConfig(cfgSrc: Source, usersSrc: Source, config: Config, mappingOrigins: PathPart[][]): void {
   const g = config.general;
   if (g.tls_certificate !== undefined && g.tls_private_key === undefined) {
@@ -83,6 +109,7 @@ export function validateConfig(cfgSrc: Source, usersSrc: Source, config: Config,
     }
   });
   checkNamesDatabase(cfgSrc, config, 'omnisharded_tables', config.omnisharded_tables);
+  checkShardedNotOmnisharded(cfgSrc, config);
   config.sharded_mappings.forEach((m, i) => {
     const n = shardCount(config, m.database);
     if (m.shard >= n) {

@@ -111,7 +111,9 @@ export function columnsKey(cols: readonly number[]): string {
 export function insertStatement(t: TargetTable): { name: string; sql: string } {
   return statement(t, 'I', () => {
     const params = t.cols.map((_, i) => `$${i + 1}::${t.types[i]}`).join(', ');
-    return `INSERT INTO ${t.qname} (${t.cols.join(', ')}) VALUES (${params})`;
+    // OVERRIDING SYSTEM VALUE: a GENERATED ALWAYS identity column takes the replicated value
+    // (the reverse stream writes into the original source, where identity columns stay ALWAYS).
+    return `INSERT INTO ${t.qname} (${t.cols.join(', ')}) OVERRIDING SYSTEM VALUE VALUES (${params})`;
   });
 }
 

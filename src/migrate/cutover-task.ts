@@ -7,12 +7,11 @@ import type { Config } from '../config/types.js';
 import { swapDatabases, saveConfig, fingerprint } from '../config/index.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { quoteIdent, quoteLiteral } from '../wire/quote.js';
-import { withConn, connect, type Endpoint } from './endpoints.js';
+import { withConn, connect, describeEndpoint, type Endpoint } from './endpoints.js';
 import { publishedTables, qualifiedName } from './catalog.js';
 import { slotName } from './snapshot.js';
-import { readSequenceValuesOn, applySequenceValuesOn } from './schema-sync.js';
-import { tableSequences, type SequenceRef } from './schema-ddl.js';
-import { dropTaskSlots, resolveBound } from './task-runner.js';
+import { prepareSequenceSync, finishSequenceSync, type SequenceSync } from './sequences.js';
+import { dropTaskSlots, resolveTask, resolveBound } from './task-runner.js';
 import { migrationRegistry, startCopyData, startReplicate, type MigrationContext, type Task } from './tasks.js';
 import { runCutover, cutoverSettings, type CutoverReport, type CutoverSubject, type CutoverTraffic, type FailureInjector, type ReverseHandle } from './cutover.js';
 import type { ServerConnection } from '../backend/server.js';
@@ -102,7 +101,7 @@ async function newJournal(task: Task, src: Endpoint[], dst: Endpoint[]): Promise
 
 function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: Endpoint[], probes: ServerConnection[], destConns: ServerConnection[], file: CutoverJournalFile, journal: CutoverJournal): CutoverSubject {
   let reverseTask: Task | null = null;
-  let sequences: SequenceRef[] = [];
+  let sequences: SequenceSync | null = null;
   const reverseBase = journal.reverseSlotBase;
   let recorded = false;
   let layout: Record<string, string> = {};
@@ -136,15 +135,18 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
       await untilStopped(task, Promise.all(task.streams.map((s, i) => s.waitForLsn(lsns[i], timeoutMs))));
     },
     async beforePause() {
-      // Everything the pause needs is prepared while traffic still flows: the list of
-      // sequences, connections to every destination shard, and warm destination pools.
-      sequences = await tableSequences(probes[0], await publishedTables(probes[0], task.publication));
+      // Everything the pause needs is prepared while traffic still flows: connections to every
+      // destination shard, the sequences with everything slow about them (max() of the columns
+      // they feed, their settings set on the destination; sequences.ts), and warm destination pools.
       for (const e of dst) destConns.push(await connect(e, { applicationName: 'pgshift cutover' }));
+      const sharding = resolveTask(ctx.config(), task).sharding;
+      sequences = await prepareSequenceSync(probes, destConns, await publishedTables(probes[0], task.publication), sharding, ctx.log, (d) => `destination ${describeEndpoint(dst[d])}`);
       await ctx.traffic.prewarm?.(task.source, task.destination);
     },
     async syncSequences() {
-      // One query per source shard for the final values, one per destination shard to set them.
-      await applySequenceValuesOn(destConns, await readSequenceValuesOn(probes, sequences));
+      // One query per source shard for the final last values, one setval() statement per
+      // destination shard: interleaved across its shards, past every value used on the source.
+      if (sequences) await finishSequenceSync(sequences, probes, destConns, ctx.log, (d) => `destination ${describeEndpoint(dst[d])}`);
     },
     async prepareReverse(timeoutMs: number): Promise<ReverseHandle> {
       // The reverse stream reads the new cluster: it needs the publication there and a slot

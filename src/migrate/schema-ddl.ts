@@ -216,39 +216,3 @@ export async function postDataStatements(c: ServerConnection, tables: PublishedT
   }
   return res;
 }
-
-/** A sequence the tables use: where its value is read on the source and set on the destination. */
-export interface SequenceRef {
-  /** Source sequence, qualified and quoted. */
-  name: string;
-  increment: number;
-  /** Expression naming the destination sequence (identity / serial ones are resolved by column). */
-  destination: string;
-}
-
-export async function tableSequences(c: ServerConnection, tables: PublishedTable[]): Promise<SequenceRef[]> {
-  if (tables.length === 0) return [];
-  await c.query(`SET search_path = pg_catalog`);
-  const oids = oidList(tables);
-  const r = await rows(
-    c,
-    `SELECT s.oid::regclass::text, q.seqincrement, own.tab, own.col FROM pg_class s JOIN pg_sequence q ON q.seqrelid = s.oid
-       LEFT JOIN LATERAL (
-         SELECT d.refobjid::regclass::text AS tab, a.attname AS col FROM pg_depend d
-           JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-          WHERE d.classid = 'pg_class'::regclass AND d.objid = s.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') LIMIT 1) own ON true
-      WHERE s.oid IN (
-        SELECT d.objid FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
-           AND d.refobjid = ANY(${oids}) AND d.deptype IN ('a', 'i')
-        UNION
-        SELECT d.refobjid FROM pg_attrdef ad JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid
-           AND d.refclassid = 'pg_class'::regclass WHERE ad.adrelid = ANY(${oids}))
-        AND s.relkind = 'S'
-      ORDER BY s.oid`,
-  );
-  return r.map(([name, inc, tab, col]) => ({
-    name: name!,
-    increment: Number(inc),
-    destination: tab && col ? `pg_catalog.pg_get_serial_sequence(${quoteLiteral(tab)}, ${quoteLiteral(col)})` : quoteLiteral(name!),
-  }));
-}

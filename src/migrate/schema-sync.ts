@@ -5,14 +5,16 @@
  *
  * - `pre`: types, sequences, tables, primary keys (before the copy).
  * - `post`: secondary indexes, constraints, foreign keys (after the copy).
- * - `cutover`: every destination sequence set past the source's value (the largest over the
- *   source shards), so ids generated after the cutover never collide with copied rows.
+ * - `cutover`: every destination sequence set past every value used on the source, interleaved
+ *   across destination shards (sequences.ts), so ids generated after the cutover never collide
+ *   with copied rows nor with each other.
  */
 import type { Logger } from '../observe/log.js';
-import type { ServerConnection } from '../backend/server.js';
-import { withConn, connect, describeEndpoint, type Endpoint } from './endpoints.js';
+import type { ShardingSchema } from '../sharding/index.js';
+import { withConn, describeEndpoint, type Endpoint } from './endpoints.js';
 import { publishedTables, type PublishedTable } from './catalog.js';
-import { preDataStatements, postDataStatements, tableSequences, type SchemaStatement, type SequenceRef } from './schema-ddl.js';
+import { preDataStatements, postDataStatements, type SchemaStatement } from './schema-ddl.js';
+import { syncSequences } from './sequences.js';
 import { PgError, asPgError } from '../wire/pg-error.js';
 
 export type SchemaPhase = 'pre' | 'post' | 'cutover';
@@ -24,6 +26,12 @@ export interface SchemaSyncOptions {
   log: Logger;
   /** Published tables when already known (pre-flight read them). */
   tables?: PublishedTable[];
+  /**
+   * The destination's sharding rules (cutover phase): sequences of sharded tables are
+   * interleaved across shards, those of full-copy tables kept in step. Without it every
+   * sequence is interleaved.
+   */
+  sharding?: ShardingSchema;
 }
 
 export interface SchemaSyncResult {
@@ -35,10 +43,9 @@ export interface SchemaSyncResult {
 
 export async function schemaSync(phase: SchemaPhase, opts: SchemaSyncOptions): Promise<SchemaSyncResult> {
   if (phase === 'cutover') {
-    const values = await readSequenceValues(opts.source, opts.publication, opts.tables);
-    await applySequenceValues(opts.destination, values);
-    opts.log.info({ sequences: values.length }, 'schema sync (cutover): sequences set past the source');
-    return { phase, statements: values.length, skipped: [] };
+    const tables = opts.tables ?? (await withConn(opts.source[0], 'pgshift schema-sync', (c) => publishedTables(c, opts.publication)));
+    const plans = await syncSequences(opts.source, opts.destination, tables, opts.sharding, opts.log);
+    return { phase, statements: plans.length, skipped: [] };
   }
   const { statements, skipped } = await withConn(opts.source[0], 'pgshift schema-sync', async (c) => {
     const tables = opts.tables ?? (await publishedTables(c, opts.publication));
@@ -65,68 +72,4 @@ async function applyStatements(e: Endpoint, phase: SchemaPhase, statements: Sche
       }
     }
   });
-}
-
-export interface SequenceValue extends SequenceRef {
-  /** The value to setval() on the destination (is_called = true: the next value is past it). */
-  value: bigint;
-}
-
-/**
- * Reads every sequence's current value on every source shard and keeps the furthest one
- * (largest for ascending, smallest for descending sequences). Never-used sequences are left out.
- */
-export async function readSequenceValues(source: Endpoint[], publication: string, tables?: PublishedTable[]): Promise<SequenceValue[]> {
-  const refs = await withConn(source[0], 'pgshift schema-sync', async (c) => tableSequences(c, tables ?? (await publishedTables(c, publication))));
-  if (refs.length === 0) return [];
-  const conns = await Promise.all(source.map((e) => connect(e, { applicationName: 'pgshift schema-sync' })));
-  try {
-    return await readSequenceValuesOn(conns, refs);
-  } finally {
-    for (const c of conns) c.destroy();
-  }
-}
-
-/** Like readSequenceValues, over connections already open to every source shard (the cutover's). */
-export async function readSequenceValuesOn(conns: ServerConnection[], refs: SequenceRef[]): Promise<SequenceValue[]> {
-  if (refs.length === 0) return [];
-  const best = new Map<string, bigint>();
-  const sql = refs.map((r, i) => `SELECT ${i}, last_value::text, is_called FROM ${r.name}`).join(' UNION ALL ');
-  await Promise.all(
-    conns.map(async (c) => {
-      for (const [i, v, called] of (await c.query(sql)).rows) {
-        if (called !== 't') continue;
-        const ref = refs[Number(i)];
-        const n = BigInt(v!);
-        const cur = best.get(ref.name);
-        if (cur === undefined || (ref.increment > 0 ? n > cur : n < cur)) best.set(ref.name, n);
-      }
-    }),
-  );
-  return refs.filter((r) => best.has(r.name)).map((r) => ({ ...r, value: best.get(r.name)! }));
-}
-
-/** setval on connections already open to every destination shard (one statement each). */
-export async function applySequenceValuesOn(conns: ServerConnection[], values: SequenceValue[]): Promise<void> {
-  if (values.length === 0) return;
-  const sql = `SELECT ${values.map((v) => `pg_catalog.setval(${v.destination}, ${v.value}, true)`).join(', ')}`;
-  await Promise.all(conns.map((c) => c.query(sql)));
-}
-
-/** Sets every sequence on every destination shard in one statement per shard. */
-export async function applySequenceValues(destination: Endpoint[], values: SequenceValue[]): Promise<void> {
-  if (values.length === 0) return;
-  const sql = `SELECT ${values.map((v) => `pg_catalog.setval(${v.destination}, ${v.value}, true)`).join(', ')}`;
-  await Promise.all(
-    destination.map((e) =>
-      withConn(e, 'pgshift schema-sync', async (c) => {
-        try {
-          await c.query(sql);
-        } catch (err) {
-          const pe = asPgError(err);
-          throw new PgError(pe.code, `setting sequences on destination ${describeEndpoint(e)} failed: ${pe.message}`, { hint: 'run SCHEMA_SYNC pre first' });
-        }
-      }),
-    ),
-  );
 }

@@ -176,7 +176,7 @@ export async function runSchemaSync(task: Task, ctx: MigrationContext): Promise<
   const phase = task.options.schemaPhase ?? 'pre';
   const inner = phase === 'pre' ? 'syncing tables' : phase === 'post' ? 'creating indexes' : 'syncing cutover schema';
   await task.update({ status: 'running', inner });
-  const res = await schemaSync(phase, { source: r.src, destination: r.dst, publication: task.publication, log: ctx.log.child({ task: task.id }) });
+  const res = await schemaSync(phase, { source: r.src, destination: r.dst, publication: task.publication, log: ctx.log.child({ task: task.id }), sharding: r.sharding });
   await task.update({ status: 'finished', phase: 'done', inner: res.skipped.length > 0 ? `skipped: ${res.skipped.join('; ')}` : '' });
 }
 

@@ -203,3 +203,15 @@ test('lines are found for dotted keys, quoted keys and after multi-line values',
     { file: PATHS.config, key: 'omnisharded_tables[0].stiky', line: 10, msg: /did you mean "sticky"|unknown key/ },
   );
 });
+
+test('a table listed both in [[sharded_tables]] and [[omnisharded_tables]] is refused, naming both entries', () => {
+  const sharded = `[[sharded_tables]]\ndatabase = "prod"\nname = "orders"\ncolumn = "customer_id"\n`;
+  expectError(DB + sharded + `[[omnisharded_tables]]\ndatabase = "prod"\ntables = ["countries", "public.orders"]\n`, '', {
+    file: PATHS.config, key: 'omnisharded_tables[0].tables[1]', line: 10, msg: /table "public\.orders" of database "prod" is also listed in \[\[sharded_tables\]\] \(sharded_tables\[0\]\)/,
+  });
+});
+
+test('a sharded table and an omnisharded table of the same name in different schemas are both accepted', () => {
+  const sharded = `[[sharded_tables]]\ndatabase = "prod"\nname = "orders"\nschema = "sales"\ncolumn = "customer_id"\n`;
+  assert.doesNotThrow(() => parseConfig(DB + sharded + `[[omnisharded_tables]]\ndatabase = "prod"\ntables = ["archive.orders"]\n`, '', PATHS, {}));
+});

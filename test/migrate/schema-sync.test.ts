@@ -1,11 +1,13 @@
 // Schema sync creates the publication's objects on every destination shard, in two phases,
-// idempotently; the cutover phase moves every destination sequence past the source's.
+// idempotently; the cutover phase moves every destination sequence past the source's,
+// interleaved across the shards of a sharded table.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { schemaSync } from '../../src/migrate/schema-sync.js';
 import { shardEndpoints } from '../../src/migrate/endpoints.js';
 import { silentLogger } from '../../src/observe/log.js';
+import { ShardingSchema } from '../../src/sharding/index.js';
 import { moveConfig, SCHEMA, seedSql, type Place } from './move-helpers.js';
 
 let src: PgCluster;
@@ -40,7 +42,8 @@ after(async () => {
 
 function opts() {
   const config = moveConfig([{ pg: src, db: 'ss_src' }], places());
-  return { source: shardEndpoints(config, 'src'), destination: shardEndpoints(config, 'dst'), publication: 'pub', log: silentLogger() };
+  const sharding = new ShardingSchema('dst', config.sharded_tables, config.sharded_mappings, config.omnisharded_tables, dstDbs.length);
+  return { source: shardEndpoints(config, 'src'), destination: shardEndpoints(config, 'dst'), publication: 'pub', log: silentLogger(), sharding };
 }
 
 async function describe(p: Place): Promise<Record<string, unknown>> {
@@ -91,14 +94,16 @@ test('pre creates types, sequences, tables and primary keys on every shard; post
   }
 });
 
-test('cutover sets every destination sequence past the source value, identity columns included', async () => {
+test('cutover interleaves the sequences of sharded tables across shards and keeps those of full-copy tables in step, identity columns included', async () => {
   await schemaSync('pre', opts());
   await src.query(`SELECT setval('customers_id_seq', 12345)`, [], 'ss_src');
   const res = await schemaSync('cutover', opts());
   assert.ok(res.statements >= 2);
+  // customers is sharded on the destination: shard s hands out values ≡ s (mod 2), past 12345.
+  const got = await Promise.all(places().map(async (p) => (await p.pg.query<{ v: string }>(`SELECT nextval('customers_id_seq')::text AS v FROM generate_series(1, 3)`, [], p.db)).map((r) => r.v)));
+  assert.deepEqual(got, [['12346', '12348', '12350'], ['12347', '12349', '12351']]);
+  // app.things has no sharding rule (a full copy on every shard): the same next value everywhere.
   for (const p of places()) {
-    const [c] = await p.pg.query<{ v: string }>(`SELECT nextval('customers_id_seq')::text AS v`, [], p.db);
-    assert.equal(c.v, '12346');
     const [t] = await p.pg.query<{ v: string }>(`SELECT nextval(pg_get_serial_sequence('app.things', 'id'))::text AS v`, [], p.db);
     assert.equal(t.v, '4');
   }
