@@ -143,17 +143,20 @@ export class ShardedClient implements GateHolder {
         return;
       }
       case F.Sync:
-        if (this.skipUntilSync) this.skipUntilSync = false;
-        else await this.withGate(() => this.runBatch());
+        if (!this.skipUntilSync) await this.withGate(() => this.runBatch());
+        this.skipUntilSync = false;
         this.batch = [];
         this.write(be.readyForQuery(this.status));
+        return;
+      case F.Flush:
+        // The client waits for the answers so far (postgres.js: Parse, Describe, Flush, then Bind).
+        if (!this.skipUntilSync) await this.withGate(() => this.runBatch());
         return;
       case F.Parse:
       case F.Bind:
       case F.Describe:
       case F.Execute:
       case F.Close:
-      case F.Flush:
         if (!this.skipUntilSync) this.batch.push([t, body]);
         return;
       case F.CopyData:
@@ -334,7 +337,7 @@ export class ShardedClient implements GateHolder {
         // One INSERT per shard; the client sees one command tag with the total.
         const returning = new ResultMerger(d.merge, d.parts.map((p) => p.shard));
         for (const part of d.parts) {
-          const sub = ext ? { ...ext, paramTypes: part.params.map((i) => ext.paramTypes[i] ?? 0), params: part.params.map((i) => ext.params[i]), formats: part.params.map((i) => paramFormat(ext.formats, i)) } : null;
+          const sub = ext ? splitParams(ext, part.params) : null;
           const err = await this.collect(part.shard, part.sql, sub, returning);
           if (err) throw err;
         }
@@ -412,7 +415,13 @@ export class ShardedClient implements GateHolder {
 
   // ---- extended protocol --------------------------------------------------------------------
 
+  /** Runs the collected messages; after a failure the rest up to Sync is skipped, as PostgreSQL does. */
   private async runBatch(): Promise<void> {
+    if (!(await this.runMessages())) this.skipUntilSync = true;
+    this.batch = [];
+  }
+
+  private async runMessages(): Promise<boolean> {
     const msgs = this.batch;
     for (let i = 0; i < msgs.length; i++) {
       const [t, body] = msgs[i];
@@ -421,7 +430,7 @@ export class ShardedClient implements GateHolder {
           const p = decodeParse(body);
           if (p.name && this.statements.has(p.name)) {
             this.fail(new PgError(SQLSTATE.duplicatePreparedStatement, `prepared statement "${p.name}" already exists`));
-            return;
+            return false;
           }
           this.statements.set(p.name, { query: p.query, paramTypes: p.paramTypes });
           this.write(be.parseComplete());
@@ -432,7 +441,7 @@ export class ShardedClient implements GateHolder {
           const stmt = this.statements.get(b.statement);
           if (!stmt) {
             this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${b.statement}" does not exist`));
-            return;
+            return false;
           }
           this.portals.set(b.portal, { stmt, params: b.params.map((p) => (p ? Buffer.from(p) : null)), formats: b.paramFormats, resultFormats: b.resultFormats });
           this.write(be.bindComplete());
@@ -441,20 +450,20 @@ export class ShardedClient implements GateHolder {
         case F.Describe: {
           const { kind, name } = decodeTarget(body);
           if (kind === 'S') {
-            if (!(await this.describeStatement(name))) return;
+            if (!(await this.describeStatement(name))) return false;
             break;
           }
           const next = msgs[i + 1];
           if (next && next[0] === F.Execute && decodeTarget(Buffer.concat([Buffer.from('P'), next[1]])).name === name) {
             i++;
-            if (!(await this.executePortal(name, true))) return;
-          } else if (!(await this.describePortal(name))) return;
+            if (!(await this.executePortal(name, true))) return false;
+          } else if (!(await this.describePortal(name))) return false;
           break;
         }
         case F.Execute: {
           const portal = decodeTarget(Buffer.concat([Buffer.from('P'), body])).name;
           this.info.stats.queries++;
-          if (!(await this.executePortal(portal, false))) return;
+          if (!(await this.executePortal(portal, false))) return false;
           break;
         }
         case F.Close: {
@@ -468,6 +477,7 @@ export class ShardedClient implements GateHolder {
           break;
       }
     }
+    return true;
   }
 
   private fail(e: PgError): void {
@@ -554,6 +564,23 @@ export class ShardedClient implements GateHolder {
     this.ctx.clientGone(this.info);
     this.socket.destroy();
   }
+}
+
+/**
+ * The Bind values of one part of a split INSERT. `numbers` are the original `$n` (1-based) in
+ * the part's order; a number the client did not bind is refused before anything is sent.
+ */
+function splitParams(ext: Extended, numbers: number[]): Extended {
+  const missing = numbers.find((n) => n > ext.params.length);
+  if (missing !== undefined) {
+    throw new PgError(SQLSTATE.protocolViolation, `bind message supplies ${ext.params.length} parameters, but the statement uses $${missing}`);
+  }
+  return {
+    ...ext,
+    paramTypes: numbers.map((n) => ext.paramTypes[n - 1] ?? 0),
+    params: numbers.map((n) => ext.params[n - 1]),
+    formats: numbers.map((n) => paramFormat(ext.formats, n - 1)),
+  };
 }
 
 function boundParams(ext: Extended): BoundParam[] {
