@@ -12,7 +12,7 @@ import * as be from '../wire/backend-messages.js';
 import * as fe from '../wire/frontend-messages.js';
 import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
-import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type MergePlan, type BoundParam } from '../router/index.js';
+import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
 import { statementText } from '../router/parse-cache.js';
 import { ResultMerger } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
@@ -22,8 +22,18 @@ import { copyInSharded } from './sharded-copy.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
+/** Column order of the database's tables (see backend/table-columns.ts), loaded on demand. */
+export interface TableColumnSource extends TableColumns {
+  load(pool: Pool, table: string, schema?: string): Promise<void>;
+  invalidate(): void;
+}
+
+/** Errors after which a cached column order may be stale: undefined column or table, wrong INSERT arity, type mismatch, generated column. */
+const SCHEMA_CHANGED = new Set(['42703', '42P01', '42601', '42804', '428C9']);
+
 export interface ShardedContext extends ProxyContext {
   shardPool(info: ClientInfo, shard: number, readOnly?: boolean): Pool;
+  tableColumns(info: ClientInfo): TableColumnSource;
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
   twoPhaseCommit(): boolean;
 }
@@ -233,6 +243,7 @@ export class ShardedClient implements GateHolder {
       return await this.statementInner(q, sql, ext);
     } catch (err) {
       const e = asPgError(err);
+      this.schemaError(e.code);
       this.info.stats.errors++;
       this.write(be.errorResponse(e));
       if (this.tx.inTransaction) this.tx.failed = true;
@@ -310,8 +321,24 @@ export class ShardedClient implements GateHolder {
     // Reads outside an explicit transaction may go to replicas.
     this.tx.preferReplica = !tx.inTransaction && !!a?.readOnly;
     const { schema, shards } = this.ctx.sharding(this.info);
-    const decision = route(q, { schema, shards, roundRobin: this.rr++, shardOverride: this.shardOverride }, ext ? boundParams(ext) : undefined);
-    const ok = await this.execute(decision, sql, ext);
+    const columns = this.ctx.tableColumns(this.info);
+    const rctx: RouteContext = { schema, shards, roundRobin: this.rr++, shardOverride: this.shardOverride, columns };
+    const bound = ext ? boundParams(ext) : undefined;
+    let decision = route(q, rctx, bound);
+    if (decision.kind === 'columns') {
+      // An INSERT without a column list: read the table's column order from shard 0, then route again.
+      if (decision.refresh) columns.invalidate();
+      await columns.load(this.ctx.shardPool(this.info, 0), decision.table, decision.schema);
+      rctx.columnsFresh = true;
+      decision = route(q, rctx, bound);
+    }
+    let ok = false;
+    try {
+      ok = await this.execute(decision, sql, ext);
+    } finally {
+      // ALTER TABLE changes positions; a failed INSERT may have used a stale column order.
+      if (a?.kind === 'ddl' || (!ok && a?.kind === 'insert')) columns.invalidate();
+    }
     if (ok && a && (a.kind === 'set' || a.kind === 'reset') && a.set && !a.set.local && a.set.name !== 'transaction') {
       // Session parameter: remember it so every shard connection this client gets has it.
       if (a.set.name === 'all') this.params.clear();
@@ -322,10 +349,17 @@ export class ShardedClient implements GateHolder {
     return ok;
   }
 
+  /** Drops the cached column orders after an error that suggests the schema changed. */
+  private schemaError(code: string | undefined): void {
+    if (code && SCHEMA_CHANGED.has(code)) this.ctx.tableColumns(this.info).invalidate();
+  }
+
   private async execute(d: RouteDecision, sql: string, ext: Extended | null): Promise<boolean> {
     switch (d.kind) {
       case 'error':
         throw d.error;
+      case 'columns':
+        throw new PgError(SQLSTATE.internalError, `the column order of table "${d.table}" could not be loaded`);
       case 'shards':
         return this.runOn(d.shards, d.sql ?? sql, ext, d.shards.length === 1 ? { kind: 'none' } : d.merge);
       case 'all': {
@@ -357,9 +391,12 @@ export class ShardedClient implements GateHolder {
     if (merge.kind === 'none') {
       const srv = await this.tx.server(shards[0]);
       let failed = false;
-      await srv.exchange(this.requestBytes(sql, ext), (t, _body, raw) => {
+      await srv.exchange(this.requestBytes(sql, ext), (t, body, raw) => {
         if (t === B.ParseComplete || t === B.BindComplete || t === B.ReadyForQuery) return;
-        if (t === B.ErrorResponse) failed = true;
+        if (t === B.ErrorResponse) {
+          failed = true;
+          this.schemaError(parseErrorFields(body).C);
+        }
         if (t === B.CopyOutResponse || t === B.CopyInResponse) {
           // COPY through one shard: the simple passthrough needs the single-shard loop.
           return;

@@ -49,7 +49,19 @@ export type RouteDecision =
   | { kind: 'split'; parts: SplitPart[]; merge: MergePlan }
   /** COPY … FROM STDIN: the caller splits the rows with the plan. */
   | { kind: 'copy'; copy: CopyPlan }
+  /** The table's column order is needed (positional INSERT) and not cached: load it (again, when `refresh`) and route again. */
+  | { kind: 'columns'; table: string; schema?: string; refresh: boolean }
   | { kind: 'error'; error: PgError };
+
+/**
+ * The column order of tables, as the shards' catalogs have it (attnum order, dropped columns
+ * left out, generated columns included), for INSERTs without a column list. Supplied by the
+ * caller: the router never talks to servers.
+ */
+export interface TableColumns {
+  /** Column names in attnum order, or undefined when not loaded. The same array until it changes. */
+  get(table: string, schema?: string): readonly string[] | undefined;
+}
 
 export interface RouteContext {
   schema: ShardingSchema;
@@ -59,6 +71,10 @@ export interface RouteContext {
   roundRobin?: number;
   /** `SET pgshift.shard = N` in effect for the session (null/undefined = none). */
   shardOverride?: number | null;
+  /** Column order of tables, for INSERTs without a column list. */
+  columns?: TableColumns;
+  /** The column orders were just loaded from the catalog: a mismatch is the statement's error, not a stale cache. */
+  columnsFresh?: boolean;
 }
 
 const NONE: MergePlan = { kind: 'none' };
@@ -105,12 +121,13 @@ function combine(ds: RouteDecision[], follower: boolean[]): RouteDecision {
   let target: RouteDecision | undefined;
   for (let i = 0; i < ds.length; i++) {
     const d = ds[i];
-    if (d.kind === 'error') return d;
+    if (d.kind === 'error' || d.kind === 'columns') return d;
     if (follower[i]) continue;
     if (d.kind === 'split' || d.kind === 'copy' || (d.kind !== 'shards' && d.merge.kind !== 'first') || (d.kind === 'shards' && d.shards.length > 1)) {
       return err(SQLSTATE.featureNotSupported, 'a multi-statement query whose statements need results merged from several shards is not supported', 'Send the statements one at a time.');
     }
-    if (!target) target = d;
+    // A statement's own rewritten text (a positional INSERT's added column list) cannot stand for the whole query.
+    if (!target) target = d.kind === 'shards' && d.sql ? { ...d, sql: undefined } : d;
     else if (target.kind !== d.kind || (target.kind === 'shards' && d.kind === 'shards' && target.shards[0] !== d.shards[0])) {
       return err(SQLSTATE.featureNotSupported, 'the statements of this multi-statement query go to different shards', 'Send the statements one at a time.');
     }
@@ -142,7 +159,7 @@ function execute(plan: Plan, q: ParsedQuery, ctx: RouteContext, params: readonly
       return { kind: 'shards', shards, merge: shards.length === 1 ? NONE : CONCAT };
     }
     case 'insert':
-      return routeInsert(plan.p, q, params);
+      return routeInsert(plan.p, q, ctx, params);
     case 'select': {
       const shards = plan.keys ? shardsOfSources(plan.keys.values, plan.keys.table.sharder!, params) : 'any';
       if (shards instanceof PgError) return { kind: 'error', error: shards };
@@ -212,7 +229,7 @@ function planStatement(q: ParsedQuery, s: ParsedStatement, schema: ShardingSchem
       return { t: 'dml', keys: keyRestriction(body.whereClause, scope) };
     }
     case 'insert': {
-      const p = planInsert(q, s, body, tables[0]);
+      const p = planInsert(q, s, body, tables[0], schema);
       return 'error' in p ? { t: 'fixed', d: { kind: 'error', error: p.error } } : p.t === 'fixed' ? { t: 'fixed', d: p.d } : { t: 'insert', p };
     }
     case 'merge':
