@@ -14,6 +14,7 @@ import { planSelectMerge, resolveCount } from './merge-plan.js';
 import type { ParsedQuery, ParsedStatement } from './parse-cache.js';
 import { shardsOfSources } from './key-values.js';
 import { rewriteLimit } from './sql-rewrite.js';
+import { crossShardSubqueryError } from './subqueries.js';
 import type { KeyRestriction } from './tables.js';
 import { allTables, columnMentions, fromScope, keyRestriction } from './tables.js';
 import type { CopyPlan, InsertPlan } from './route-write.js';
@@ -88,7 +89,8 @@ type Plan =
   | { t: 'fixed'; d: RouteDecision }
   | { t: 'any' }
   | { t: 'select'; keys: KeyRestriction | null; merge: MergeTemplate | PgError; sql?: string | null; s: ParsedStatement }
-  | { t: 'dml'; keys: KeyRestriction | null }
+  /** `fanOut`: the error when the statement reaches several shards (a subquery that cannot run shard by shard). */
+  | { t: 'dml'; keys: KeyRestriction | null; fanOut: PgError | null }
   | { t: 'insert'; p: InsertPlan }
   | { t: 'copy_query'; inner: Plan };
 
@@ -155,6 +157,7 @@ function execute(plan: Plan, q: ParsedQuery, ctx: RouteContext, params: readonly
     case 'dml': {
       const shards = plan.keys ? shardsOfSources(plan.keys.values, plan.keys.table.sharder!, params) : 'any';
       if (shards instanceof PgError) return { kind: 'error', error: shards };
+      if (plan.fanOut && (shards === 'any' || shards.length > 1)) return { kind: 'error', error: plan.fanOut };
       if (shards === 'any') return { kind: 'all', merge: CONCAT };
       return { kind: 'shards', shards, merge: shards.length === 1 ? NONE : CONCAT };
     }
@@ -226,7 +229,7 @@ function planStatement(q: ParsedQuery, s: ParsedStatement, schema: ShardingSchem
       const extra = (body.fromClause ?? body.usingClause ?? []) as Node[];
       const scope = fromScope(extra, schema, mentions);
       scope.tables.unshift(target);
-      return { t: 'dml', keys: keyRestriction(body.whereClause, scope) };
+      return { t: 'dml', keys: keyRestriction(body.whereClause, scope), fanOut: crossShardSubqueryError(body, schema, mentions) };
     }
     case 'insert': {
       const p = planInsert(q, s, body, tables[0], schema);
@@ -264,7 +267,7 @@ function planSelect(s: ParsedStatement, sel: Node, schema: ShardingSchema, menti
     return { t: 'fixed', d: err(SQLSTATE.featureNotSupported, 'a data-modifying WITH query on a sharded database is not supported', 'Run the data-modifying statement on its own.') };
   }
   const keys = sel.op && sel.op !== 'SETOP_NONE' ? null : keyRestriction(sel.whereClause, fromScope(sel.fromClause, schema, mentions));
-  return { t: 'select', keys, merge: planSelectMerge(sel), s };
+  return { t: 'select', keys, merge: crossShardSubqueryError(sel, schema, mentions) ?? planSelectMerge(sel), s };
 }
 
 function hasWritableCte(sel: Node): boolean {
