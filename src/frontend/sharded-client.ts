@@ -67,6 +67,8 @@ export class ShardedClient implements GateHolder {
   readonly statements = new Map<string, Statement>();
   private portals = new Map<string, Portal>();
   private shardOverride: number | null = null;
+  /** The session parameters at BEGIN, kept once the transaction runs a SET (ROLLBACK restores them). */
+  private paramsBeforeTx: Map<string, string> | null = null;
   private rr = 0;
   private inGate = false;
   readonly tx: ShardTransaction;
@@ -277,12 +279,18 @@ export class ShardedClient implements GateHolder {
             this.write(be.commandComplete('COMMIT'));
             return true;
           }
+          if (tx.failed) {
+            await this.rollback();
+            this.write(be.commandComplete('ROLLBACK'));
+            return true;
+          }
+          this.paramsBeforeTx = null;
           this.write(be.commandComplete(await tx.commit()));
           return true;
         }
         case 'rollback':
           if (ext?.describe) this.write(be.noData());
-          if (tx.inTransaction) await tx.rollback();
+          if (tx.inTransaction) await this.rollback();
           this.write(be.commandComplete('ROLLBACK'));
           return true;
         case 'savepoint':
@@ -307,7 +315,8 @@ export class ShardedClient implements GateHolder {
           throw new PgError(SQLSTATE.featureNotSupported, `${a.text.split(/\s+/).slice(0, 2).join(' ').toUpperCase()} is not supported on a sharded database; set two_phase_commit = true to let pgshift use two-phase commit across shards`);
         case 'set':
         case 'reset':
-          if (a.shardOverride) {
+          // RESET ALL also ends the shard override, and still goes to the servers.
+          if (a.shardOverride && a.set?.name !== 'all') {
             this.shardOverride = a.shardOverride.shard;
             if (ext?.describe) this.write(be.noData());
             this.write(be.commandComplete(a.kind === 'set' ? 'SET' : 'RESET'));
@@ -318,6 +327,7 @@ export class ShardedClient implements GateHolder {
           break;
       }
     }
+    if (a?.shardOverride) this.shardOverride = a.shardOverride.shard;
     // Reads outside an explicit transaction may go to replicas.
     this.tx.preferReplica = !tx.inTransaction && !!a?.readOnly;
     const { schema, shards } = this.ctx.sharding(this.info);
@@ -340,13 +350,34 @@ export class ShardedClient implements GateHolder {
       if (a?.kind === 'ddl' || (!ok && a?.kind === 'insert')) columns.invalidate();
     }
     if (ok && a && (a.kind === 'set' || a.kind === 'reset') && a.set && !a.set.local && a.set.name !== 'transaction') {
-      // Session parameter: remember it so every shard connection this client gets has it.
-      if (a.set.name === 'all') this.params.clear();
-      else if (a.set.value === null || a.kind === 'reset') this.params.delete(a.set.name);
-      else this.params.set(a.set.name, a.set.value);
+      if (tx.inTransaction) this.paramsBeforeTx ??= new Map(this.params);
+      // Session parameter: remember it so every shard connection this client gets has it, and
+      // record it on the servers that ran it, so the next client of each server gets it undone.
+      const value = a.set.name === 'all' || a.kind === 'reset' ? null : a.set.value;
+      setParam(this.params, a.set.name, value);
+      for (const shard of decisionShards(decision, shards)) {
+        const held = tx.servers.get(shard);
+        if (held) setParam(held.srv.applied, a.set.name, value);
+      }
     }
     if (!ok && this.tx.inTransaction) this.tx.failed = true;
     return ok;
+  }
+
+  /**
+   * ROLLBACK (or COMMIT of a failed transaction). SETs made in the transaction are undone on the
+   * servers, so what their `applied` says is no longer true: those servers are closed, not
+   * pooled, and the client's own parameters go back to what they were at BEGIN.
+   */
+  private async rollback(): Promise<void> {
+    const before = this.paramsBeforeTx;
+    this.paramsBeforeTx = null;
+    if (!before) return this.tx.rollback();
+    await this.tx.onAll('ROLLBACK');
+    this.tx.destroyAll();
+    this.tx.end();
+    this.params.clear();
+    for (const [k, v] of before) this.params.set(k, v);
   }
 
   /** Drops the cached column orders after an error that suggests the schema changed. */
@@ -601,6 +632,20 @@ export class ShardedClient implements GateHolder {
     this.ctx.clientGone(this.info);
     this.socket.destroy();
   }
+}
+
+/** Sets (value) or removes (null) a session parameter; 'all' (RESET ALL) removes every one. */
+function setParam(m: Map<string, string>, name: string, value: string | null): void {
+  if (name === 'all') m.clear();
+  else if (value === null) m.delete(name);
+  else m.set(name, value);
+}
+
+/** The shards a decision sent the statement to. */
+function decisionShards(d: RouteDecision, shards: number): number[] {
+  if (d.kind === 'shards') return d.shards;
+  if (d.kind === 'all') return Array.from({ length: shards }, (_, i) => i);
+  return [];
 }
 
 /**
