@@ -3,34 +3,22 @@
  * lands on its shard with its own parameters, and a Bind that cannot be built never leaves a
  * broken server connection in the pool for the next client.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import postgres from 'postgres';
-import { PgCluster } from '../harness/pg-cluster.js';
-import { startShardedProxy } from '../harness/sharded.js';
-import type { ProxyFixture } from '../harness/proxy.js';
+import { withShardedProxy } from '../harness/sharded.js';
 import { shardOfValue } from '../../src/sharding/index.js';
 
 const SCHEMA = 'CREATE TABLE events (id bigserial PRIMARY KEY, user_id bigint NOT NULL, payload text)';
 const SHARDED = '[[sharded_tables]]\ndatabase = "app"\nname = "events"\ncolumn = "user_id"\ndata_type = "bigint"\n';
 
-let cluster: PgCluster;
-let px: ProxyFixture;
-
-before(async () => {
-  cluster = await PgCluster.start();
-  // One server connection per shard, so the next client gets the same one.
-  px = await startShardedProxy(cluster, 2, SHARDED, 'default_pool_size = 1', SCHEMA);
-});
-after(async () => {
-  await px?.stop();
-  await cluster?.stop();
-});
+// One server connection per shard, so the next client gets the same one.
+const f = withShardedProxy(2, SHARDED, 'default_pool_size = 1', SCHEMA);
 
 async function rowsOnShards(ids: number[]): Promise<Array<Array<[number, number]>>> {
   const out: Array<Array<[number, number]>> = [];
   for (const s of [0, 1]) {
-    const rows = await cluster.query<{ id: string; user_id: string }>('SELECT id, user_id FROM events WHERE id = ANY($1) ORDER BY id', [ids], `shard_${s}`);
+    const rows = await f.cluster.query<{ id: string; user_id: string }>('SELECT id, user_id FROM events WHERE id = ANY($1) ORDER BY id', [ids], `shard_${s}`);
     out.push(rows.map((r) => [Number(r.id), Number(r.user_id)]));
   }
   return out;
@@ -43,7 +31,7 @@ function expected(rows: Array<[number, number]>): Array<Array<[number, number]>>
 test('a parameterized multi-row INSERT across shards writes each row with its own values on its shard (node-postgres)', { timeout: 20000 }, async () => {
   const rows: Array<[number, number]> = [[301, 1], [302, 2], [303, 3], [304, 4]];
   assert.equal(new Set(rows.map(([, u]) => shardOfValue('bigint', String(u), 2))).size, 2, 'the rows span both shards');
-  const c = await px.client();
+  const c = await f.px.client();
   const r = await c.query('INSERT INTO events (id, user_id) VALUES ($1,$2),($3,$4),($5,$6),($7,$8)', rows.flat());
   assert.equal(r.rowCount, 4);
   assert.deepEqual(await rowsOnShards(rows.map(([id]) => id)), expected(rows));
@@ -53,7 +41,7 @@ test('a parameterized multi-row INSERT across shards writes each row with its ow
 });
 
 test('a parameterized multi-row INSERT across shards writes each row with its own values on its shard (postgres.js)', { timeout: 20000 }, async () => {
-  const sql = postgres({ host: '127.0.0.1', port: px.port, user: 'app', password: 'secret', database: 'app', max: 1, onnotice: () => undefined });
+  const sql = postgres({ host: '127.0.0.1', port: f.px.port, user: 'app', password: 'secret', database: 'app', max: 1, onnotice: () => undefined });
   try {
     const rows: Array<[number, number]> = [[401, 11], [402, 12], [403, 13], [404, 14], [405, 15]];
     const r = await sql.unsafe('INSERT INTO events (id, user_id) VALUES ($1,$2),($3,$4),($5,$6),($7,$8),($9,$10)', rows.flat());
@@ -69,14 +57,14 @@ test('a parameterized multi-row INSERT across shards writes each row with its ow
 });
 
 test('a split INSERT whose Bind lacks a parameter fails cleanly and the next client gets working connections', { timeout: 20000 }, async () => {
-  const a = await px.client();
+  const a = await f.px.client();
   await assert.rejects(a.query('INSERT INTO events (id, user_id, payload) VALUES ($1,$2,$5),($3,$4,$5)', [501, 1, 502, 3]), (e: Error & { code?: string }) => {
     assert.equal(e.code, '08P01');
     assert.match(e.message, /supplies 4 parameters/);
     return true;
   });
   await a.end();
-  const b = await px.client();
+  const b = await f.px.client();
   // Both shards (pool size 1: the very connections the failed INSERT used) answer correctly.
   const rows: Array<[number, number]> = [[511, 1], [512, 3]];
   const r = await b.query('INSERT INTO events (id, user_id) VALUES ($1,$2),($3,$4)', rows.flat());

@@ -4,12 +4,10 @@
  * from the left), over the simple and extended protocols; a row that leaves the shard key to its
  * default is refused with a hint; a stale cached column order never places a row silently.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import postgres from 'postgres';
-import { PgCluster } from '../harness/pg-cluster.js';
-import { startShardedProxy } from '../harness/sharded.js';
-import type { ProxyFixture } from '../harness/proxy.js';
+import { withShardedProxy } from '../harness/sharded.js';
 import { shardOfValue } from '../../src/sharding/index.js';
 
 // Shard key tenant_id is neither the primary key nor first, and a generated column precedes it.
@@ -21,17 +19,7 @@ const SCHEMA = `CREATE TABLE users (
   note text)`;
 const SHARDED = '[[sharded_tables]]\ndatabase = "app"\nname = "users"\ncolumn = "tenant_id"\ndata_type = "bigint"\n';
 
-let cluster: PgCluster;
-let px: ProxyFixture;
-
-before(async () => {
-  cluster = await PgCluster.start();
-  px = await startShardedProxy(cluster, 2, SHARDED, 'default_pool_size = 2', SCHEMA);
-});
-after(async () => {
-  await px?.stop();
-  await cluster?.stop();
-});
+const f = withShardedProxy(2, SHARDED, 'default_pool_size = 2', SCHEMA);
 
 const shardOf = (tenant: number) => shardOfValue('bigint', String(tenant), 2);
 
@@ -39,7 +27,7 @@ const shardOf = (tenant: number) => shardOfValue('bigint', String(tenant), 2);
 async function tenantOf(id: number): Promise<Array<[number, number]>> {
   const out: Array<[number, number]> = [];
   for (const s of [0, 1]) {
-    for (const r of await cluster.query<{ tenant_id: string }>('SELECT tenant_id FROM users WHERE id = $1', [id], `shard_${s}`)) out.push([s, Number(r.tenant_id)]);
+    for (const r of await f.cluster.query<{ tenant_id: string }>('SELECT tenant_id FROM users WHERE id = $1', [id], `shard_${s}`)) out.push([s, Number(r.tenant_id)]);
   }
   return out;
 }
@@ -48,14 +36,14 @@ async function tenantOf(id: number): Promise<Array<[number, number]>> {
 async function whereIs(id: number): Promise<Array<[number, number, number, string | null]>> {
   const out: Array<[number, number, number, string | null]> = [];
   for (const s of [0, 1]) {
-    const rows = await cluster.query<{ tenant_id: string; email_len: number; note: string | null }>('SELECT tenant_id, email_len, note FROM users WHERE id = $1', [id], `shard_${s}`);
+    const rows = await f.cluster.query<{ tenant_id: string; email_len: number; note: string | null }>('SELECT tenant_id, email_len, note FROM users WHERE id = $1', [id], `shard_${s}`);
     for (const r of rows) out.push([s, Number(r.tenant_id), r.email_len, r.note]);
   }
   return out;
 }
 
 test('a positional INSERT (simple protocol) lands on the shard of its key, with generated columns taking DEFAULT in place', async () => {
-  const c = await px.client();
+  const c = await f.px.client();
   const r = await c.query("INSERT INTO users VALUES (42, 'a@x.io', DEFAULT, 7, 'first')");
   assert.equal(r.rowCount, 1);
   assert.deepEqual(await whereIs(42), [[shardOf(7), 7, 6, 'first']]);
@@ -67,12 +55,12 @@ test('a positional INSERT (simple protocol) lands on the shard of its key, with 
 test('a multi-row positional INSERT with parameters is split by shard over the extended protocol (node-postgres and postgres.js)', async () => {
   const tenants = [1, 2, 3, 4];
   assert.equal(new Set(tenants.map(shardOf)).size, 2, 'the rows span both shards');
-  const c = await px.client();
+  const c = await f.px.client();
   const r = await c.query('INSERT INTO users VALUES ($1, $2, DEFAULT, $3), ($4, $5, DEFAULT, $6), ($7, $8, DEFAULT, $9), ($10, $11, DEFAULT, $12) RETURNING id, tenant_id', tenants.flatMap((t) => [100 + t, `u${t}@x.io`, t]));
   assert.equal(r.rowCount, 4);
   assert.deepEqual(r.rows.map((x) => Number(x.id)).sort(), [101, 102, 103, 104]);
   for (const t of tenants) assert.deepEqual(await whereIs(100 + t), [[shardOf(t), t, `u${t}@x.io`.length, null]]);
-  const sql = postgres({ host: '127.0.0.1', port: px.port, user: 'app', password: 'secret', database: 'app', max: 1, onnotice: () => undefined });
+  const sql = postgres({ host: '127.0.0.1', port: f.px.port, user: 'app', password: 'secret', database: 'app', max: 1, onnotice: () => undefined });
   try {
     await sql.unsafe("INSERT INTO users VALUES ($1, $2, DEFAULT, $3, 'pjs'), ($4, $5, DEFAULT, $6, 'pjs')", [201, 'p1@x.io', 11, 202, 'p2@x.io', 12]);
   } finally {
@@ -83,7 +71,7 @@ test('a multi-row positional INSERT with parameters is split by shard over the e
 });
 
 test('a positional INSERT that leaves the shard key to its default is refused with 0A000 and a hint naming the fix', async () => {
-  const c = await px.client();
+  const c = await f.px.client();
   for (const text of ["INSERT INTO users VALUES (50, 'short@x.io')", "INSERT INTO users VALUES (51, 'd@x.io', DEFAULT, DEFAULT)"]) {
     await assert.rejects(c.query(text), (e: Error & { code?: string; hint?: string }) => {
       assert.equal(e.code, '0A000', text);
@@ -96,11 +84,11 @@ test('a positional INSERT that leaves the shard key to its default is refused wi
 });
 
 test('after the table changes behind pgshift a positional INSERT errors or uses the new column order, never a stale one', async () => {
-  const c = await px.client();
+  const c = await f.px.client();
   await c.query("INSERT INTO users VALUES (60, 'warm@x.io', DEFAULT, 5)"); // caches the column order
   // Directly on the shards (pgshift does not see it): tenant_id moves to position 2.
   for (const s of [0, 1]) {
-    await cluster.query('ALTER TABLE users DROP COLUMN email CASCADE; ALTER TABLE users ADD COLUMN email text; ALTER TABLE users ADD COLUMN email_len int', [], `shard_${s}`);
+    await f.cluster.query('ALTER TABLE users DROP COLUMN email CASCADE; ALTER TABLE users ADD COLUMN email text; ALTER TABLE users ADD COLUMN email_len int', [], `shard_${s}`);
   }
   // Stale order would put tenant 9 in "email" and route by the fifth value: the added column list makes the shard refuse it.
   const text = "INSERT INTO users VALUES (61, 9, 'n', '13', 0)";
@@ -116,10 +104,10 @@ test('after the table changes behind pgshift a positional INSERT errors or uses 
 });
 
 test('RELOAD empties the column-order cache', async () => {
-  const c = await px.client();
+  const c = await f.px.client();
   await c.query('INSERT INTO users VALUES (70, 22)');
-  for (const s of [0, 1]) await cluster.query('ALTER TABLE users ADD COLUMN pad int; ALTER TABLE users DROP COLUMN tenant_id; ALTER TABLE users ADD COLUMN tenant_id bigint', [], `shard_${s}`);
-  await px.admin('RELOAD');
+  for (const s of [0, 1]) await f.cluster.query('ALTER TABLE users ADD COLUMN pad int; ALTER TABLE users DROP COLUMN tenant_id; ALTER TABLE users ADD COLUMN tenant_id bigint', [], `shard_${s}`);
+  await f.px.admin('RELOAD');
   // New order: id, email, email_len, pad, tenant_id. Only a reloaded order routes this row.
   await c.query("INSERT INTO users VALUES (71, 'r@x.io', 1, 0, 23)");
   assert.deepEqual(await tenantOf(71), [[shardOf(23), 23]]);
