@@ -5,7 +5,9 @@
  */
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { quoteLiteral, quoteQualified } from '../wire/quote.js';
-import type { Pool } from './pool.js';
+
+/** Runs one catalog query on a shard (simple protocol) and returns its rows as text. */
+export type CatalogQuery = (sql: string) => Promise<{ rows: (string | null)[][] }>;
 
 // attnum order without dropped columns: the positions PostgreSQL assigns to an INSERT without a
 // column list. Generated and identity columns keep their position (they take DEFAULT there).
@@ -20,12 +22,15 @@ export class TableColumnsCache {
     return this.columns.get(quoteQualified(schema, table));
   }
 
-  /** Reads the table's columns through a connection of `pool` (unqualified names use the server's default search_path). */
-  load(pool: Pool, table: string, schema?: string): Promise<void> {
+  /**
+   * Reads the table's columns with `run` (a query on any shard: their catalogs match). An
+   * unqualified name is resolved with that session's search_path.
+   */
+  load(run: CatalogQuery, table: string, schema?: string): Promise<void> {
     const key = quoteQualified(schema, table);
     let p = this.loading.get(key);
     if (!p) {
-      p = this.fetch(pool, key).finally(() => this.loading.delete(key));
+      p = this.fetch(run, key).finally(() => this.loading.delete(key));
       this.loading.set(key, p);
     }
     return p;
@@ -36,14 +41,9 @@ export class TableColumnsCache {
     this.columns.clear();
   }
 
-  private async fetch(pool: Pool, key: string): Promise<void> {
-    const srv = await pool.checkout();
-    try {
-      const res = await srv.query(COLUMNS_SQL(key));
-      if (res.rows.length === 0) throw new PgError(SQLSTATE.undefinedTable, `relation ${key} does not exist`);
-      this.columns.set(key, res.rows.map((r) => r[0] as string));
-    } finally {
-      pool.release(srv);
-    }
+  private async fetch(run: CatalogQuery, key: string): Promise<void> {
+    const res = await run(COLUMNS_SQL(key));
+    if (res.rows.length === 0) throw new PgError(SQLSTATE.undefinedTable, `relation ${key} does not exist`);
+    this.columns.set(key, res.rows.map((r) => r[0] as string));
   }
 }

@@ -24,7 +24,7 @@ import type { ProxyContext, ClientInfo } from './context.js';
 
 /** Column order of the database's tables (see backend/table-columns.ts), loaded on demand. */
 export interface TableColumnSource extends TableColumns {
-  load(pool: Pool, table: string, schema?: string): Promise<void>;
+  load(run: (sql: string) => Promise<{ rows: (string | null)[][] }>, table: string, schema?: string): Promise<void>;
   invalidate(): void;
 }
 
@@ -338,7 +338,7 @@ export class ShardedClient implements GateHolder {
     if (decision.kind === 'columns') {
       // An INSERT without a column list: read the table's column order from shard 0, then route again.
       if (decision.refresh) columns.invalidate();
-      await columns.load(this.ctx.shardPool(this.info, 0), decision.table, decision.schema);
+      await columns.load((text) => this.catalogQuery(text), decision.table, decision.schema);
       rctx.columnsFresh = true;
       decision = route(q, rctx, bound);
     }
@@ -378,6 +378,21 @@ export class ShardedClient implements GateHolder {
     this.tx.end();
     this.params.clear();
     for (const [k, v] of before) this.params.set(k, v);
+  }
+
+  /**
+   * A catalog query on a server this client already holds (its transaction's: checking out
+   * another could wait for itself on a full pool), else on a connection of shard 0.
+   */
+  private async catalogQuery(text: string): Promise<{ rows: (string | null)[][] }> {
+    for (const { srv } of this.tx.servers.values()) if (!srv.closed) return srv.query(text);
+    const pool = this.ctx.shardPool(this.info, 0);
+    const srv = await pool.checkout();
+    try {
+      return await srv.query(text);
+    } finally {
+      pool.release(srv);
+    }
   }
 
   /** Drops the cached column orders after an error that suggests the schema changed. */

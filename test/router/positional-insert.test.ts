@@ -19,7 +19,8 @@ const SCHEMA = `CREATE TABLE users (
   note text)`;
 const SHARDED = '[[sharded_tables]]\ndatabase = "app"\nname = "users"\ncolumn = "tenant_id"\ndata_type = "bigint"\n';
 
-const f = withShardedProxy(2, SHARDED, 'default_pool_size = 2', SCHEMA);
+// One server connection per shard: the column order must be read without a second checkout.
+const f = withShardedProxy(2, SHARDED, 'default_pool_size = 1', SCHEMA);
 
 const shardOf = (tenant: number) => shardOfValue('bigint', String(tenant), 2);
 
@@ -111,4 +112,14 @@ test('RELOAD empties the column-order cache', async () => {
   // New order: id, email, email_len, pad, tenant_id. Only a reloaded order routes this row.
   await c.query("INSERT INTO users VALUES (71, 'r@x.io', 1, 0, 23)");
   assert.deepEqual(await tenantOf(71), [[shardOf(23), 23]]);
+});
+
+test('inside a transaction that holds the only connection of each shard, the column order is read on a held connection', { timeout: 15000 }, async () => {
+  const c = await f.px.client();
+  await c.query('ALTER TABLE users ADD COLUMN extra int'); // through pgshift: the cached order is dropped
+  await c.query('BEGIN');
+  await c.query('SELECT count(*) FROM users'); // both shards join the transaction
+  await c.query("INSERT INTO users VALUES (80, 'tx@x.io', DEFAULT, 0, 31)");
+  await c.query('COMMIT');
+  assert.deepEqual(await tenantOf(80), [[shardOf(31), 31]]);
 });
