@@ -25,6 +25,7 @@ import { Listener, type StartupInfo } from './frontend/listener.js';
 import { authenticateClient } from './frontend/client-auth.js';
 import { Client } from './frontend/client.js';
 import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
+import type { TableColumnsCache } from './backend/table-columns.js';
 import { initParser } from './router/index.js';
 import type { ShardingSchema } from './sharding/index.js';
 import { startupSessionParams } from './frontend/session-params.js';
@@ -254,6 +255,12 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     const cluster = this.registry.get(info.database);
     if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
     return { schema: cluster.sharding, shards: cluster.shardCount };
+  }
+
+  tableColumns(info: ClientInfo): TableColumnsCache {
+    const cluster = this.registry.get(info.database);
+    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
+    return cluster.tableColumns;
   }
 
   twoPhaseCommit(): boolean {

@@ -8,6 +8,7 @@ import type { ServerConnection } from './server.js';
 import type { Config, DatabaseConfig, UserConfig } from '../config/types.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { ShardingSchema } from '../sharding/index.js';
+import { TableColumnsCache } from './table-columns.js';
 
 export interface ShardServers {
   primary?: DatabaseConfig;
@@ -36,6 +37,9 @@ export class Cluster {
   get shardCount(): number {
     return this.shards.length;
   }
+
+  /** Column order of this database's tables, for INSERTs without a column list (empty again after RELOAD or a cutover). */
+  readonly tableColumns = new TableColumnsCache();
 
   private schemaCache: ShardingSchema | null = null;
   /** How this database's tables are sharded (built once per config). */

@@ -193,7 +193,10 @@ export class ServerConnection {
             if (onMessage(this.reader.type, this.reader.body())) return finish();
           }
         } catch (err) {
-          finish(asPgError(err));
+          // The response is half read: the connection's state is unknown, so it must not be reused.
+          const e = asPgError(err);
+          finish(e);
+          this.destroy(e);
         }
       };
       this.internal = handle;

@@ -12,7 +12,7 @@ import * as be from '../wire/backend-messages.js';
 import * as fe from '../wire/frontend-messages.js';
 import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
-import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type MergePlan, type BoundParam } from '../router/index.js';
+import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
 import { statementText } from '../router/parse-cache.js';
 import { ResultMerger } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
@@ -22,8 +22,18 @@ import { copyInSharded } from './sharded-copy.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
+/** Column order of the database's tables (see backend/table-columns.ts), loaded on demand. */
+export interface TableColumnSource extends TableColumns {
+  load(run: (sql: string) => Promise<{ rows: (string | null)[][] }>, table: string, schema?: string): Promise<void>;
+  invalidate(): void;
+}
+
+/** Errors after which a cached column order may be stale: undefined column or table, wrong INSERT arity, type mismatch, generated column. */
+const SCHEMA_CHANGED = new Set(['42703', '42P01', '42601', '42804', '428C9']);
+
 export interface ShardedContext extends ProxyContext {
   shardPool(info: ClientInfo, shard: number, readOnly?: boolean): Pool;
+  tableColumns(info: ClientInfo): TableColumnSource;
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
   twoPhaseCommit(): boolean;
 }
@@ -57,6 +67,8 @@ export class ShardedClient implements GateHolder {
   readonly statements = new Map<string, Statement>();
   private portals = new Map<string, Portal>();
   private shardOverride: number | null = null;
+  /** The session parameters at BEGIN, kept once the transaction runs a SET (ROLLBACK restores them). */
+  private paramsBeforeTx: Map<string, string> | null = null;
   private rr = 0;
   private inGate = false;
   readonly tx: ShardTransaction;
@@ -143,17 +155,20 @@ export class ShardedClient implements GateHolder {
         return;
       }
       case F.Sync:
-        if (this.skipUntilSync) this.skipUntilSync = false;
-        else await this.withGate(() => this.runBatch());
+        if (!this.skipUntilSync) await this.withGate(() => this.runBatch());
+        this.skipUntilSync = false;
         this.batch = [];
         this.write(be.readyForQuery(this.status));
+        return;
+      case F.Flush:
+        // The client waits for the answers so far (postgres.js: Parse, Describe, Flush, then Bind).
+        if (!this.skipUntilSync) await this.withGate(() => this.runBatch());
         return;
       case F.Parse:
       case F.Bind:
       case F.Describe:
       case F.Execute:
       case F.Close:
-      case F.Flush:
         if (!this.skipUntilSync) this.batch.push([t, body]);
         return;
       case F.CopyData:
@@ -230,6 +245,7 @@ export class ShardedClient implements GateHolder {
       return await this.statementInner(q, sql, ext);
     } catch (err) {
       const e = asPgError(err);
+      this.schemaError(e.code);
       this.info.stats.errors++;
       this.write(be.errorResponse(e));
       if (this.tx.inTransaction) this.tx.failed = true;
@@ -263,12 +279,18 @@ export class ShardedClient implements GateHolder {
             this.write(be.commandComplete('COMMIT'));
             return true;
           }
+          if (tx.failed) {
+            await this.rollback();
+            this.write(be.commandComplete('ROLLBACK'));
+            return true;
+          }
+          this.paramsBeforeTx = null;
           this.write(be.commandComplete(await tx.commit()));
           return true;
         }
         case 'rollback':
           if (ext?.describe) this.write(be.noData());
-          if (tx.inTransaction) await tx.rollback();
+          if (tx.inTransaction) await this.rollback();
           this.write(be.commandComplete('ROLLBACK'));
           return true;
         case 'savepoint':
@@ -293,7 +315,8 @@ export class ShardedClient implements GateHolder {
           throw new PgError(SQLSTATE.featureNotSupported, `${a.text.split(/\s+/).slice(0, 2).join(' ').toUpperCase()} is not supported on a sharded database; set two_phase_commit = true to let pgshift use two-phase commit across shards`);
         case 'set':
         case 'reset':
-          if (a.shardOverride) {
+          // RESET ALL also ends the shard override, and still goes to the servers.
+          if (a.shardOverride && a.set?.name !== 'all') {
             this.shardOverride = a.shardOverride.shard;
             if (ext?.describe) this.write(be.noData());
             this.write(be.commandComplete(a.kind === 'set' ? 'SET' : 'RESET'));
@@ -304,25 +327,85 @@ export class ShardedClient implements GateHolder {
           break;
       }
     }
+    if (a?.shardOverride) this.shardOverride = a.shardOverride.shard;
     // Reads outside an explicit transaction may go to replicas.
     this.tx.preferReplica = !tx.inTransaction && !!a?.readOnly;
     const { schema, shards } = this.ctx.sharding(this.info);
-    const decision = route(q, { schema, shards, roundRobin: this.rr++, shardOverride: this.shardOverride }, ext ? boundParams(ext) : undefined);
-    const ok = await this.execute(decision, sql, ext);
+    const columns = this.ctx.tableColumns(this.info);
+    const rctx: RouteContext = { schema, shards, roundRobin: this.rr++, shardOverride: this.shardOverride, columns };
+    const bound = ext ? boundParams(ext) : undefined;
+    let decision = route(q, rctx, bound);
+    if (decision.kind === 'columns') {
+      // An INSERT without a column list: read the table's column order from shard 0, then route again.
+      if (decision.refresh) columns.invalidate();
+      await columns.load((text) => this.catalogQuery(text), decision.table, decision.schema);
+      rctx.columnsFresh = true;
+      decision = route(q, rctx, bound);
+    }
+    let ok = false;
+    try {
+      ok = await this.execute(decision, sql, ext);
+    } finally {
+      // ALTER TABLE changes positions; a failed INSERT may have used a stale column order.
+      if (a?.kind === 'ddl' || (!ok && a?.kind === 'insert')) columns.invalidate();
+    }
     if (ok && a && (a.kind === 'set' || a.kind === 'reset') && a.set && !a.set.local && a.set.name !== 'transaction') {
-      // Session parameter: remember it so every shard connection this client gets has it.
-      if (a.set.name === 'all') this.params.clear();
-      else if (a.set.value === null || a.kind === 'reset') this.params.delete(a.set.name);
-      else this.params.set(a.set.name, a.set.value);
+      if (tx.inTransaction) this.paramsBeforeTx ??= new Map(this.params);
+      // Session parameter: remember it so every shard connection this client gets has it, and
+      // record it on the servers that ran it, so the next client of each server gets it undone.
+      const value = a.set.name === 'all' || a.kind === 'reset' ? null : a.set.value;
+      setParam(this.params, a.set.name, value);
+      for (const shard of decisionShards(decision, shards)) {
+        const held = tx.servers.get(shard);
+        if (held) setParam(held.srv.applied, a.set.name, value);
+      }
     }
     if (!ok && this.tx.inTransaction) this.tx.failed = true;
     return ok;
+  }
+
+  /**
+   * ROLLBACK (or COMMIT of a failed transaction). SETs made in the transaction are undone on the
+   * servers, so what their `applied` says is no longer true: those servers are closed, not
+   * pooled, and the client's own parameters go back to what they were at BEGIN.
+   */
+  private async rollback(): Promise<void> {
+    const before = this.paramsBeforeTx;
+    this.paramsBeforeTx = null;
+    if (!before) return this.tx.rollback();
+    await this.tx.onAll('ROLLBACK');
+    this.tx.destroyAll();
+    this.tx.end();
+    this.params.clear();
+    for (const [k, v] of before) this.params.set(k, v);
+  }
+
+  /**
+   * A catalog query on a server this client already holds (its transaction's: checking out
+   * another could wait for itself on a full pool), else on a connection of shard 0.
+   */
+  private async catalogQuery(text: string): Promise<{ rows: (string | null)[][] }> {
+    for (const { srv } of this.tx.servers.values()) if (!srv.closed) return srv.query(text);
+    const pool = this.ctx.shardPool(this.info, 0);
+    const srv = await pool.checkout();
+    try {
+      return await srv.query(text);
+    } finally {
+      pool.release(srv);
+    }
+  }
+
+  /** Drops the cached column orders after an error that suggests the schema changed. */
+  private schemaError(code: string | undefined): void {
+    if (code && SCHEMA_CHANGED.has(code)) this.ctx.tableColumns(this.info).invalidate();
   }
 
   private async execute(d: RouteDecision, sql: string, ext: Extended | null): Promise<boolean> {
     switch (d.kind) {
       case 'error':
         throw d.error;
+      case 'columns':
+        throw new PgError(SQLSTATE.internalError, `the column order of table "${d.table}" could not be loaded`);
       case 'shards':
         return this.runOn(d.shards, d.sql ?? sql, ext, d.shards.length === 1 ? { kind: 'none' } : d.merge);
       case 'all': {
@@ -334,7 +417,7 @@ export class ShardedClient implements GateHolder {
         // One INSERT per shard; the client sees one command tag with the total.
         const returning = new ResultMerger(d.merge, d.parts.map((p) => p.shard));
         for (const part of d.parts) {
-          const sub = ext ? { ...ext, paramTypes: part.params.map((i) => ext.paramTypes[i] ?? 0), params: part.params.map((i) => ext.params[i]), formats: part.params.map((i) => paramFormat(ext.formats, i)) } : null;
+          const sub = ext ? splitParams(ext, part.params) : null;
           const err = await this.collect(part.shard, part.sql, sub, returning);
           if (err) throw err;
         }
@@ -354,9 +437,12 @@ export class ShardedClient implements GateHolder {
     if (merge.kind === 'none') {
       const srv = await this.tx.server(shards[0]);
       let failed = false;
-      await srv.exchange(this.requestBytes(sql, ext), (t, _body, raw) => {
+      await srv.exchange(this.requestBytes(sql, ext), (t, body, raw) => {
         if (t === B.ParseComplete || t === B.BindComplete || t === B.ReadyForQuery) return;
-        if (t === B.ErrorResponse) failed = true;
+        if (t === B.ErrorResponse) {
+          failed = true;
+          this.schemaError(parseErrorFields(body).C);
+        }
         if (t === B.CopyOutResponse || t === B.CopyInResponse) {
           // COPY through one shard: the simple passthrough needs the single-shard loop.
           return;
@@ -412,7 +498,13 @@ export class ShardedClient implements GateHolder {
 
   // ---- extended protocol --------------------------------------------------------------------
 
+  /** Runs the collected messages; after a failure the rest up to Sync is skipped, as PostgreSQL does. */
   private async runBatch(): Promise<void> {
+    if (!(await this.runMessages())) this.skipUntilSync = true;
+    this.batch = [];
+  }
+
+  private async runMessages(): Promise<boolean> {
     const msgs = this.batch;
     for (let i = 0; i < msgs.length; i++) {
       const [t, body] = msgs[i];
@@ -421,7 +513,7 @@ export class ShardedClient implements GateHolder {
           const p = decodeParse(body);
           if (p.name && this.statements.has(p.name)) {
             this.fail(new PgError(SQLSTATE.duplicatePreparedStatement, `prepared statement "${p.name}" already exists`));
-            return;
+            return false;
           }
           this.statements.set(p.name, { query: p.query, paramTypes: p.paramTypes });
           this.write(be.parseComplete());
@@ -432,7 +524,7 @@ export class ShardedClient implements GateHolder {
           const stmt = this.statements.get(b.statement);
           if (!stmt) {
             this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${b.statement}" does not exist`));
-            return;
+            return false;
           }
           this.portals.set(b.portal, { stmt, params: b.params.map((p) => (p ? Buffer.from(p) : null)), formats: b.paramFormats, resultFormats: b.resultFormats });
           this.write(be.bindComplete());
@@ -441,20 +533,20 @@ export class ShardedClient implements GateHolder {
         case F.Describe: {
           const { kind, name } = decodeTarget(body);
           if (kind === 'S') {
-            if (!(await this.describeStatement(name))) return;
+            if (!(await this.describeStatement(name))) return false;
             break;
           }
           const next = msgs[i + 1];
           if (next && next[0] === F.Execute && decodeTarget(Buffer.concat([Buffer.from('P'), next[1]])).name === name) {
             i++;
-            if (!(await this.executePortal(name, true))) return;
-          } else if (!(await this.describePortal(name))) return;
+            if (!(await this.executePortal(name, true))) return false;
+          } else if (!(await this.describePortal(name))) return false;
           break;
         }
         case F.Execute: {
           const portal = decodeTarget(Buffer.concat([Buffer.from('P'), body])).name;
           this.info.stats.queries++;
-          if (!(await this.executePortal(portal, false))) return;
+          if (!(await this.executePortal(portal, false))) return false;
           break;
         }
         case F.Close: {
@@ -468,6 +560,7 @@ export class ShardedClient implements GateHolder {
           break;
       }
     }
+    return true;
   }
 
   private fail(e: PgError): void {
@@ -554,6 +647,37 @@ export class ShardedClient implements GateHolder {
     this.ctx.clientGone(this.info);
     this.socket.destroy();
   }
+}
+
+/** Sets (value) or removes (null) a session parameter; 'all' (RESET ALL) removes every one. */
+function setParam(m: Map<string, string>, name: string, value: string | null): void {
+  if (name === 'all') m.clear();
+  else if (value === null) m.delete(name);
+  else m.set(name, value);
+}
+
+/** The shards a decision sent the statement to. */
+function decisionShards(d: RouteDecision, shards: number): number[] {
+  if (d.kind === 'shards') return d.shards;
+  if (d.kind === 'all') return Array.from({ length: shards }, (_, i) => i);
+  return [];
+}
+
+/**
+ * The Bind values of one part of a split INSERT. `numbers` are the original `$n` (1-based) in
+ * the part's order; a number the client did not bind is refused before anything is sent.
+ */
+function splitParams(ext: Extended, numbers: number[]): Extended {
+  const missing = numbers.find((n) => n > ext.params.length);
+  if (missing !== undefined) {
+    throw new PgError(SQLSTATE.protocolViolation, `bind message supplies ${ext.params.length} parameters, but the statement uses $${missing}`);
+  }
+  return {
+    ...ext,
+    paramTypes: numbers.map((n) => ext.paramTypes[n - 1] ?? 0),
+    params: numbers.map((n) => ext.params[n - 1]),
+    formats: numbers.map((n) => paramFormat(ext.formats, n - 1)),
+  };
 }
 
 function boundParams(ext: Extended): BoundParam[] {

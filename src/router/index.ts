@@ -7,7 +7,7 @@ export type { ParsedQuery, ParsedStatement } from './parse-cache.js';
 export { analyze, isReadOnlyTree } from './analyze.js';
 export type { QueryAnalysis, StatementInfo, StatementKind, SetTarget } from './analyze.js';
 export { route, routeStatement } from './route.js';
-export type { RouteContext, RouteDecision, MergePlan, SplitPart, CopyPlan, BoundParam } from './route.js';
+export type { RouteContext, RouteDecision, TableColumns, MergePlan, SplitPart, CopyPlan, BoundParam } from './route.js';
 export type { SortKey, OutputColumn, AggregatePlan, AggregateFn } from './merge-plan.js';
 export { ResultMerger } from './merger.js';
 export type { MergeResult, Row } from './merger.js';

@@ -14,6 +14,7 @@ import { planSelectMerge, resolveCount } from './merge-plan.js';
 import type { ParsedQuery, ParsedStatement } from './parse-cache.js';
 import { shardsOfSources } from './key-values.js';
 import { rewriteLimit } from './sql-rewrite.js';
+import { crossShardSubqueryError } from './subqueries.js';
 import type { KeyRestriction } from './tables.js';
 import { allTables, columnMentions, fromScope, keyRestriction } from './tables.js';
 import type { CopyPlan, InsertPlan } from './route-write.js';
@@ -49,7 +50,19 @@ export type RouteDecision =
   | { kind: 'split'; parts: SplitPart[]; merge: MergePlan }
   /** COPY … FROM STDIN: the caller splits the rows with the plan. */
   | { kind: 'copy'; copy: CopyPlan }
+  /** The table's column order is needed (positional INSERT) and not cached: load it (again, when `refresh`) and route again. */
+  | { kind: 'columns'; table: string; schema?: string; refresh: boolean }
   | { kind: 'error'; error: PgError };
+
+/**
+ * The column order of tables, as the shards' catalogs have it (attnum order, dropped columns
+ * left out, generated columns included), for INSERTs without a column list. Supplied by the
+ * caller: the router never talks to servers.
+ */
+export interface TableColumns {
+  /** Column names in attnum order, or undefined when not loaded. The same array until it changes. */
+  get(table: string, schema?: string): readonly string[] | undefined;
+}
 
 export interface RouteContext {
   schema: ShardingSchema;
@@ -59,6 +72,10 @@ export interface RouteContext {
   roundRobin?: number;
   /** `SET pgshift.shard = N` in effect for the session (null/undefined = none). */
   shardOverride?: number | null;
+  /** Column order of tables, for INSERTs without a column list. */
+  columns?: TableColumns;
+  /** The column orders were just loaded from the catalog: a mismatch is the statement's error, not a stale cache. */
+  columnsFresh?: boolean;
 }
 
 const NONE: MergePlan = { kind: 'none' };
@@ -72,7 +89,8 @@ type Plan =
   | { t: 'fixed'; d: RouteDecision }
   | { t: 'any' }
   | { t: 'select'; keys: KeyRestriction | null; merge: MergeTemplate | PgError; sql?: string | null; s: ParsedStatement }
-  | { t: 'dml'; keys: KeyRestriction | null }
+  /** `fanOut`: the error when the statement reaches several shards (a subquery that cannot run shard by shard). */
+  | { t: 'dml'; keys: KeyRestriction | null; fanOut: PgError | null }
   | { t: 'insert'; p: InsertPlan }
   | { t: 'copy_query'; inner: Plan };
 
@@ -105,12 +123,13 @@ function combine(ds: RouteDecision[], follower: boolean[]): RouteDecision {
   let target: RouteDecision | undefined;
   for (let i = 0; i < ds.length; i++) {
     const d = ds[i];
-    if (d.kind === 'error') return d;
+    if (d.kind === 'error' || d.kind === 'columns') return d;
     if (follower[i]) continue;
     if (d.kind === 'split' || d.kind === 'copy' || (d.kind !== 'shards' && d.merge.kind !== 'first') || (d.kind === 'shards' && d.shards.length > 1)) {
       return err(SQLSTATE.featureNotSupported, 'a multi-statement query whose statements need results merged from several shards is not supported', 'Send the statements one at a time.');
     }
-    if (!target) target = d;
+    // A statement's own rewritten text (a positional INSERT's added column list) cannot stand for the whole query.
+    if (!target) target = d.kind === 'shards' && d.sql ? { ...d, sql: undefined } : d;
     else if (target.kind !== d.kind || (target.kind === 'shards' && d.kind === 'shards' && target.shards[0] !== d.shards[0])) {
       return err(SQLSTATE.featureNotSupported, 'the statements of this multi-statement query go to different shards', 'Send the statements one at a time.');
     }
@@ -138,11 +157,12 @@ function execute(plan: Plan, q: ParsedQuery, ctx: RouteContext, params: readonly
     case 'dml': {
       const shards = plan.keys ? shardsOfSources(plan.keys.values, plan.keys.table.sharder!, params) : 'any';
       if (shards instanceof PgError) return { kind: 'error', error: shards };
+      if (plan.fanOut && (shards === 'any' || shards.length > 1)) return { kind: 'error', error: plan.fanOut };
       if (shards === 'any') return { kind: 'all', merge: CONCAT };
       return { kind: 'shards', shards, merge: shards.length === 1 ? NONE : CONCAT };
     }
     case 'insert':
-      return routeInsert(plan.p, q, params);
+      return routeInsert(plan.p, q, ctx, params);
     case 'select': {
       const shards = plan.keys ? shardsOfSources(plan.keys.values, plan.keys.table.sharder!, params) : 'any';
       if (shards instanceof PgError) return { kind: 'error', error: shards };
@@ -209,10 +229,10 @@ function planStatement(q: ParsedQuery, s: ParsedStatement, schema: ShardingSchem
       const extra = (body.fromClause ?? body.usingClause ?? []) as Node[];
       const scope = fromScope(extra, schema, mentions);
       scope.tables.unshift(target);
-      return { t: 'dml', keys: keyRestriction(body.whereClause, scope) };
+      return { t: 'dml', keys: keyRestriction(body.whereClause, scope), fanOut: crossShardSubqueryError(body, schema, mentions) };
     }
     case 'insert': {
-      const p = planInsert(q, s, body, tables[0]);
+      const p = planInsert(q, s, body, tables[0], schema);
       return 'error' in p ? { t: 'fixed', d: { kind: 'error', error: p.error } } : p.t === 'fixed' ? { t: 'fixed', d: p.d } : { t: 'insert', p };
     }
     case 'merge':
@@ -247,7 +267,7 @@ function planSelect(s: ParsedStatement, sel: Node, schema: ShardingSchema, menti
     return { t: 'fixed', d: err(SQLSTATE.featureNotSupported, 'a data-modifying WITH query on a sharded database is not supported', 'Run the data-modifying statement on its own.') };
   }
   const keys = sel.op && sel.op !== 'SETOP_NONE' ? null : keyRestriction(sel.whereClause, fromScope(sel.fromClause, schema, mentions));
-  return { t: 'select', keys, merge: planSelectMerge(sel), s };
+  return { t: 'select', keys, merge: crossShardSubqueryError(sel, schema, mentions) ?? planSelectMerge(sel), s };
 }
 
 function hasWritableCte(sel: Node): boolean {

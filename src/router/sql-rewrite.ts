@@ -128,8 +128,30 @@ export interface SplitText {
   params: number[];
 }
 
-/** Builds the INSERT text holding only `rowIndexes` (in order). */
-export function buildInsertPart(q: ParsedQuery, tpl: InsertTemplate, rowIndexes: number[]): SplitText {
+/** Text to add to an INSERT: `text` at byte offset `at`. */
+export interface Insertion {
+  at: number;
+  text: string;
+}
+
+/**
+ * Where the column list of an INSERT without one goes: before `OVERRIDING … VALUE` or the
+ * `VALUES` of the INSERT itself (the first one outside parentheses). Null when not found.
+ */
+export function insertColumnListAt(q: ParsedQuery, s: ParsedStatement): number | null {
+  const top = topLevel(queryTokens(q), s);
+  const at = top.find((x) => kw(x.t, 'overriding')) ?? top.find((x) => kw(x.t, 'values'));
+  return at ? at.t.start : null;
+}
+
+/** The statement's text with `ins` added. */
+export function withInsertion(q: ParsedQuery, s: ParsedStatement, ins: Insertion): string {
+  const bytes = queryBytes(q);
+  return bytes.toString('utf8', s.start, ins.at) + ins.text + bytes.toString('utf8', ins.at, s.end);
+}
+
+/** Builds the INSERT text holding only `rowIndexes` (in order), with `ins` (inside the prefix) added. */
+export function buildInsertPart(q: ParsedQuery, tpl: InsertTemplate, rowIndexes: number[], ins?: Insertion): SplitText {
   const tokens = queryTokens(q);
   const bytes = queryBytes(q);
   const mapping = new Map<number, number>();
@@ -151,7 +173,11 @@ export function buildInsertPart(q: ParsedQuery, tpl: InsertTemplate, rowIndexes:
     }
     pieces.push(bytes.toString('utf8', pos, b));
   };
-  emit(tpl.prefix[0], tpl.prefix[1]);
+  if (ins) {
+    emit(tpl.prefix[0], ins.at);
+    pieces.push(ins.text);
+    emit(ins.at, tpl.prefix[1]);
+  } else emit(tpl.prefix[0], tpl.prefix[1]);
   rowIndexes.forEach((r, i) => {
     if (i > 0) pieces.push(', ');
     emit(tpl.rows[r][0], tpl.rows[r][1]);

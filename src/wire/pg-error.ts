@@ -65,6 +65,8 @@ export const SQLSTATE = {
   invalidParameterValue: '22023',
   objectNotInState: '55000',
   undefinedObject: '42704',
+  undefinedColumn: '42703',
+  undefinedTable: '42P01',
   duplicatePreparedStatement: '42P05',
   invalidSqlStatementName: '26000',
   configFileError: 'F0000',

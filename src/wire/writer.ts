@@ -22,6 +22,11 @@ export class Writer {
 
   /** Starts a typed message; `end()` fills in the length. Pass 0 for an untyped (startup) packet. */
   start(type: number): this {
+    // A message left unfinished (its serializer threw) must not prefix the next one.
+    if (this.msgStart !== -1) {
+      this.pos = 0;
+      this.msgStart = -1;
+    }
     if (type !== 0) {
       this.ensure(1);
       this.buf[this.pos++] = type;

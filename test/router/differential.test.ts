@@ -96,7 +96,7 @@ test('a generated workload returns identical results through a 3-shard pgshift a
   const emails = new Set<string>();
   for (const c of ['fr', 'de', 'jp']) await both({ text: 'INSERT INTO countries (code, name) VALUES ($1, $2)', values: [c, c.toUpperCase()], ordered: false });
   for (let step = 0; step < 400; step++) {
-    const op = int(14);
+    const op = int(16);
     const id = int(5000) - 100; // includes negative keys
     const email = `user${int(300)}@example.${['com', 'org', 'jp'][int(3)]}`;
     switch (op) {
@@ -172,6 +172,25 @@ test('a generated workload returns identical results through a 3-shard pgshift a
       case 13:
         await both({ text: 'SELECT c.name, count(*) FROM countries c GROUP BY c.name ORDER BY c.name', ordered: true });
         break;
+      case 14: {
+        // Positional INSERT (no column list), one row with parameters or several literal rows.
+        const rows = [int(5000) + 40000, int(5000) + 50000, int(5000) + 60000].filter((x) => !ids.has(x));
+        if (!rows.length) break;
+        rows.forEach((x) => ids.add(x));
+        if (rows.length === 1 || int(2) === 0) {
+          for (const x of rows) await both({ text: 'INSERT INTO items VALUES ($1, $2, $3)', values: [x, x % 5, `positional ${x}`], ordered: false });
+        } else await both({ text: `INSERT INTO items VALUES ${rows.map((x) => `(${x}, ${x % 5}, 'positional ${x}', ${x % 991}.25)`).join(', ')}`, ordered: false });
+        break;
+      }
+      case 15: {
+        // A parameterized multi-row INSERT (ORM batch), split across shards over the extended protocol.
+        const rows = [int(5000) + 70000, int(5000) + 80000, int(5000) + 90000, int(5000) + 95000].filter((x) => !ids.has(x));
+        if (!rows.length) break;
+        rows.forEach((x) => ids.add(x));
+        const text = `INSERT INTO items (id, grp, name, price) VALUES ${rows.map((_, i) => `($${i * 4 + 1}, $${i * 4 + 2}, $${i * 4 + 3}, $${i * 4 + 4})`).join(', ')} RETURNING id, name`;
+        await both({ text, values: rows.flatMap((x) => [x, x % 5, `batch ${x}`, (x % 997) + 0.5]), ordered: false });
+        break;
+      }
     }
   }
   // COPY in through pgshift, and the same rows directly.

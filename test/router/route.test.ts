@@ -238,8 +238,8 @@ test('multi-row INSERT is split into one INSERT per shard; each part lands every
 
 test('unsupported writes on sharded tables are 0A000 errors naming the construct', () => {
   const cases: Array<[string, RegExp]> = [
-    ['insert into users values (1, 2)', /explicit column list.*"id"/],
-    ["insert into users (name) values ('x')", /must set the shard key column "id"/],
+    ["insert into users (name) values ('x')", /must give the shard key "id" a value/],
+    ['insert into users (id, name) values (default, 2)', /must give the shard key "id" a value/],
     ['insert into users (id) select id from other', /INSERT … SELECT/],
     ['insert into users default values', /DEFAULT VALUES/],
     ['insert into users (id) values (nextval(\'s\'))', /constant or a parameter/],
@@ -281,4 +281,31 @@ test('COPY FROM STDIN on a sharded table returns the split plan; on an omnishard
   assert.equal(route(parseStatement('copy (select * from users where id = 1) to stdout'), ctx).kind, 'shards');
   const sorted = route(parseStatement('copy (select * from users order by id) to stdout'), ctx);
   assert.equal(sorted.kind === 'error' && sorted.error.code, '0A000');
+});
+
+test('an INSERT without a column list asks for the column order, then routes by the key position, adding the column list', () => {
+  const q = parseStatement("insert into users values (5, 'x'), (6, 'y'), (7, 'z') returning id");
+  assert.deepEqual(route(q, ctx), { kind: 'columns', table: 'users', schema: undefined, refresh: false });
+  const columns = ['id', 'name'];
+  const withCols: RouteContext = { ...ctx, columns: { get: (t) => (t === 'users' ? columns : undefined) } };
+  const d = route(q, withCols);
+  const explicit = route(parseStatement("insert into users (id, name) values (5, 'x'), (6, 'y'), (7, 'z') returning id"), ctx);
+  assert.equal(d.kind, explicit.kind);
+  if (d.kind === 'split' && explicit.kind === 'split') {
+    assert.deepEqual(d.parts.map((p) => p.shard), explicit.parts.map((p) => p.shard));
+    for (const p of d.parts) assert.match(p.sql, /^insert into users \("id", "name"\) values \(/);
+  } else if (d.kind === 'shards' && explicit.kind === 'shards') {
+    assert.deepEqual(d.shards, explicit.shards);
+  }
+  // A short row fills from the left: the key is the first column here, so it is given.
+  const one = route(parseStatement('insert into users values ($1)'), withCols, [{ value: Buffer.from('5'), format: 0 }]);
+  assert.ok(one.kind === 'shards' && one.sql === 'insert into users ("id") values ($1)', JSON.stringify(one));
+  // More values than known columns: the cached order may be stale; once fresh it is PostgreSQL's error.
+  const wide = parseStatement('insert into users values (1, 2, 3)');
+  assert.deepEqual(route(wide, withCols), { kind: 'columns', table: 'users', schema: undefined, refresh: true });
+  const fresh = route(wide, { ...withCols, columnsFresh: true });
+  assert.ok(fresh.kind === 'error' && fresh.error.code === '42601' && /more expressions than target columns/.test(fresh.error.message));
+  // DEFAULT for the key: refused once the order is known to be current.
+  const def = route(parseStatement("insert into users values (default, 'x')"), { ...withCols, columnsFresh: true });
+  assert.ok(def.kind === 'error' && def.error.code === '0A000' && /nextval/.test(def.error.hint ?? ''));
 });
