@@ -28,6 +28,7 @@ export type AdminCommand =
   | { kind: 'schema_sync'; phase: 'pre' | 'post' | 'cutover'; source: string; destination: string; publication: string }
   | { kind: 'cutover'; taskId?: number }
   | { kind: 'stop_task'; taskId: number }
+  | { kind: 'verify'; taskId?: number; args: string[] }
   | { kind: 'set'; name: string; value: string }
   | { kind: 'empty' };
 
@@ -50,6 +51,7 @@ export const ADMIN_HELP: readonly AdminHelpEntry[] = [
   { command: 'RESHARD', syntax: 'RESHARD <source> <destination> <publication> [<slot>]', description: 'schema sync, copy, replication and an automatic cutover' },
   { command: 'SCHEMA_SYNC', syntax: 'SCHEMA_SYNC PRE | POST | CUTOVER <source> <destination> <publication>', description: 'run one phase of the schema sync' },
   { command: 'CUTOVER', syntax: 'CUTOVER [<task_id>]', description: 'move traffic to the destination of a replication task (the first one without an id); on a reverse task, roll back' },
+  { command: 'VERIFY', syntax: 'VERIFY [<task_id>] [<table> …] | VERIFY <source> <destination> [<table> …]', description: 'compare source and destination row by row (missing, extra, different, misplaced rows; sequence overlaps)' },
   { command: 'STOP_TASK', syntax: 'STOP_TASK <task_id>', description: 'stop a task and drop its replication slot' },
   { command: 'SET', syntax: "SET <name> TO | = <value>", description: 'change a setting at run time' },
 ];
@@ -212,6 +214,11 @@ export function parseAdminCommand(sql: string): AdminCommand {
     case 'stop_task':
       expectCount(tokens, 1, 1, 'STOP_TASK', 'the id of the task to stop (see SHOW TASKS)');
       return { kind: 'stop_task', taskId: taskId(tokens[1], 'STOP_TASK') };
+    case 'verify': {
+      const rest = tokens.slice(1);
+      if (rest.length > 0 && !rest[0].quoted && /^[0-9]+$/.test(rest[0].text)) return { kind: 'verify', taskId: taskId(rest[0], 'VERIFY'), args: rest.slice(1).map((t) => t.text) };
+      return { kind: 'verify', args: rest.map((t) => t.text) };
+    }
     case 'set': {
       // SET name TO value | SET name = value | SET name value
       if (tokens.length < 2) throw syntaxError(`SET needs a setting name and a value; usage: ${usage('SET')}`);

@@ -41,6 +41,8 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
     throw new PgError(SQLSTATE.objectNotInState, `task ${task.id} (${task.type}) cannot be cut over: it is ${task.status}${task.innerStatus ? ` (${task.innerStatus})` : ''}; only a task that is replicating can`);
   }
   if (cutoverHistory.running !== null) throw new PgError(SQLSTATE.objectNotInState, `a cutover of task ${cutoverHistory.running} is already running`);
+  // cutover_verify: prove the move before traffic is paused; a difference refuses the cutover.
+  if (ctx.config().general.cutover_verify) await (await import('./verify/verify-task.js')).verifyBeforeCutover(reg, ctx, task);
   cutoverHistory.running = task.id;
   const rollback = !!task.options.reverse;
   const previousInner = task.innerStatus;

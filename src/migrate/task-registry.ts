@@ -11,8 +11,9 @@ import type { Logger } from '../observe/log.js';
 import type { ReplicationStream } from './stream.js';
 import { TableCopy, type TableCopyJson } from './table-progress.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
+import type { VerifyStateJson } from './verify/report.js';
 
-export type TaskKind = 'copy_data' | 'replication' | 'schema_sync' | 'reshard';
+export type TaskKind = 'copy_data' | 'replication' | 'schema_sync' | 'reshard' | 'verify';
 export type TaskStatus = 'started' | 'running' | 'cancelling' | 'finished' | 'cancelled' | `failed: ${string}`;
 /** Where a task is; decides what a restart resumes. */
 export type TaskPhase = 'created' | 'schema_pre' | 'copying' | 'schema_post' | 'replicating' | 'done';
@@ -31,6 +32,9 @@ export interface TaskOptions {
   skipOriginated?: boolean;
   /** ctid range size for the copy (tests use small values). */
   chunkBlocks?: number;
+  /** VERIFY: the task whose move is verified, and the tables to compare (default all). */
+  verifyOf?: number;
+  tables?: string[];
 }
 
 export interface TaskJson {
@@ -50,6 +54,8 @@ export interface TaskJson {
   tables: TableCopyJson[];
   /** Slots deliberately left on the source (failure while streaming, --sync-only). */
   slotsKept: boolean;
+  /** VERIFY's findings and resume points. */
+  verify?: VerifyStateJson;
 }
 
 export function isTerminal(s: TaskStatus): boolean {
@@ -68,9 +74,10 @@ export class Task {
   phase: TaskPhase = 'created';
   updatedAt: number;
   slotsKept = false;
+  verify: VerifyStateJson | null = null;
 
   constructor(
-    private readonly registry: TaskRegistry,
+    readonly registry: TaskRegistry,
     readonly id: number,
     readonly kind: TaskKind,
     readonly type: string,
@@ -123,6 +130,7 @@ export class Task {
       options: this.options,
       tables: [...this.tables.values()].map((t) => t.toJSON()),
       slotsKept: this.slotsKept,
+      ...(this.verify ? { verify: this.verify } : {}),
     };
   }
 }
@@ -170,6 +178,7 @@ export class TaskRegistry {
         t.phase = j.phase;
         t.updatedAt = j.updatedAt;
         t.slotsKept = j.slotsKept;
+        t.verify = j.verify ?? null;
         for (const tj of j.tables) t.tables.set(`${tj.schema}.${tj.table}`, TableCopy.fromJSON(tj));
         reg.tasks.set(t.id, t);
       }
