@@ -131,6 +131,7 @@ export async function runVerify(task: Task, ctx: MigrationContext): Promise<void
       }),
     );
     state.sequences = await sequenceRisks(point, sharding, tables);
+    state.sequencesLive = !streaming;
   } finally {
     point.close();
     if (!task.terminal) await task.save();
