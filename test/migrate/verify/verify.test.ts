@@ -41,9 +41,10 @@ test('VERIFY reports zero differences on a correct move, and exactly zero while 
 
     const w1 = startWriter(m.source);
     const w2 = startOrdersWriter(m.source);
+    const w3 = startOrdersWriter(m.source);
     try {
       await new Promise((r) => setTimeout(r, 300));
-      for (let round = 0; round < 3; round++) {
+      for (let round = 0; round < 5; round++) {
         const busy = await verify(m);
         assertClean(busy.state, `round ${round} under writes`);
         assert.equal(busy.ok, true);
@@ -52,6 +53,7 @@ test('VERIFY reports zero differences on a correct move, and exactly zero while 
     } finally {
       assert.ok((await w1.stop()) > 5);
       assert.ok((await w2.stop()) > 5);
+      assert.ok((await w3.stop()) > 5);
     }
     assert.ok(!m.task.terminal, `the move still streams after VERIFY (${m.task.status})`);
   } finally {
