@@ -9,6 +9,7 @@ import { runHashCommand } from './hash-command.js';
 import { runDemoCommand } from './demo-command.js';
 import { runDataSyncCommand } from './data-sync-command.js';
 import { runSchemaSyncCommand } from './schema-sync-command.js';
+import { runVerifyCommand } from './verify-command.js';
 
 const USAGE = `usage: pgshift [command] [options]
 
@@ -19,6 +20,7 @@ commands:
   demo         the local playground: reshard a live database 1 -> 2 shards under load
   data-sync    copy and/or replicate a database  --from-database A --to-database B --publication P
   schema-sync  copy the schema                   pre|post|cutover --from-database A --to-database B --publication P
+  verify       compare two databases row by row     --from-database A --to-database B [--table T]
   help         this text
 
 docs: docs/cli.md, docs/configuration.md, docs/admin.md`;
@@ -39,6 +41,8 @@ async function main(argv: string[]): Promise<number> {
       return runDataSyncCommand(rest);
     case 'schema-sync':
       return runSchemaSyncCommand(rest);
+    case 'verify':
+      return runVerifyCommand(rest);
     case 'help':
     case '--help':
       console.log(USAGE);

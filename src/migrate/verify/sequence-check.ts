@@ -47,17 +47,21 @@ function firstClash(list: ShardSequence[]): [ShardSequence, ShardSequence] | nul
 /** The sequences behind serial / identity columns of `tables` (qualified names) on one shard. */
 export async function readShardSequences(c: ServerConnection, shard: number, tables: string[]): Promise<ShardSequence[]> {
   if (tables.length === 0) return [];
-  const r = await c.query(`
-    SELECT s.seq, q.last_value::text, q.start_value::text, q.increment_by::text
-      FROM (SELECT DISTINCT pg_catalog.pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) AS seq
+  const seqs = (
+    await c.query(`
+    SELECT DISTINCT s.seq, q.increment_by::text
+      FROM (SELECT pg_catalog.pg_get_serial_sequence(a.attrelid::regclass::text, a.attname) AS seq
               FROM pg_catalog.pg_attribute a
              WHERE a.attrelid = ANY(ARRAY[${tables.map((t) => `${quoteLiteral(t)}::regclass`).join(', ')}]) AND a.attnum > 0 AND NOT a.attisdropped) s
       JOIN pg_catalog.pg_sequences q ON pg_catalog.format('%I.%I', q.schemaname, q.sequencename)::regclass = s.seq::regclass
-     WHERE s.seq IS NOT NULL`);
-  return r.rows.map(([name, last, start, inc]) => ({
-    shard,
-    name: name!,
-    increment: BigInt(inc!),
-    next: last === null ? BigInt(start!) : BigInt(last) + BigInt(inc!),
-  }));
+     WHERE s.seq IS NOT NULL ORDER BY 1`)
+  ).rows;
+  if (seqs.length === 0) return [];
+  // last_value / is_called from the sequence itself: pg_sequences hides a value set by RESTART.
+  const state = await c.query(seqs.map(([name], i) => `SELECT ${i}, last_value::text, is_called FROM ${name}`).join(' UNION ALL '));
+  return state.rows.map(([i, last, called]) => {
+    const [name, inc] = seqs[Number(i)];
+    const increment = BigInt(inc!);
+    return { shard, name: name!, increment, next: called === 't' ? BigInt(last!) + increment : BigInt(last!) };
+  });
 }

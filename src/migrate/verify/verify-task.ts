@@ -20,7 +20,7 @@ import { newTableState, summarize, summaryText, type TableVerifyState, type Veri
 import { readShardSequences, sequenceOverlaps } from './sequence-check.js';
 import { verifyTables, type VerifyTable } from './verify-tables.js';
 
-export type VerifyRequest = { taskId?: number; tables?: string[] } | { source: string; destination: string; tables?: string[] };
+export type VerifyRequest = { taskId?: number; tables?: string[] } | { source: string; destination: string; publication?: string; tables?: string[] };
 
 /** How often progress is written to the task state file while chunks finish. */
 const SAVE_EVERY_MS = 1000;
@@ -34,7 +34,7 @@ export async function startVerify(reg: TaskRegistry, ctx: MigrationContext, req:
   const config = ctx.config();
   let fields: { source: string; destination: string; publication: string; fromUser?: string; toUser?: string; verifyOf?: number };
   if ('source' in req) {
-    fields = { source: req.source, destination: req.destination, publication: '' };
+    fields = { source: req.source, destination: req.destination, publication: req.publication ?? '' };
   } else {
     const target = req.taskId !== undefined ? reg.get(req.taskId) : reg.list().reverse().find(isMoveTask);
     if (!target) throw new PgError(SQLSTATE.undefinedObject, req.taskId !== undefined ? `task ${req.taskId} not found` : 'no running move task to verify; name one (VERIFY <task_id>) or two databases (VERIFY <source> <destination>)');
