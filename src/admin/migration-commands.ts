@@ -166,7 +166,7 @@ async function runVerifyCommand(reg: TaskRegistry, ctx: MigrationContext, cmd: {
   if (task.status.startsWith('failed: ')) throw new PgError(SQLSTATE.objectNotInState, `VERIFY task ${task.id} ${task.status}`);
   const { state } = verifyOutcome(task);
   const rows: Cell[][] = reportRows(state);
-  if (task.status === 'cancelled') rows[rows.length - 1][7] = 'stopped';
+  if (task.controller.signal.aborted) rows[rows.length - 1][7] = 'stopped';
   const types = REPORT_COLUMNS.map((c) => (c === 'table' || c === 'samples' || c === 'status' ? c : ([c, INT8] as [string, number])));
   return table(types, rows, 'VERIFY');
 }

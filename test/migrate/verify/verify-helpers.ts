@@ -44,7 +44,13 @@ export interface Move {
 }
 
 /** Copies and starts streaming; resolves once the task replicates. */
-export async function startMove(src: PgCluster, dst: PgCluster, prefix: string, chunkRows = 400): Promise<Move> {
+export async function startMove(
+  src: PgCluster,
+  dst: PgCluster,
+  prefix: string,
+  chunkRows = 400,
+  registry: (ctx: MigrationContext) => Promise<TaskRegistry> = (ctx) => TaskRegistry.open(ctx.stateDir, ctx.log),
+): Promise<Move> {
   const source: Place = { pg: src, db: `${prefix}_src` };
   const dests: Place[] = [{ pg: dst, db: `${prefix}_d0` }, { pg: dst, db: `${prefix}_d1` }];
   await src.createDatabase(source.db);
@@ -53,7 +59,7 @@ export async function startMove(src: PgCluster, dst: PgCluster, prefix: string, 
   const config = moveConfig([source], dests, EXTRA_SHARDED);
   config.general.verify_chunk_rows = chunkRows;
   const ctx = moveContext(config);
-  const reg = await TaskRegistry.open(ctx.stateDir, ctx.log);
+  const reg = await registry(ctx);
   const task = await startCopyData(reg, ctx, { source: 'src', destination: 'dst', publication: 'pub' });
   await waitFor('replicating', () => task.innerStatus === 'replicating' && task.streams.length === 1, 60000);
   return { source, dests, ctx, reg, task };
@@ -62,7 +68,17 @@ export async function startMove(src: PgCluster, dst: PgCluster, prefix: string, 
 /** Waits until the stream has applied everything the source has written so far. */
 export async function caughtUp(m: Move): Promise<void> {
   const [{ lsn }] = await m.source.pg.query<{ lsn: string }>(`SELECT pg_current_wal_lsn()::text AS lsn`, [], m.source.db);
-  await m.task.streams[0].waitForLsn(parseLsn(lsn), 30000);
+  // The task reports "replicating" a moment before its stream has started.
+  const until = parseLsn(lsn);
+  await waitFor('caught up', () =>
+    m.task.streams[0].waitForLsn(until, 30000).then(
+      () => true,
+      (e: Error) => {
+        if (/is starting/.test(e.message)) return false;
+        throw e;
+      },
+    ),
+  );
 }
 
 /** Runs VERIFY to its end. */
