@@ -9,7 +9,8 @@ import { startCopyData, type MigrationContext, type Task } from '../../../src/mi
 import { startVerify, verifyOutcome, type VerifyRequest } from '../../../src/migrate/verify/verify-task.js';
 import type { TableVerifyState, VerifyStateJson } from '../../../src/migrate/verify/report.js';
 import { parseLsn } from '../../../src/migrate/lsn.js';
-import { moveConfig, moveContext, SCHEMA, SHARDED, seedSql, waitFor, type Place } from '../move-helpers.js';
+import { before, after } from 'node:test';
+import { moveConfig, moveContext, SCHEMA, SHARDED, seedSql, startLoop, waitFor, type Place } from '../move-helpers.js';
 
 export const EXTRA_SHARDED = `${SHARDED}
 [[sharded_tables]]
@@ -96,26 +97,22 @@ export function tableState(s: VerifyStateJson, table: string): TableVerifyState 
 
 /** A writer on the source: orders inserted and updated (not their shard key), audit rows added. */
 export function startOrdersWriter(p: Place): { stop(): Promise<number> } {
-  let running = true;
-  let n = 0;
-  const loop = (async () => {
-    const c = await p.pg.client(p.db);
-    try {
-      while (running) {
-        n++;
-        await c.query(`INSERT INTO orders (customer_id, note) VALUES ($1, 'w')`, [n % 97]);
-        await c.query(`UPDATE orders SET note = note || '+' WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)`);
-        await c.query(`BEGIN; INSERT INTO audit VALUES ($1, 'w'); DELETE FROM orders WHERE id = (SELECT min(id) FROM orders); COMMIT`.replace('$1', String(n % 50)));
-      }
-    } finally {
-      await c.end();
-    }
-  })();
-  return {
-    async stop() {
-      running = false;
-      await loop;
-      return n;
-    },
-  };
+  return startLoop(p, async (c, n) => {
+    await c.query(`INSERT INTO orders (customer_id, note) VALUES ($1, 'w')`, [n % 97]);
+    await c.query(`UPDATE orders SET note = note || '+' WHERE id = (SELECT id FROM orders ORDER BY random() LIMIT 1)`);
+    await c.query(`BEGIN; INSERT INTO audit VALUES (${n % 50}, 'w'); DELETE FROM orders WHERE id = (SELECT min(id) FROM orders); COMMIT`);
+  });
+}
+
+/** A source and a destination cluster for the file's tests, started before and stopped after them. */
+export function useClusters(): { src(): PgCluster; dst(): PgCluster } {
+  let src: PgCluster;
+  let dst: PgCluster;
+  before(async () => {
+    [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
+  });
+  after(async () => {
+    await Promise.all([src?.stop(), dst?.stop()]);
+  });
+  return { src: () => src, dst: () => dst };
 }

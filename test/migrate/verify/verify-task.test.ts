@@ -1,9 +1,8 @@
 // VERIFY as a task: progress in SHOW TASKS, STOP_TASK through the admin commands (the VERIFY
 // answer says "stopped"), resume after a crash from the last finished chunk (every row counted
 // exactly once), and cutover_verify refusing a cutover before the gate closes.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PgCluster } from '../../harness/pg-cluster.js';
 import { TaskRegistry } from '../../../src/migrate/task-registry.js';
 import { migrationRegistry, resumeTasks, stopTask } from '../../../src/migrate/tasks.js';
 import { runMigrationCommand } from '../../../src/admin/migration-commands.js';
@@ -12,19 +11,12 @@ import { PauseGate } from '../../../src/frontend/pause-gate.js';
 import { startVerify, verifyOutcome } from '../../../src/migrate/verify/verify-task.js';
 import { summarize } from '../../../src/migrate/verify/report.js';
 import { moveContext, waitFor } from '../move-helpers.js';
-import { startMove, caughtUp, tableState } from './verify-helpers.js';
+import { startMove, caughtUp, tableState, useClusters } from './verify-helpers.js';
 
-let src: PgCluster;
-let dst: PgCluster;
-before(async () => {
-  [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
-});
-after(async () => {
-  await Promise.all([src?.stop(), dst?.stop()]);
-});
+const clusters = useClusters();
 
 test('VERIFY resumes after a crash from the last finished chunk: every row counted once, no row differences', async () => {
-  const m = await startMove(src, dst, 'vres', 20);
+  const m = await startMove(clusters.src(), clusters.dst(), 'vres', 20);
   try {
     await caughtUp(m);
     const ctx = moveContext(m.ctx.config());
@@ -54,7 +46,7 @@ test('VERIFY resumes after a crash from the last finished chunk: every row count
 });
 
 test('STOP_TASK stops a running VERIFY: the VERIFY answer says stopped, SHOW TASKS showed its progress', async () => {
-  const m = await startMove(src, dst, 'vstop', 10);
+  const m = await startMove(clusters.src(), clusters.dst(), 'vstop', 10);
   try {
     await caughtUp(m);
     const ctx = moveContext(m.ctx.config());
@@ -74,11 +66,11 @@ test('STOP_TASK stops a running VERIFY: the VERIFY answer says stopped, SHOW TAS
 });
 
 test('cutover_verify refuses CUTOVER on a difference before the gate closes; the move keeps streaming', async () => {
-  const m = await startMove(src, dst, 'vcut', 400, (ctx) => migrationRegistry(ctx));
+  const m = await startMove(clusters.src(), clusters.dst(), 'vcut', 400, (ctx) => migrationRegistry(ctx));
   try {
     await caughtUp(m);
-    const [{ id }] = await dst.query<{ id: string }>(`SELECT id::text FROM orders ORDER BY id LIMIT 1`, [], m.dests[1].db);
-    await dst.query(`DELETE FROM orders WHERE id = ${id}`, [], m.dests[1].db);
+    const [{ id }] = await clusters.dst().query<{ id: string }>(`SELECT id::text FROM orders ORDER BY id LIMIT 1`, [], m.dests[1].db);
+    await clusters.dst().query(`DELETE FROM orders WHERE id = ${id}`, [], m.dests[1].db);
     const config = m.ctx.config();
     config.general.cutover_verify = true;
     const gate = new PauseGate(5000);

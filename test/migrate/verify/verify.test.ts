@@ -1,22 +1,14 @@
 // VERIFY on a live 1 -> 2 move: zero differences on a correct move, also while writers keep
 // writing to the source (the consistent point makes that exact), and each kind of planted
 // difference reported with the right key.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { PgCluster } from '../../harness/pg-cluster.js';
 import { stopTask } from '../../../src/migrate/tasks.js';
 import { shardOfValue } from '../../../src/sharding/index.js';
 import { startWriter } from '../move-helpers.js';
-import { startMove, caughtUp, verify, tableState, startOrdersWriter, type Move } from './verify-helpers.js';
+import { startMove, caughtUp, verify, tableState, startOrdersWriter, type Move, useClusters } from './verify-helpers.js';
 
-let src: PgCluster;
-let dst: PgCluster;
-before(async () => {
-  [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
-});
-after(async () => {
-  await Promise.all([src?.stop(), dst?.stop()]);
-});
+const clusters = useClusters();
 
 function assertClean(state: Awaited<ReturnType<typeof verify>>['state'], when: string): void {
   for (const t of state.tables) {
@@ -26,7 +18,7 @@ function assertClean(state: Awaited<ReturnType<typeof verify>>['state'], when: s
 }
 
 test('VERIFY reports zero differences on a correct move, and exactly zero while writers keep writing to the source during streaming', async () => {
-  const m = await startMove(src, dst, 'vok');
+  const m = await startMove(clusters.src(), clusters.dst(), 'vok');
   try {
     await caughtUp(m);
     const quiet = await verify(m);
@@ -67,7 +59,7 @@ async function oneRow(p: Move['dests'][number], sql: string): Promise<Record<str
 }
 
 test('VERIFY names a misplaced row, a changed value, a missing row and an extra row by key', async () => {
-  const m = await startMove(src, dst, 'vbad');
+  const m = await startMove(clusters.src(), clusters.dst(), 'vbad');
   try {
     await caughtUp(m);
     const [d0, d1] = m.dests;
