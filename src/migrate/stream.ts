@@ -112,6 +112,11 @@ export class ReplicationStream {
     this.probe = new SourceProbe(opts.source);
   }
 
+  /** Started and applying (holdAt and waitForLsn need it). */
+  get streaming(): boolean {
+    return this.state === 'streaming';
+  }
+
   /** Source commit end LSN durably applied on every destination shard. */
   get appliedLsn(): bigint {
     return this.applied;

@@ -24,6 +24,7 @@ export type VerifyRequest = { taskId?: number; tables?: string[] } | { source: s
 
 /** How often progress is written to the task state file while chunks finish. */
 const SAVE_EVERY_MS = 1000;
+const STREAM_START_WAIT_MS = 15_000;
 
 function isMoveTask(t: Task): boolean {
   return !t.terminal && t.kind !== 'verify' && t.kind !== 'schema_sync';
@@ -77,11 +78,16 @@ export async function runVerify(task: Task, ctx: MigrationContext): Promise<void
     if (!s.cursor.done) pending.push({ table: t, state: s, progress });
   }
   const target = task.options.verifyOf !== undefined ? task.registry.get(task.options.verifyOf) : undefined;
-  const streaming = target !== undefined && !target.terminal && target.phase === 'replicating' && target.streams.length === src.length;
+  const replicating = () => target !== undefined && !target.terminal && target.phase === 'replicating' && target.streams.length === src.length;
+  // A task reports "replicating" (and a resumed one restarts its streams) a moment before its streams apply.
+  for (let waited = 0; replicating() && !target!.streams.every((s) => s.streaming) && waited < STREAM_START_WAIT_MS; waited += 100) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const streaming = replicating() && target!.streams.every((s) => s.streaming);
   const point = await openVerifyPoint({
     src,
     dst,
-    streams: streaming ? target.streams : null,
+    streams: streaming ? target!.streams : null,
     workers: Math.max(1, Math.min(config.general.verify_parallel, pending.length)),
     unsynchronizedReason: target ? `task ${target.id} is not streaming` : 'two databases compared outside a task',
   });
