@@ -98,12 +98,29 @@ function parseSettings(argv: string[]): Settings | null {
   };
 }
 
-function tableDdl(pk: boolean): string {
+export function tableDdl(pk: boolean): string {
   return `CREATE TABLE t (id bigint NOT NULL${pk ? ' PRIMARY KEY' : ''}, n int NOT NULL, s text NOT NULL, amount numeric(12,2), ts timestamptz)`;
 }
 
 /** Same postgresql.conf for both servers: room for WAL so checkpoints do not dominate. */
-const PG_SETTINGS = { max_wal_size: "'16GB'", checkpoint_timeout: "'30min'", shared_buffers: "'256MB'", maintenance_work_mem: "'256MB'" };
+export const PG_SETTINGS = { max_wal_size: "'16GB'", checkpoint_timeout: "'30min'", shared_buffers: "'256MB'", maintenance_work_mem: "'256MB'" };
+
+/**
+ * The benchmark table's rows 1..rows, inserted in slices so one statement never holds the whole
+ * table's WAL in flight; `where` (over g) keeps a subset, e.g. one shard's rows.
+ */
+export async function fillTable(pg: LocalPostgres, db: string, rows: number, where = 'true'): Promise<void> {
+  const slice = 1_000_000;
+  for (let from = 1; from <= rows; from += slice) {
+    const to = Math.min(rows, from + slice - 1);
+    await pg.sql(
+      `INSERT INTO t SELECT g, (g * 7919) % 1000003, md5(g::text) || lpad(g::text, 8, '0'),
+              ((g * 37) % 10000000) / 100.0, timestamptz '2024-01-01 00:00:00+00' + g * interval '1.000001 second'
+         FROM generate_series(${from}::bigint, ${to}::bigint) g WHERE ${where}`,
+      db,
+    );
+  }
+}
 
 async function countRows(pg: LocalPostgres, db: string): Promise<number> {
   return Number((await pg.sql('SELECT count(*) FROM t', db))[0][0]);
@@ -186,17 +203,7 @@ export async function main(argv: string[]): Promise<number> {
     await src.sql(tableDdl(true), 'src');
     console.log(`\nbuilding source table t with ${fmtNum(s.rows)} rows ...`);
     const build = await timed(async () => {
-      // Whole-row inserts in slices so one statement never holds the whole table's WAL in flight.
-      const slice = 1_000_000;
-      for (let from = 1; from <= s.rows; from += slice) {
-        const to = Math.min(s.rows, from + slice - 1);
-        await src.sql(
-          `INSERT INTO t SELECT g, (g * 7919) % 1000003, md5(g::text) || lpad(g::text, 8, '0'),
-                  ((g * 37) % 10000000) / 100.0, timestamptz '2024-01-01 00:00:00+00' + g * interval '1.000001 second'
-             FROM generate_series(${from}::bigint, ${to}::bigint) g`,
-          'src',
-        );
-      }
+      await fillTable(src, 'src', s.rows);
       // Set hint bits and the visibility map now, so no measured copy pays for it.
       await src.sql('VACUUM (FREEZE, ANALYZE) t', 'src');
       await src.sql('CREATE PUBLICATION bench_pub FOR TABLE t', 'src');

@@ -11,6 +11,7 @@ export const BENCHMARKS: Benchmark[] = [
   moduleBenchmark('pooler', 'pgbench direct vs PgBouncer vs pgshift (TPS, latency, ratios)', () => import('../pooler.js')),
   moduleBenchmark('cutover', 'client-visible pause of CUTOVER under pgbench vs PgBouncer PAUSE/RESUME', () => import('../cutover.js')),
   moduleBenchmark('copy', 'table copy 1 → 2 shards: pgshift vs binary COPY pipe vs pgcopydb (rows/s, MB/s)', () => import('../copy.js')),
+  moduleBenchmark('verify', 'VERIFY 1 → 2 shards vs a plain count(*) + hash over both sides (rows/s, ratio, memory)', () => import('../verify.js')),
   moduleBenchmark('replication', 'streaming apply under pgbench: pgshift 1/2 shards vs native subscription', () => import('../replication.js')),
   moduleBenchmark('router', 'routed pgbench through pgshift: 2 shards vs pass-through vs direct (TPS)', () => import('../router.js')),
 ];

@@ -22,6 +22,7 @@ export async function runAdminCommand(cmd: AdminCommand, ctx: AdminContext, log:
     case 'replicate':
     case 'schema_sync':
     case 'stop_task':
+    case 'verify':
       return runMigrationCommand(cmd, ctx);
     case 'cutover': {
       const r = await cutoverTask(ctx, cmd.taskId);

@@ -13,6 +13,10 @@ import { slotInfo } from '../migrate/snapshot.js';
 import { formatLsn } from '../migrate/lsn.js';
 import { cutoverJournal, type CutoverJournalFile } from '../migrate/cutover-journal.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
+import { shardsOf } from '../config/index.js';
+import { startVerify, verifyOutcome } from '../migrate/verify/verify-task.js';
+import { REPORT_COLUMNS, reportRows } from '../migrate/verify/report.js';
+import type { TaskRegistry } from '../migrate/task-registry.js';
 
 export type { MigrationContext } from '../migrate/tasks.js';
 
@@ -35,6 +39,8 @@ export async function runMigrationCommand(cmd: AdminCommand, ctx: MigrationConte
       const ok = await stopTask(reg, ctx, cmd.taskId);
       return table([['stop_task', TEXT]], [[ok ? 'OK' : 'task not found']], 'STOP_TASK');
     }
+    case 'verify':
+      return runVerifyCommand(reg, ctx, cmd);
     case 'show':
       if (cmd.what === 'tasks') return showTasks(reg.list(), cutoverJournal(ctx.stateDir));
       if (cmd.what === 'table_copies') return showTableCopies(reg.list());
@@ -147,4 +153,23 @@ async function showReplicationSlots(tasks: Task[], ctx: MigrationContext): Promi
     [['task_id', INT8], 'name', ['shard', INT8], 'host', ['port', INT8], 'database_name', 'lsn', ['lag_bytes', INT8], 'lag', ['lag_seconds', 701], 'state'],
     rows,
   );
+}
+
+/**
+ * VERIFY: runs the VERIFY task to its end and returns one row per table, per risky sequence,
+ * and a TOTAL row. `VERIFY a b …` compares two databases when both are configured, else a, b …
+ * are tables of the most recent move task.
+ */
+async function runVerifyCommand(reg: TaskRegistry, ctx: MigrationContext, cmd: { taskId?: number; args: string[] }): Promise<AdminResult> {
+  const config = ctx.config();
+  const [a, b, ...more] = cmd.args;
+  const twoDatabases = cmd.taskId === undefined && b !== undefined && shardsOf(config, a).length > 0 && shardsOf(config, b).length > 0;
+  const task = twoDatabases ? await startVerify(reg, ctx, { source: a, destination: b, tables: more }) : await startVerify(reg, ctx, { taskId: cmd.taskId, tables: cmd.args });
+  await task.done;
+  if (task.status.startsWith('failed: ')) throw new PgError(SQLSTATE.objectNotInState, `VERIFY task ${task.id} ${task.status}`);
+  const { state } = verifyOutcome(task);
+  const rows: Cell[][] = reportRows(state);
+  if (task.controller.signal.aborted) rows[rows.length - 1][7] = 'stopped';
+  const types = REPORT_COLUMNS.map((c) => (c === 'table' || c === 'samples' || c === 'status' ? c : ([c, INT8] as [string, number])));
+  return table(types, rows, 'VERIFY');
 }

@@ -30,6 +30,7 @@ export type AdminCommand =
   | { kind: 'stop_task'; taskId: number }
   | { kind: 'save_routing' | 'discard_routing' }
   | { kind: 'drop_orphans'; name?: string }
+  | { kind: 'verify'; taskId?: number; args: string[] }
   | { kind: 'set'; name: string; value: string }
   | { kind: 'empty' };
 
@@ -52,6 +53,7 @@ export const ADMIN_HELP: readonly AdminHelpEntry[] = [
   { command: 'RESHARD', syntax: 'RESHARD <source> <destination> <publication> [<slot>]', description: 'schema sync, copy, replication and an automatic cutover' },
   { command: 'SCHEMA_SYNC', syntax: 'SCHEMA_SYNC PRE | POST | CUTOVER <source> <destination> <publication>', description: 'run one phase of the schema sync' },
   { command: 'CUTOVER', syntax: 'CUTOVER [<task_id>]', description: 'move traffic to the destination of a replication task (the first one without an id); on a reverse task, roll back' },
+  { command: 'VERIFY', syntax: 'VERIFY [<task_id>] [<table> …] | VERIFY <source> <destination> [<table> …]', description: 'compare source and destination row by row (missing, extra, different, misplaced rows; sequence overlaps)' },
   { command: 'STOP_TASK', syntax: 'STOP_TASK <task_id>', description: 'stop a task and drop its replication slot' },
   { command: 'SAVE_ROUTING', syntax: 'SAVE_ROUTING', description: 'write the routing a cutover put in force (SHOW ROUTING) into the config files' },
   { command: 'DISCARD_ROUTING', syntax: 'DISCARD_ROUTING', description: 'serve the config files\' layout again, dropping a recorded cutover routing (refused while a reverse task exists)' },
@@ -224,6 +226,11 @@ export function parseAdminCommand(sql: string): AdminCommand {
     case 'drop_orphans':
       expectCount(tokens, 0, 1, 'DROP_ORPHANS', '');
       return tokens.length === 2 ? { kind: 'drop_orphans', name: tokens[1].text } : { kind: 'drop_orphans' };
+    case 'verify': {
+      const rest = tokens.slice(1);
+      if (rest.length > 0 && !rest[0].quoted && /^[0-9]+$/.test(rest[0].text)) return { kind: 'verify', taskId: taskId(rest[0], 'VERIFY'), args: rest.slice(1).map((t) => t.text) };
+      return { kind: 'verify', args: rest.map((t) => t.text) };
+    }
     case 'set': {
       // SET name TO value | SET name = value | SET name value
       if (tokens.length < 2) throw syntaxError(`SET needs a setting name and a value; usage: ${usage('SET')}`);

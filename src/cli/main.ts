@@ -10,6 +10,7 @@ import { runDemoCommand } from './demo-command.js';
 import { runDataSyncCommand } from './data-sync-command.js';
 import { runSchemaSyncCommand } from './schema-sync-command.js';
 import { runRoutingCommand, runOrphansCommand } from './routing-command.js';
+import { runVerifyCommand } from './verify-command.js';
 
 const USAGE = `usage: pgshift [command] [options]
 
@@ -22,6 +23,7 @@ commands:
   schema-sync  copy the schema                   pre|post|cutover --from-database A --to-database B --publication P
   routing      show|save|discard the routing a cutover recorded in the state directory
   orphans      list (--drop: drop) replication slots and origins no task owns
+  verify       compare two databases row by row     --from-database A --to-database B [--table T]
   help         this text
 
 docs: docs/cli.md, docs/configuration.md, docs/admin.md`;
@@ -46,6 +48,8 @@ async function main(argv: string[]): Promise<number> {
       return runRoutingCommand(rest);
     case 'orphans':
       return runOrphansCommand(rest);
+    case 'verify':
+      return runVerifyCommand(rest);
     case 'help':
     case '--help':
       console.log(USAGE);

@@ -60,6 +60,9 @@ export const GENERAL_SPEC: SectionSpec = {
   cutover_timeout: ms,
   cutover_timeout_action: oneOf('abort', 'cutover'),
   cutover_save_config: bool,
+  cutover_verify: bool,
+  verify_chunk_rows: count(1),
+  verify_parallel: count(1),
   cutover_grace_period: ms,
 };
 
@@ -94,6 +97,9 @@ export const GENERAL_DEFAULTS: GeneralConfig = {
   cutover_timeout: 30000,
   cutover_timeout_action: 'abort',
   cutover_save_config: false,
+  cutover_verify: false,
+  verify_chunk_rows: 10_000,
+  verify_parallel: 2,
   cutover_grace_period: 5000,
 };
 

@@ -44,6 +44,12 @@ export interface GeneralConfig {
   cutover_timeout: number; // ms; default 30000
   cutover_timeout_action: CutoverTimeoutAction; // default "abort"
   cutover_save_config: boolean; // default false
+  /** Run VERIFY before CUTOVER pauses traffic; refuse to cut over on a difference. */
+  cutover_verify: boolean; // default false
+  /** VERIFY: rows per chunk and shard (the memory bound). */
+  verify_chunk_rows: number; // default 10000
+  /** VERIFY: tables compared in parallel. */
+  verify_parallel: number; // default 2
   cutover_grace_period: number; // ms open transactions may run after the gate closes; default 5000
 }
 

@@ -46,6 +46,8 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
   if (interrupted) {
     throw new PgError(SQLSTATE.objectNotInState, `an earlier cutover of task ${task.id} was interrupted at ${interrupted.phase} and its recovery has not finished (see the log); restart pgshift to run the recovery again once the clusters are reachable`);
   }
+  // cutover_verify: prove the move before traffic is paused; a difference refuses the cutover.
+  if (ctx.config().general.cutover_verify) await (await import('./verify/verify-task.js')).verifyBeforeCutover(reg, ctx, task);
   cutoverHistory.running = task.id;
   const rollback = !!task.options.reverse;
   const previousInner = task.innerStatus;

@@ -54,6 +54,12 @@ export interface StreamStats {
   skipped: number;
 }
 
+/** VERIFY's consistent point: apply nothing that commits at or after `lsn` until released. */
+interface Hold {
+  lsn: bigint;
+  reached: () => void;
+}
+
 interface Waiter {
   lsn: bigint;
   resolve: () => void;
@@ -95,6 +101,7 @@ export class ReplicationStream {
   private pingTimer: NodeJS.Timeout | null = null;
   private state: 'new' | 'starting' | 'streaming' | 'stopping' | 'stopped' | 'failed' = 'new';
   private failure: PgError | null = null;
+  private hold: Hold | null = null;
 
   constructor(private readonly opts: StreamOptions) {
     opts.destination.forEach((e, i) => {
@@ -103,6 +110,11 @@ export class ReplicationStream {
     if (opts.destination.length === 0) throw new PgError(SQLSTATE.invalidParameterValue, 'replication stream needs at least one destination shard');
     this.assembler = new TransactionAssembler(this.relations, (t) => this.onTransaction(t), opts.skipOriginated ?? false);
     this.probe = new SourceProbe(opts.source);
+  }
+
+  /** Started and applying (holdAt and waitForLsn need it). */
+  get streaming(): boolean {
+    return this.state === 'streaming';
   }
 
   /** Source commit end LSN durably applied on every destination shard. */
@@ -199,7 +211,12 @@ export class ReplicationStream {
   }
 
   private kick(): void {
-    if (!this.loop && this.ready.length > 0) this.loop = this.applyLoop().finally(() => (this.loop = null));
+    if (!this.loop && this.ready.length > 0) {
+      this.loop = this.applyLoop().finally(() => {
+        this.loop = null;
+        this.checkHold();
+      });
+    }
   }
 
   /** Applying is allowed once the applier is open (frames may arrive before start() returns). */
@@ -221,10 +238,12 @@ export class ReplicationStream {
   private async applyLoop(): Promise<void> {
     const applier = this.applier!;
     while (this.ready.length > 0 && this.running) {
+      const limit = this.hold?.lsn ?? null;
+      if (limit !== null && this.ready[0].commitLsn >= limit) break;
       let changes = 0;
       let bytes = 0;
       let k = 0;
-      while (k < this.ready.length && (k === 0 || (changes + this.ready[k].changes.length <= GROUP_MAX_CHANGES && bytes + this.ready[k].bytes <= GROUP_MAX_BYTES))) {
+      while (k < this.ready.length && (limit === null || this.ready[k].commitLsn < limit) && (k === 0 || (changes + this.ready[k].changes.length <= GROUP_MAX_CHANGES && bytes + this.ready[k].bytes <= GROUP_MAX_BYTES))) {
         changes += this.ready[k].changes.length;
         bytes += this.ready[k].bytes;
         k++;
@@ -264,6 +283,7 @@ export class ReplicationStream {
   }
 
   private settleWaiters(): void {
+    this.checkHold();
     for (const w of this.waiters) {
       if (this.applied >= w.lsn) {
         clearTimeout(w.timer);
@@ -271,7 +291,7 @@ export class ReplicationStream {
         w.resolve();
       }
     }
-    if (this.waiters.size === 0 && this.pingTimer) {
+    if (this.waiters.size === 0 && this.hold === null && this.pingTimer) {
       clearInterval(this.pingTimer);
       this.pingTimer = null;
     }
@@ -298,13 +318,61 @@ export class ReplicationStream {
         }, timeoutMs),
       };
       this.waiters.add(w);
-      if (!this.pingTimer) {
-        this.pingTimer = setInterval(() => {
-          if (this.nothingPending()) this.sendStatus(true);
-        }, PING_MS);
-      }
-      if (this.nothingPending()) this.sendStatus(true);
+      this.startPinging();
     });
+  }
+
+  private startPinging(): void {
+    if (!this.pingTimer) {
+      this.pingTimer = setInterval(() => {
+        if (this.nothingPending()) this.sendStatus(true);
+      }, PING_MS);
+    }
+    if (this.nothingPending()) this.sendStatus(true);
+  }
+
+  /**
+   * Stops applying before the first transaction whose commit record is at or after `lsn` (0 =
+   * apply nothing more) and resolves once every transaction committed before `lsn` is applied
+   * on every destination shard: the destination then holds exactly the source as of `lsn`.
+   * `holdAt` again moves the point; `release` lets the stream go on.
+   */
+  holdAt(lsn: bigint, timeoutMs: number): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.state !== 'streaming') return Promise.reject(new PgError(SQLSTATE.objectNotInState, `replication stream is ${this.state}`));
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        reject(new PgError(SQLSTATE.queryCanceled, `replication did not reach ${formatLsn(lsn)} within ${timeoutMs} ms (applied up to ${formatLsn(this.applied)})`));
+      }, timeoutMs);
+      const hold: Hold = {
+        lsn,
+        reached: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+      };
+      this.hold = hold;
+      if (lsn > 0n) this.startPinging();
+      this.kick();
+      this.checkHold();
+    });
+  }
+
+  /** Ends a hold: the stream applies what waited. */
+  release(): void {
+    this.hold = null;
+    if (this.waiters.size === 0 && this.pingTimer) {
+      clearInterval(this.pingTimer);
+      this.pingTimer = null;
+    }
+    this.kick();
+  }
+
+  /** Reached: applied past the point, or the next transaction waiting is at or after it. */
+  private checkHold(): void {
+    const h = this.hold;
+    if (!h) return;
+    if (this.applied >= h.lsn || (h.lsn === 0n && this.loop === null) || (this.loop === null && this.ready.length > 0 && this.ready[0].commitLsn >= h.lsn)) h.reached();
   }
 
   /** Bytes of source WAL not yet applied (0 when caught up and idle). */

@@ -12,8 +12,9 @@ import type { ReplicationStream } from './stream.js';
 import { TableCopy, type TableCopyJson } from './table-progress.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import type { TaskClusters } from './physical.js';
+import type { VerifyStateJson } from './verify/report.js';
 
-export type TaskKind = 'copy_data' | 'replication' | 'schema_sync' | 'reshard';
+export type TaskKind = 'copy_data' | 'replication' | 'schema_sync' | 'reshard' | 'verify';
 export type TaskStatus = 'started' | 'running' | 'cancelling' | 'finished' | 'cancelled' | `failed: ${string}`;
 /** Where a task is; decides what a restart resumes. */
 export type TaskPhase = 'created' | 'schema_pre' | 'copying' | 'schema_post' | 'replicating' | 'done';
@@ -32,6 +33,9 @@ export interface TaskOptions {
   skipOriginated?: boolean;
   /** ctid range size for the copy (tests use small values). */
   chunkBlocks?: number;
+  /** VERIFY: the task whose move is verified, and the tables to compare (default all). */
+  verifyOf?: number;
+  tables?: string[];
 }
 
 export interface TaskJson {
@@ -53,6 +57,8 @@ export interface TaskJson {
   slotsKept: boolean;
   /** The physical clusters the task started on (absent in files written before they were recorded). */
   clusters?: TaskClusters;
+  /** VERIFY's findings and resume points. */
+  verify?: VerifyStateJson;
 }
 
 export function isTerminal(s: TaskStatus): boolean {
@@ -73,9 +79,10 @@ export class Task {
   slotsKept = false;
   /** Where the task really reads and writes: logical names are exchanged by a cutover, these are not. */
   clusters: TaskClusters | null = null;
+  verify: VerifyStateJson | null = null;
 
   constructor(
-    private readonly registry: TaskRegistry,
+    readonly registry: TaskRegistry,
     readonly id: number,
     readonly kind: TaskKind,
     readonly type: string,
@@ -129,6 +136,7 @@ export class Task {
       tables: [...this.tables.values()].map((t) => t.toJSON()),
       slotsKept: this.slotsKept,
       ...(this.clusters ? { clusters: this.clusters } : {}),
+      ...(this.verify ? { verify: this.verify } : {}),
     };
   }
 }
@@ -177,6 +185,7 @@ export class TaskRegistry {
         t.updatedAt = j.updatedAt;
         t.slotsKept = j.slotsKept;
         t.clusters = j.clusters ?? null;
+        t.verify = j.verify ?? null;
         for (const tj of j.tables) t.tables.set(`${tj.schema}.${tj.table}`, TableCopy.fromJSON(tj));
         reg.tasks.set(t.id, t);
       }

@@ -28,9 +28,10 @@ const RUNNERS: Record<TaskKind, (t: Task, ctx: MigrationContext) => Promise<void
   reshard: runCopyData,
   replication: runReplicate,
   schema_sync: runSchemaSync,
+  verify: async (t, ctx) => (await import('./verify/verify-task.js')).runVerify(t, ctx),
 };
 
-function launch(task: Task, ctx: MigrationContext): void {
+export function launch(task: Task, ctx: MigrationContext): void {
   task.done = RUNNERS[task.kind](task, ctx).catch(async (err) => {
     if (task.controller.signal.aborted) return; // stopTask finishes the job
     await failTask(task, err, ctx).catch((e) => ctx.log.error({ task: task.id, err: asPgError(e).message }, 'recording task failure failed'));

@@ -137,7 +137,7 @@ test('empty input, whitespace, comments and lone semicolons are the empty comman
 });
 
 test('unknown commands list the valid commands; lexical errors are named', () => {
-  rejects('SELECT 1', /unknown admin command SELECT/, /valid commands: SHOW, PAUSE, RESUME, MAINTENANCE, RELOAD, SHUTDOWN, COPY_DATA, REPLICATE, RESHARD, SCHEMA_SYNC, CUTOVER, STOP_TASK, SAVE_ROUTING, DISCARD_ROUTING, DROP_ORPHANS, SET/, /SHOW HELP/);
+  rejects('SELECT 1', /unknown admin command SELECT/, /valid commands: SHOW, PAUSE, RESUME, MAINTENANCE, RELOAD, SHUTDOWN, COPY_DATA, REPLICATE, RESHARD, SCHEMA_SYNC, CUTOVER, VERIFY, STOP_TASK, SAVE_ROUTING, DISCARD_ROUTING, DROP_ORPHANS, SET/, /SHOW HELP/);
   rejects('"show" pools', /unknown admin command "show"/);
   rejects('SHOW POOLS; SHOW CLIENTS', /one command per query/, /found "SHOW"/);
   rejects('PAUSE "unterminated', /unterminated quoted identifier/);
@@ -149,7 +149,7 @@ test('unknown commands list the valid commands; lexical errors are named', () =>
 
 test('ADMIN_HELP lists every command with its syntax and a description, and adminCommandTag names commands', () => {
   const names = ADMIN_HELP.map((h) => h.command);
-  assert.deepEqual(names, ['SHOW', 'PAUSE', 'RESUME', 'MAINTENANCE', 'RELOAD', 'SHUTDOWN', 'COPY_DATA', 'REPLICATE', 'RESHARD', 'SCHEMA_SYNC', 'CUTOVER', 'STOP_TASK', 'SAVE_ROUTING', 'DISCARD_ROUTING', 'DROP_ORPHANS', 'SET']);
+  assert.deepEqual(names, ['SHOW', 'PAUSE', 'RESUME', 'MAINTENANCE', 'RELOAD', 'SHUTDOWN', 'COPY_DATA', 'REPLICATE', 'RESHARD', 'SCHEMA_SYNC', 'CUTOVER', 'VERIFY', 'STOP_TASK', 'SAVE_ROUTING', 'DISCARD_ROUTING', 'DROP_ORPHANS', 'SET']);
   for (const h of ADMIN_HELP) assert.ok(h.description.length > 0 && h.syntax.startsWith(h.command));
   assert.equal(adminCommandTag(parseAdminCommand('copy_data a b c')), 'COPY_DATA');
   assert.equal(adminCommandTag(parseAdminCommand('show pools')), 'SHOW');

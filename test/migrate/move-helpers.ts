@@ -10,6 +10,7 @@ import type { Config } from '../../src/config/types.js';
 import { createLogger, silentLogger } from '../../src/observe/log.js';
 import type { MigrationContext } from '../../src/migrate/tasks.js';
 import type { PgCluster } from '../harness/pg-cluster.js';
+import type pg from 'pg';
 
 export interface Place {
   pg: PgCluster;
@@ -84,17 +85,21 @@ SELECT g, jsonb_build_object('e', g), now() FROM generate_series(${offset + 1}, 
 
 /** A writer running inserts and updates on the source until stopped. */
 export function startWriter(src: Place): { stop(): Promise<number> } {
+  return startLoop(src, async (c, n) => {
+    await c.query(`INSERT INTO customers (name, balance, doc, mood, country) VALUES ($1, $2, '{"w":1}', 'ok', 'fr')`, [`w${n}`, n]);
+    await c.query(`UPDATE customers SET balance = balance + 1, name = name || '.' WHERE id = (SELECT id FROM customers ORDER BY random() LIMIT 1)`);
+    await c.query(`INSERT INTO events (customer_id, payload) VALUES ($1, '{"w":2}')`, [n]);
+  });
+}
+
+/** Runs `round(client, n)` for n = 1, 2, … on one connection to `p` until stopped; stop() returns the rounds run. */
+export function startLoop(p: Place, round: (c: pg.Client, n: number) => Promise<void>): { stop(): Promise<number> } {
   let running = true;
   let n = 0;
   const loop = (async () => {
-    const c = await src.pg.client(src.db);
+    const c = await p.pg.client(p.db);
     try {
-      while (running) {
-        n++;
-        await c.query(`INSERT INTO customers (name, balance, doc, mood, country) VALUES ($1, $2, '{"w":1}', 'ok', 'fr')`, [`w${n}`, n]);
-        await c.query(`UPDATE customers SET balance = balance + 1, name = name || '.' WHERE id = (SELECT id FROM customers ORDER BY random() LIMIT 1)`);
-        await c.query(`INSERT INTO events (customer_id, payload) VALUES ($1, '{"w":2}')`, [n]);
-      }
+      while (running) await round(c, ++n);
     } finally {
       await c.end();
     }

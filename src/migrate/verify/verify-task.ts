@@ -1,0 +1,190 @@
+/**
+ * VERIFY as a task: `VERIFY [task_id] [table …]` compares the source and destination of a move
+ * (at one consistent point when that task is streaming), `VERIFY <source> <destination>
+ * [table …]` two configured databases. The task shows progress in SHOW TASKS (rows, rate, ETA)
+ * and SHOW TABLE_COPIES / /progress (per table), stops with STOP_TASK, and after a restart
+ * resumes each table after its last finished chunk (at a new consistent point; what earlier
+ * chunks found is kept).
+ */
+import { ShardingSchema } from '../../sharding/index.js';
+import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
+import { shardEndpoints, withConn } from '../endpoints.js';
+import { qualifiedName, tableKey } from '../catalog.js';
+import { keyColumn } from '../table-plan.js';
+import { TableCopy } from '../table-progress.js';
+import { launch, type MigrationContext, type Task } from '../tasks.js';
+import type { TaskRegistry } from '../task-registry.js';
+import { openVerifyPoint, type VerifyPoint } from './consistent-point.js';
+import { compareTable } from './table-compare.js';
+import { newTableState, summarize, summaryText, type TableVerifyState, type VerifyStateJson } from './report.js';
+import { readShardSequences, sequenceOverlaps } from './sequence-check.js';
+import { verifyTables, type VerifyTable } from './verify-tables.js';
+
+export type VerifyRequest = { taskId?: number; tables?: string[] } | { source: string; destination: string; publication?: string; tables?: string[] };
+
+/** How often progress is written to the task state file while chunks finish. */
+const SAVE_EVERY_MS = 1000;
+const STREAM_START_WAIT_MS = 15_000;
+
+function isMoveTask(t: Task): boolean {
+  return !t.terminal && t.kind !== 'verify' && t.kind !== 'schema_sync';
+}
+
+/** Creates and launches the VERIFY task (returns at once; `task.done` settles when it ends). */
+export async function startVerify(reg: TaskRegistry, ctx: MigrationContext, req: VerifyRequest): Promise<Task> {
+  const config = ctx.config();
+  let fields: { source: string; destination: string; publication: string; fromUser?: string; toUser?: string; verifyOf?: number };
+  if ('source' in req) {
+    fields = { source: req.source, destination: req.destination, publication: req.publication ?? '' };
+  } else {
+    const target = req.taskId !== undefined ? reg.get(req.taskId) : reg.list().reverse().find(isMoveTask);
+    if (!target) throw new PgError(SQLSTATE.undefinedObject, req.taskId !== undefined ? `task ${req.taskId} not found` : 'no running move task to verify; name one (VERIFY <task_id>) or two databases (VERIFY <source> <destination>)');
+    if (target.kind === 'verify' || target.kind === 'schema_sync') throw new PgError(SQLSTATE.objectNotInState, `task ${target.id} (${target.type}) moves no data; VERIFY needs a copy, replication or reshard task`);
+    fields = { source: target.source, destination: target.destination, publication: target.publication, fromUser: target.options.fromUser, toUser: target.options.toUser, verifyOf: target.id };
+  }
+  // Fail now, not in the background, when a database is not configured.
+  shardEndpoints(config, fields.source, fields.fromUser);
+  shardEndpoints(config, fields.destination, fields.toUser);
+  const id = reg.reserveId();
+  const type = `verify ${fields.source} -> ${fields.destination}${fields.verifyOf !== undefined ? ` (task ${fields.verifyOf})` : ''}`;
+  const task = reg.create(id, 'verify', type, {
+    source: fields.source,
+    destination: fields.destination,
+    publication: fields.publication,
+    slots: [],
+    options: { fromUser: fields.fromUser, toUser: fields.toUser, verifyOf: fields.verifyOf, tables: req.tables && req.tables.length > 0 ? req.tables : undefined },
+  });
+  await task.save();
+  launch(task, ctx);
+  return task;
+}
+
+export async function runVerify(task: Task, ctx: MigrationContext): Promise<void> {
+  const config = ctx.config();
+  const src = shardEndpoints(config, task.source, task.options.fromUser);
+  const dst = shardEndpoints(config, task.destination, task.options.toUser);
+  const sharding = new ShardingSchema(task.destination, config.sharded_tables, config.sharded_mappings, config.omnisharded_tables, dst.length);
+  const sourceSharding = new ShardingSchema(task.source, config.sharded_tables, config.sharded_mappings, config.omnisharded_tables, src.length);
+  const state: VerifyStateJson = (task.verify ??= { point: '', tables: [], sequences: [] });
+  await task.update({ status: 'running', inner: 'taking a consistent point' });
+  const tables = await withConn(src[0], 'pgshift verify', (c) => verifyTables(c, { publication: task.publication || undefined, names: task.options.tables }));
+  const pending: { table: VerifyTable; state: TableVerifyState; progress: TableCopy }[] = [];
+  for (const t of tables) {
+    const key = tableKey(t);
+    let s = state.tables.find((x) => x.table === key);
+    if (!s) state.tables.push((s = newTableState(key)));
+    let progress = task.tables.get(key);
+    if (!progress) task.tables.set(key, (progress = new TableCopy(t.schema, t.name, t.estimatedRows * (keyColumn(sourceSharding, t) ? src.length : 1))));
+    if (!s.cursor.done) pending.push({ table: t, state: s, progress });
+  }
+  const target = task.options.verifyOf !== undefined ? task.registry.get(task.options.verifyOf) : undefined;
+  const replicating = () => target !== undefined && !target.terminal && target.phase === 'replicating' && target.streams.length === src.length;
+  // A task reports "replicating" (and a resumed one restarts its streams) a moment before its streams apply.
+  for (let waited = 0; replicating() && !target!.streams.every((s) => s.streaming) && waited < STREAM_START_WAIT_MS; waited += 100) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const streaming = replicating() && target!.streams.every((s) => s.streaming);
+  const point = await openVerifyPoint({
+    src,
+    dst,
+    streams: streaming ? target!.streams : null,
+    workers: Math.max(1, Math.min(config.general.verify_parallel, pending.length)),
+    unsynchronizedReason: target ? `task ${target.id} is not streaming` : 'two databases compared outside a task',
+  });
+  state.point = point.description;
+  try {
+    let lastSave = 0;
+    const onChunk = async () => {
+      if (Date.now() - lastSave < SAVE_EVERY_MS) return;
+      lastSave = Date.now();
+      await task.update({ inner: progressText(task) });
+    };
+    const queue = [...pending];
+    await Promise.all(
+      point.workers.map(async (sessions) => {
+        for (let job = queue.shift(); job; job = queue.shift()) {
+          const { table: t, state: s, progress } = job;
+          const key = keyColumn(sharding, t);
+          const srcKey = keyColumn(sourceSharding, t);
+          s.status = 'running';
+          progress.status = 'running';
+          progress.startedAt ??= Date.now();
+          try {
+            await compareTable({
+              table: t,
+              sessions,
+              srcShards: srcKey ? src.map((e) => e.shard) : [0],
+              dstGroups: key ? [dst.map((e) => e.shard)] : dst.map((e) => [e.shard]),
+              placement: key ? { column: t.columns[key.index].name, sharder: key.sharder } : null,
+              chunkRows: config.general.verify_chunk_rows,
+              state: s,
+              signal: task.controller.signal,
+              onChunk: async (rows) => {
+                progress.doneRows += rows;
+                await onChunk();
+              },
+            });
+            s.status = s.counts.missing + s.counts.extra + s.counts.different + s.counts.misplaced > 0 ? 'differs' : 'ok';
+            progress.status = 'finished';
+          } catch (err) {
+            if (task.controller.signal.aborted) throw err;
+            s.status = `failed: ${asPgError(err).message}`;
+            progress.status = 'failed';
+            progress.error = asPgError(err).message;
+          }
+          progress.finishedAt = Date.now();
+        }
+      }),
+    );
+    state.sequences = await sequenceRisks(point, sharding, tables);
+    state.sequencesLive = !streaming;
+  } finally {
+    point.close();
+    if (!task.terminal) await task.save();
+  }
+  await task.update({ status: 'finished', phase: 'done', inner: summaryText(state) });
+}
+
+/** Sequences of the destination's sharded tables whose shards could hand out the same value. */
+async function sequenceRisks(point: VerifyPoint, sharding: ShardingSchema, tables: VerifyTable[]): Promise<string[]> {
+  if (sharding.shards < 2) return [];
+  const quoted = tables.filter((t) => keyColumn(sharding, t) !== null).map(qualifiedName);
+  if (quoted.length === 0) return [];
+  const all = await Promise.all(point.workers[0].dst.map((c, shard) => readShardSequences(c, shard, quoted)));
+  return sequenceOverlaps(all.flat());
+}
+
+function progressText(task: Task): string {
+  let rows = 0;
+  let estimate = 0;
+  let started = Infinity;
+  for (const t of task.tables.values()) {
+    rows += t.rows;
+    estimate += Math.max(t.estimatedRows, t.rows);
+    if (t.startedAt !== null) started = Math.min(started, t.startedAt);
+  }
+  const seconds = (Date.now() - started) / 1000;
+  const rate = seconds > 0 ? Math.round(rows / seconds) : 0;
+  const eta = rate > 0 ? `, ETA ${Math.ceil((estimate - rows) / rate)} s` : '';
+  return `verifying: ${rows} of ~${estimate} rows, ${rate} rows/s${eta}`;
+}
+
+/** The VERIFY task's findings once it has ended; `ok` = no difference anywhere. */
+export function verifyOutcome(task: Task): { state: VerifyStateJson; ok: boolean } {
+  const state = task.verify ?? { point: '', tables: [], sequences: [] };
+  return { state, ok: task.status === 'finished' && summarize(state).ok };
+}
+
+/**
+ * cutover_verify: VERIFY the task before its cutover pauses traffic; any difference (or a
+ * VERIFY that cannot finish) refuses the cutover with the findings in the message.
+ */
+export async function verifyBeforeCutover(reg: TaskRegistry, ctx: MigrationContext, task: Task): Promise<void> {
+  const v = await startVerify(reg, ctx, { taskId: task.id });
+  await v.done;
+  const { state, ok } = verifyOutcome(v);
+  if (ok) return;
+  throw new PgError(SQLSTATE.objectNotInState, `CUTOVER refused by cutover_verify: VERIFY task ${v.id} ${v.status === 'finished' ? summaryText(state) : v.status}`, {
+    hint: `see the differences with VERIFY ${task.id}, fix them, then CUTOVER again`,
+  });
+}
