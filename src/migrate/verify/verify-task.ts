@@ -17,7 +17,7 @@ import type { TaskRegistry } from '../task-registry.js';
 import { openVerifyPoint, type VerifyPoint } from './consistent-point.js';
 import { compareTable } from './table-compare.js';
 import { newTableState, summarize, summaryText, type TableVerifyState, type VerifyStateJson } from './report.js';
-import { readShardSequences, sequenceOverlaps } from './sequence-check.js';
+import { checkSequences } from '../sequences.js';
 import { verifyTables, type VerifyTable } from './verify-tables.js';
 
 export type VerifyRequest = { taskId?: number; tables?: string[] } | { source: string; destination: string; publication?: string; tables?: string[] };
@@ -145,13 +145,20 @@ export async function runVerify(task: Task, ctx: MigrationContext): Promise<void
   await task.update({ status: 'finished', phase: 'done', inner: summaryText(state) });
 }
 
-/** Sequences of the destination's sharded tables whose shards could hand out the same value. */
+/**
+ * Sequences of the destination that could hand out the same value on two shards, or copies of
+ * one sequence that are out of step (the cutover's own check, src/migrate/sequences.ts).
+ * The tables are looked up again on the destination: sequences are found by table oid there.
+ */
 async function sequenceRisks(point: VerifyPoint, sharding: ShardingSchema, tables: VerifyTable[]): Promise<string[]> {
-  if (sharding.shards < 2) return [];
-  const quoted = tables.filter((t) => keyColumn(sharding, t) !== null).map(qualifiedName);
-  if (quoted.length === 0) return [];
-  const all = await Promise.all(point.workers[0].dst.map((c, shard) => readShardSequences(c, shard, quoted)));
-  return sequenceOverlaps(all.flat());
+  const dst = point.workers[0].dst;
+  if (tables.length === 0 || dst.length === 0) return [];
+  const onDestination = await verifyTables(dst[0], { names: tables.map(tableKey) });
+  // Overlaps and diverged copies only: a destination that is not serving yet is always "behind"
+  // its columns until the cutover sets its sequences, so that finding would be noise here.
+  const problems = (await checkSequences(dst, { tables: onDestination, sharding, columns: false })).filter((p) => p.kind !== 'behind');
+  // Shown as schema.name (the report's table column style), then what the check found.
+  return problems.map((p) => `${p.sequence.replace(/"/g, '')}: ${p.kind} on shards ${p.shards.join(', ')}: ${p.detail}`);
 }
 
 function progressText(task: Task): string {
