@@ -97,7 +97,7 @@ function sharded(database: string): string {
 before(async () => {
   [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
   const ddl = KINDS.map((k) => k.ddl).join('\n');
-  for (const d of ['one', 's0', 's1']) {
+  for (const d of ['one', 's0', 's1', 'solo']) {
     await src.createDatabase(d);
     await src.query(ddl + KINDS.map((k) => `CREATE PUBLICATION pub_${k.table} FOR TABLE ${k.table};`).join('\n'), [], d);
   }
@@ -237,7 +237,7 @@ async function until(what: string, f: () => Promise<boolean>): Promise<void> {
 
 test('an UPDATE that keeps the shard key (primary key id, sharded by customer_id) touches only the row\'s shard', async () => {
   const k = KINDS[0];
-  const sources = one();
+  const sources: Place[] = [{ pg: src, db: 'solo' }];
   const dests: Place[] = [{ pg: dst, db: 'c0' }, { pg: dst, db: 'c1' }];
   const streams = await startStreams(k, sources, dests, 'c');
   try {
@@ -245,15 +245,15 @@ test('an UPDATE that keeps the shard key (primary key id, sharded by customer_id
     const home = shardOfValue('bigint', '1', 2);
     const otherCustomer = ['2', '3', '4', '5'].find((c) => shardOfValue('bigint', c, 2) !== home)!;
     await src.query(`INSERT INTO orders_pk (customer_id, seq, note) SELECT 1, g, 'n' FROM generate_series(1, 50) g;
-                     INSERT INTO orders_pk (customer_id, seq, note) VALUES (${otherCustomer}, 0, 'other')`, [], 'one');
+                     INSERT INTO orders_pk (customer_id, seq, note) VALUES (${otherCustomer}, 0, 'other')`, [], 'solo');
     await caughtUp(streams, sources);
     const other = dests[1 - home];
     // Statistics are flushed lazily: wait until the other shard's show its one insert.
     await until('statistics of the insert', async () => (await activity(other, 'orders_pk')).upd === 0 && (await dst.query<{ n: number }>(`SELECT n_tup_ins::int AS n FROM pg_stat_user_tables WHERE relname = 'orders_pk'`, [], other.db))[0].n === 1);
     const before = await activity(other, 'orders_pk');
-    for (let i = 1; i <= 50; i++) await src.query(`UPDATE orders_pk SET note = note || '.' WHERE seq = $1 AND customer_id = 1`, [i], 'one');
+    for (let i = 1; i <= 50; i++) await src.query(`UPDATE orders_pk SET note = note || '.' WHERE seq = $1 AND customer_id = 1`, [i], 'solo');
     // Then one update on the other shard: once its statistics show it, everything before is counted too.
-    await src.query(`UPDATE orders_pk SET note = 'touched' WHERE customer_id = ${otherCustomer}`, [], 'one');
+    await src.query(`UPDATE orders_pk SET note = 'touched' WHERE customer_id = ${otherCustomer}`, [], 'solo');
     await caughtUp(streams, sources);
     await until('statistics of the updates', async () => (await activity(dests[home], 'orders_pk')).upd === 50 && (await activity(other, 'orders_pk')).upd === before.upd + 1);
     const after = await activity(other, 'orders_pk');
