@@ -6,6 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { ReplicationStream } from '../../src/migrate/stream.js';
+import type { ApplyHooks } from '../../src/migrate/applier.js';
 import { shardEndpoints } from '../../src/migrate/endpoints.js';
 import { createLogger, silentLogger } from '../../src/observe/log.js';
 import { NULL_KEY_SHARD, shardOfValue } from '../../src/sharding/index.js';
@@ -97,11 +98,11 @@ function sharded(database: string): string {
 before(async () => {
   [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
   const ddl = KINDS.map((k) => k.ddl).join('\n');
-  for (const d of ['one', 's0', 's1', 'solo']) {
+  for (const d of ['one', 's0', 's1', 'solo', 'crash']) {
     await src.createDatabase(d);
     await src.query(ddl + KINDS.map((k) => `CREATE PUBLICATION pub_${k.table} FOR TABLE ${k.table};`).join('\n'), [], d);
   }
-  for (const d of ['a0', 'a1', 'b0', 'b1', 'b2', 'c0', 'c1']) {
+  for (const d of ['a0', 'a1', 'b0', 'b1', 'b2', 'c0', 'c1', 'x0', 'x1']) {
     await dst.createDatabase(d);
     await dst.query(ddl, [], d);
   }
@@ -112,15 +113,20 @@ after(async () => {
   await dst?.stop();
 });
 
-/** One stream per source shard (the task runner's way), on `k`'s own publication and slots. */
-async function startStreams(k: Kind, sources: Place[], dests: Place[], tag: string): Promise<ReplicationStream[]> {
+/**
+ * One stream per source shard (the task runner's way), on `k`'s own publication and slots
+ * (created unless `restart`). A stream that fails is recorded in `errors` unless `hooks` are
+ * given (a test simulating crashes watches those itself).
+ */
+async function startStreams(k: Kind, sources: Place[], dests: Place[], tag: string, hooks?: ApplyHooks, restart = false): Promise<ReplicationStream[]> {
   const config = moveConfig(sources, dests, sharded('src') + '\n' + sharded('dst'), []);
   const ends = shardEndpoints(config, 'src');
   const streams: ReplicationStream[] = [];
   for (let i = 0; i < sources.length; i++) {
     const slot = `${k.table}_${tag}_${i}`;
-    await sources[i].pg.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot], sources[i].db);
+    if (!restart) await sources[i].pg.query(`SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [slot], sources[i].db);
     const s = new ReplicationStream({
+      hooks,
       source: ends[i],
       destination: shardEndpoints(config, 'dst'),
       destDatabase: 'dst',
@@ -133,7 +139,7 @@ async function startStreams(k: Kind, sources: Place[], dests: Place[], tag: stri
       sourceDatabase: 'src',
       sourceShards: sources.length,
     });
-    s.onError = (e) => errors.push(`stream ${slot}: ${e.message}`);
+    if (!hooks) s.onError = (e) => errors.push(`stream ${slot}: ${e.message}`);
     await s.start();
     streams.push(s);
   }
@@ -261,5 +267,57 @@ test('an UPDATE that keeps the shard key (primary key id, sharded by customer_id
     assertSame(k.table, await compareSharded(sources, dests, k.table, 'id', 'bigint', 'customer_id'));
   } finally {
     for (const s of streams) await s.stop();
+  }
+});
+
+test('a crash between the shards\' commits of a group that moves rows: the restarted stream finishes the moves, nothing lost or doubled (TOAST values kept)', async () => {
+  const k = KINDS[0];
+  const sources: Place[] = [{ pg: src, db: 'crash' }];
+  const dests: Place[] = [{ pg: dst, db: 'x0' }, { pg: dst, db: 'x1' }];
+  const on = (shard: number) => ['1', '2', '3', '4', '5', '6', '7', '8'].filter((c) => shardOfValue('bigint', c, 2) === shard);
+  const [a, b] = [on(0), on(1)];
+  let crashAt = -1;
+  const hooks: ApplyHooks = {
+    beforeCommit: (shard) => {
+      if (shard === crashAt) {
+        crashAt = -1;
+        throw new Error('simulated crash between the shards\' commits');
+      }
+    },
+  };
+  const run = async (sql: string, shard: number): Promise<void> => {
+    const [s] = await startStreams(k, sources, dests, 'x', hooks, sql !== '');
+    try {
+      const failed = new Promise<Error>((resolve) => (s.onError = resolve));
+      crashAt = shard;
+      await src.query(sql, [], 'crash');
+      assert.match((await failed).message, /simulated crash/);
+    } finally {
+      await s.stop();
+    }
+  };
+  // Rows on shard 0, some with TOAST values, committed without a crash.
+  const [s0] = await startStreams(k, sources, dests, 'x', hooks);
+  try {
+    await src.query(`INSERT INTO orders_pk (customer_id, seq, note, big) SELECT ${a[0]}, g, 'n' || g, CASE WHEN g % 2 = 0 THEN ${BIG} END FROM generate_series(1, 40) g`, [], 'crash');
+    await caughtUp([s0], sources);
+    await assertPlacedSoon(k, sources, dests);
+  } finally {
+    await s0.stop();
+  }
+  // 1: rows with unchanged TOAST values move 0 → 1; the shard they left commits last, and the
+  // crash hits just before it: shard 1 has them, shard 0 still too.
+  const count = async (db: string, where: string) => (await dst.query<{ n: number }>(`SELECT count(*)::int AS n FROM orders_pk WHERE ${where}`, [], db))[0].n;
+  await run(`UPDATE orders_pk SET customer_id = ${b[0]}, note = note || ' moved' WHERE seq <= 10`, 0);
+  assert.deepEqual([await count('x0', 'seq <= 10'), await count('x1', 'seq <= 10')], [10, 10], 'the crash hit between the commits: rows on both shards');
+  // 2: rows without TOAST values move 0 → 1; shard 0 commits (rows gone), shard 1 crashes.
+  await run(`UPDATE orders_pk SET customer_id = ${b[1] ?? b[0]} WHERE seq BETWEEN 11 AND 20 AND big IS NULL`, 1);
+  assert.deepEqual([await count('x0', 'seq BETWEEN 11 AND 20 AND big IS NULL'), await count('x1', 'seq BETWEEN 11 AND 20 AND big IS NULL')], [0, 0], 'the crash hit between the commits: rows on neither shard');
+  const [s2] = await startStreams(k, sources, dests, 'x', undefined, true);
+  try {
+    await caughtUp([s2], sources);
+    await assertPlacedSoon(k, sources, dests);
+  } finally {
+    await s2.stop();
   }
 });
