@@ -24,17 +24,17 @@
  * so exactly-once holds as for any group.
  */
 import type { Logger } from '../observe/log.js';
-import { NULL_KEY_SHARD, type ShardingSchema, type TableSharder } from '../sharding/index.js';
+import type { ShardingSchema } from '../sharding/index.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { connect, describeEndpoint, type Endpoint } from './endpoints.js';
 import { setupOriginSession, shardOriginName } from './origin.js';
-import { COL_BINARY, COL_NULL, COL_UNCHANGED_TOAST, type RelationInfo, type TupleData } from './pgoutput.js';
+import { COL_UNCHANGED_TOAST, type RelationInfo, type TupleData } from './pgoutput.js';
+import { UNKNOWN, resolveRoute, shardOf, type Route } from './apply-route.js';
 import { ShardSession, type ParamValue } from './shard-session.js';
 import {
   columnsKey,
   deleteStatement,
   insertStatement,
-  loadTargetTable,
   selectStatement,
   truncateSql,
   updateStatement,
@@ -71,35 +71,11 @@ export interface ApplyCounts {
   skipped: number;
 }
 
-/** How a relation's rows are placed on the destination. */
-interface Route {
-  target: TargetTable;
-  sharder: TableSharder | null;
-  /** Changes of this table come from another source shard's stream (see route()). */
-  ignore: boolean;
-  /** Index of the shard-key column, -1 when every shard gets every row. */
-  keyIdx: number;
-  locate: Locate;
-}
-
-/**
- * How the shard holding a row's current version is found for UPDATE and DELETE:
- * 'every': the table is not sharded here, every shard has the row;
- * 'identity': the shard key is a replica-identity column (or REPLICA IDENTITY FULL), so the
- *   old tuple names the shard;
- * 'probe': it is not: an UPDATE tries the new tuple's shard, and looks on the others only if
- *   the row is not there; a DELETE goes to every shard.
- */
-type Locate = 'every' | 'identity' | 'probe';
-
 /**
  * 'pipelined': UPDATEs of 'probe' tables assume the row is on its new shard and are checked at
  * the end of the group; 'probing': each waits for its answer and moves the row if needed.
  */
 type PassMode = 'pipelined' | 'probing';
-
-/** Shard of a tuple that does not carry the shard key ('u'). */
-const UNKNOWN = -1;
 
 export class ShardApplier {
   readonly sessions: ShardSession[] = [];
@@ -165,52 +141,10 @@ export class ShardApplier {
   private async route(rel: RelationInfo): Promise<Route> {
     let r = this.routes.get(rel);
     if (r) return r;
-    const target = await loadTargetTable(this.sessions[0].conn, rel, `destination ${this.sessions[0].where}`);
-    let sharder: TableSharder | null = null;
-    const sh = this.opts.sharding;
-    if (sh && this.sessions.length > 1) {
-      sharder = sh.tableSharder(rel.name, rel.namespace) ?? null;
-      if (!sharder && !sh.isOmnisharded(rel.name, rel.namespace)) {
-        for (const c of rel.columns) {
-          sharder = sh.columnSharder(c.name, rel.name) ?? null;
-          if (sharder) break;
-        }
-      }
-    }
-    let keyIdx = -1;
-    if (sharder) {
-      keyIdx = rel.columns.findIndex((c) => c.name === sharder!.column);
-      if (keyIdx < 0) {
-        throw new PgError(SQLSTATE.objectNotInState, `table ${target.qname} is sharded on column "${sharder.column}", which the source does not publish`);
-      }
-    }
-    const locate: Locate = keyIdx < 0 ? 'every' : rel.columns[keyIdx].isKey ? 'identity' : 'probe';
-    if (locate === 'probe') {
-      this.opts.log.info(
-        { table: target.qname, column: sharder!.column },
-        'shard key is not part of the replica identity: UPDATE goes to the new key\'s shard and moves the row when it is not there; DELETE goes to every shard',
-      );
-    }
-    // A table that is not sharded on a multi-shard source has a full copy on every source shard:
-    // its changes arrive once per source shard, and only shard 0's are applied.
-    let ignore = false;
-    const src = this.opts.sourceSharding;
-    if (src && this.opts.sourceShard !== 0) {
-      let sharded = !!src.tableSharder(rel.name, rel.namespace);
-      if (!sharded && !src.isOmnisharded(rel.name, rel.namespace)) sharded = rel.columns.some((c) => !!src.columnSharder(c.name, rel.name));
-      ignore = !sharded;
-    }
-    r = { target, sharder: keyIdx >= 0 ? sharder : null, keyIdx, locate, ignore };
+    const o = this.opts;
+    r = await resolveRoute(rel, this.sessions[0], { sharding: this.sessions.length > 1 ? o.sharding : null, sourceSharding: o.sourceSharding, sourceShard: o.sourceShard, log: o.log });
     this.routes.set(rel, r);
     return r;
-  }
-
-  private shardOf(r: Route, t: TupleData): number {
-    const k = t.kinds[r.keyIdx];
-    if (k === COL_NULL) return NULL_KEY_SHARD;
-    if (k === COL_UNCHANGED_TOAST) return UNKNOWN;
-    const v = t.values[r.keyIdx] as Buffer;
-    return k === COL_BINARY ? r.sharder!.shardOfBinary(v, 0, v.length) : r.sharder!.shardOfText(v);
   }
 
   /**
@@ -313,13 +247,13 @@ export class ShardApplier {
     if (r.ignore) return undefined;
     if (c.kind === 'insert') {
       counts.inserts++;
-      const shard = r.keyIdx >= 0 ? this.shardOf(r, c.msg.newTuple) : UNKNOWN;
+      const shard = r.keyIdx >= 0 ? shardOf(r, c.msg.newTuple) : UNKNOWN;
       this.insert(r, c.msg.newTuple.values, shard, skip);
     } else if (c.kind === 'delete') {
       counts.deletes++;
       const old = c.msg.oldTuple;
       // 'probe': the old tuple has the identity but not the shard key, so every shard.
-      const shard = r.locate === 'identity' ? this.shardOf(r, old) : UNKNOWN;
+      const shard = r.locate === 'identity' ? shardOf(r, old) : UNKNOWN;
       const where = this.whereColumns(r, old);
       const st = deleteStatement(r.target, where, r.target.match === 'key' ? '' : columnsKey(where));
       const n = this.fill(old.values, where, 0);
@@ -369,8 +303,8 @@ export class ShardApplier {
     let target = UNKNOWN;
     let probe = false;
     if (r.locate === 'identity') {
-      let oldShard = this.shardOf(r, old);
-      let newShard = this.shardOf(r, nt);
+      let oldShard = shardOf(r, old);
+      let newShard = shardOf(r, nt);
       if (newShard === UNKNOWN) newShard = oldShard;
       if (oldShard === UNKNOWN) oldShard = newShard;
       if (oldShard !== newShard) return this.move(r, nt, old, where, oldShard, newShard, toast, skip);
@@ -378,10 +312,9 @@ export class ShardApplier {
     } else if (r.locate === 'probe') {
       // The old shard is unknown; the new one too when the key is an unchanged TOAST value, but
       // then the key did not change and updating wherever the row is (every shard) is right.
-      target = this.shardOf(r, nt);
+      target = shardOf(r, nt);
       if (target !== UNKNOWN && skip[target]) return this.removeElsewhere(r, old, where, target, skip);
-      if (target !== UNKNOWN) probe = true;
-      if (probe && this.mode === 'probing') return this.probe(r, nt, old, where, target, toast, skip);
+      probe = target !== UNKNOWN;
     }
     // Same shard (or every shard): UPDATE, leaving unchanged TOAST columns out of the SET list.
     const set: number[] = [];
@@ -390,25 +323,32 @@ export class ShardApplier {
     const st = updateStatement(r.target, set, where, key, probe);
     let n = this.fill(nt.values, set, 0);
     n = this.fill(old.values, where, n);
+    if (probe && this.mode === 'probing') return this.probe(r, nt, old, where, target, toast, skip, st, n);
     if (probe) this.sessions[target].execProbe(st, this.params, n, this.format);
     else this.each(target, skip, (s) => s.exec(st, this.params, n, this.format));
     return undefined;
   }
 
   /**
-   * Probing pass, 'probe' table: UPDATE on the new tuple's shard and wait for the answer (a
-   * round trip; only groups in which a row changed shards pay it). Not there: the row is on
+   * Probing pass, 'probe' table: `update` (its `n` parameters filled) on the new tuple's shard,
+   * waiting for the answer (a round trip; only groups in which a row changed shards pay it).
+   * Not there: the row is on
    * another shard; DELETE … RETURNING it there (one round trip to each other shard, in
    * parallel) and INSERT it on the new shard with its unchanged TOAST values.
    */
-  private async probe(r: Route, nt: TupleData, old: TupleData, where: number[], target: number, toast: boolean, skip: boolean[]): Promise<void> {
+  private async probe(
+    r: Route,
+    nt: TupleData,
+    old: TupleData,
+    where: number[],
+    target: number,
+    toast: boolean,
+    skip: boolean[],
+    update: { name: string; sql: string },
+    n: number,
+  ): Promise<void> {
     const t = r.target;
-    const set: number[] = [];
-    for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] !== COL_UNCHANGED_TOAST) set.push(i);
-    const st = updateStatement(t, set, where, (toast ? columnsKey(set) : '*') + '|', true);
-    let n = this.fill(nt.values, set, 0);
-    n = this.fill(old.values, where, n);
-    if (await this.sessions[target].fetchRow(st, this.params.slice(0, n), n, this.format)) return;
+    if (await this.sessions[target].fetchRow(update, this.params.slice(0, n), n, this.format)) return;
     const del = deleteStatement(t, where, '', true);
     n = this.fill(old.values, where, 0);
     const args = this.params.slice(0, n);
