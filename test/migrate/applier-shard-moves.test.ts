@@ -12,7 +12,7 @@ import { createLogger, silentLogger } from '../../src/observe/log.js';
 import { NULL_KEY_SHARD, shardOfValue } from '../../src/sharding/index.js';
 import { moveConfig, type Place } from './move-helpers.js';
 import { assertSame, compareSharded } from './crash-helpers.js';
-import { currentWalLsn, rowsText } from './stream-helpers.js';
+import { currentWalLsn, rowsText, until } from './stream-helpers.js';
 
 let src: PgCluster;
 let dst: PgCluster;
@@ -154,22 +154,6 @@ async function caughtUp(streams: ReplicationStream[], sources: Place[]): Promise
   assert.deepEqual(errors, []);
 }
 
-/**
- * assertPlaced, retried for a few seconds: waitForLsn has been seen resolving just before the
- * last group committed, so a difference only counts once it persists.
- */
-async function assertPlacedSoon(k: Kind, sources: Place[], dests: Place[]): Promise<void> {
-  const end = Date.now() + 10_000;
-  for (;;) {
-    try {
-      return await assertPlaced(k, sources, dests);
-    } catch (err) {
-      if (Date.now() > end) throw err;
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  }
-}
-
 /** Every row exactly once, on the shard its customer_id hashes to, equal to the source's. */
 async function assertPlaced(k: Kind, sources: Place[], dests: Place[]): Promise<void> {
   if (k.key) {
@@ -200,12 +184,12 @@ async function runMoves(k: Kind, sources: Place[], dests: Place[], tag: string):
   try {
     for (let i = 0; i < sources.length; i++) await sources[i].pg.query(k.insert(i * 100_000), [], sources[i].db);
     await caughtUp(streams, sources);
-    await assertPlacedSoon(k, sources, dests);
+    await assertPlaced(k, sources, dests);
     const toasted = await sources[0].pg.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${k.table} WHERE length(big) > 8192 AND seq % 5 = 0`, [], sources[0].db);
     assert.ok(toasted[0].n > 0, 'some moved rows carry TOAST values > 8 kB');
     for (const sql of workload(k)) for (const p of sources) await p.pg.query(sql, [], p.db);
     await caughtUp(streams, sources);
-    await assertPlacedSoon(k, sources, dests);
+    await assertPlaced(k, sources, dests);
   } finally {
     for (const s of streams) await s.stop();
   }
@@ -233,14 +217,6 @@ async function activity(p: Place, table: string): Promise<{ scans: number; upd: 
   return r;
 }
 
-async function until(what: string, f: () => Promise<boolean>): Promise<void> {
-  const end = Date.now() + 15_000;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 test('an UPDATE that keeps the shard key (primary key id, sharded by customer_id) touches only the row\'s shard', async () => {
   const k = KINDS[0];
   const sources: Place[] = [{ pg: src, db: 'solo' }];
@@ -255,13 +231,13 @@ test('an UPDATE that keeps the shard key (primary key id, sharded by customer_id
     await caughtUp(streams, sources);
     const other = dests[1 - home];
     // Statistics are flushed lazily: wait until the other shard's show its one insert.
-    await until('statistics of the insert', async () => (await activity(other, 'orders_pk')).upd === 0 && (await dst.query<{ n: number }>(`SELECT n_tup_ins::int AS n FROM pg_stat_user_tables WHERE relname = 'orders_pk'`, [], other.db))[0].n === 1);
+    await until('statistics of the insert', async () => (await activity(other, 'orders_pk')).upd === 0 && (await dst.query<{ n: number }>(`SELECT n_tup_ins::int AS n FROM pg_stat_user_tables WHERE relname = 'orders_pk'`, [], other.db))[0].n === 1, 15_000);
     const before = await activity(other, 'orders_pk');
     for (let i = 1; i <= 50; i++) await src.query(`UPDATE orders_pk SET note = note || '.' WHERE seq = $1 AND customer_id = 1`, [i], 'solo');
     // Then one update on the other shard: once its statistics show it, everything before is counted too.
     await src.query(`UPDATE orders_pk SET note = 'touched' WHERE customer_id = ${otherCustomer}`, [], 'solo');
     await caughtUp(streams, sources);
-    await until('statistics of the updates', async () => (await activity(dests[home], 'orders_pk')).upd === 50 && (await activity(other, 'orders_pk')).upd === before.upd + 1);
+    await until('statistics of the updates', async () => (await activity(dests[home], 'orders_pk')).upd === 50 && (await activity(other, 'orders_pk')).upd === before.upd + 1, 15_000);
     const after = await activity(other, 'orders_pk');
     assert.deepEqual(after, { scans: before.scans + 1, upd: before.upd + 1, del: before.del }, 'the 50 updates of customer 1 must not reach the other shard');
     assertSame(k.table, await compareSharded(sources, dests, k.table, 'id', 'bigint', 'customer_id'));
@@ -301,7 +277,7 @@ test('a crash between the shards\' commits of a group that moves rows: the resta
   try {
     await src.query(`INSERT INTO orders_pk (customer_id, seq, note, big) SELECT ${a[0]}, g, 'n' || g, CASE WHEN g % 2 = 0 THEN ${BIG} END FROM generate_series(1, 40) g`, [], 'crash');
     await caughtUp([s0], sources);
-    await assertPlacedSoon(k, sources, dests);
+    await assertPlaced(k, sources, dests);
   } finally {
     await s0.stop();
   }
@@ -316,7 +292,7 @@ test('a crash between the shards\' commits of a group that moves rows: the resta
   const [s2] = await startStreams(k, sources, dests, 'x', undefined, true);
   try {
     await caughtUp([s2], sources);
-    await assertPlacedSoon(k, sources, dests);
+    await assertPlaced(k, sources, dests);
   } finally {
     await s2.stop();
   }
