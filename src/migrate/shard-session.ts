@@ -78,8 +78,8 @@ export class ShardSession {
    * it stays pipelined, and `missed` tells after drain() whether any of them found nothing.
    */
   execProbe(s: { name: string; sql: string }, values: readonly ParamValue[], n: number, format: 0 | 1): void {
+    this.exec(s, values, n, format); // opens the transaction first, which resets the counts
     this.probes++;
-    this.exec(s, values, n, format);
   }
 
   /**

@@ -91,16 +91,26 @@ function workload(k: Kind): string[] {
   ];
 }
 
+/** A table whose rows carry a UNIQUE value besides the primary key. */
+const ACCOUNTS: Kind = {
+  identity: 'DEFAULT',
+  table: 'accounts',
+  ddl: `CREATE TABLE accounts (id bigserial PRIMARY KEY, customer_id bigint, email text NOT NULL UNIQUE);`,
+  key: 'id',
+  insert: () => `INSERT INTO accounts (customer_id, email) SELECT g, 'a' || g || '@x.io' FROM generate_series(1, 20) g`,
+  identityChange: '',
+};
+
 function sharded(database: string): string {
-  return KINDS.map((k) => `[[sharded_tables]]\ndatabase = "${database}"\nname = "${k.table}"\ncolumn = "customer_id"\ndata_type = "bigint"\n`).join('\n');
+  return [...KINDS, ACCOUNTS].map((k) => `[[sharded_tables]]\ndatabase = "${database}"\nname = "${k.table}"\ncolumn = "customer_id"\ndata_type = "bigint"\n`).join('\n');
 }
 
 before(async () => {
   [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
-  const ddl = KINDS.map((k) => k.ddl).join('\n');
+  const ddl = [...KINDS, ACCOUNTS].map((k) => k.ddl).join('\n');
   for (const d of ['one', 's0', 's1', 'solo', 'crash']) {
     await src.createDatabase(d);
-    await src.query(ddl + KINDS.map((k) => `CREATE PUBLICATION pub_${k.table} FOR TABLE ${k.table};`).join('\n'), [], d);
+    await src.query(ddl + [...KINDS, ACCOUNTS].map((k) => `CREATE PUBLICATION pub_${k.table} FOR TABLE ${k.table};`).join('\n'), [], d);
   }
   for (const d of ['a0', 'a1', 'b0', 'b1', 'b2', 'c0', 'c1', 'x0', 'x1']) {
     await dst.createDatabase(d);
@@ -295,5 +305,30 @@ test('a crash between the shards\' commits of a group that moves rows: the resta
     await assertPlaced(k, sources, dests);
   } finally {
     await s2.stop();
+  }
+});
+
+test('a row that changes shards while its unique value is taken over in the same transaction (the pipelined pass fails on the stale copy, the probing pass applies the group), and a move alone in its group', async () => {
+  const sources: Place[] = [{ pg: src, db: 'solo' }];
+  const dests: Place[] = [{ pg: dst, db: 'c0' }, { pg: dst, db: 'c1' }];
+  const [s] = await startStreams(ACCOUNTS, sources, dests, 'u');
+  try {
+    await src.query(ACCOUNTS.insert(0), [], 'solo');
+    await caughtUp([s], sources);
+    // Account of customer 1 moves to a customer on the other shard and gives its email to a
+    // new account of customer 1: until the move is applied, the old copy still holds the email.
+    const other = ['2', '3', '4', '5', '6'].find((c) => shardOfValue('bigint', c, 2) !== shardOfValue('bigint', '1', 2))!;
+    await src.query(`BEGIN;
+      UPDATE accounts SET customer_id = ${other}, email = 'moved@x.io' WHERE email = 'a1@x.io';
+      INSERT INTO accounts (customer_id, email) VALUES (1, 'a1@x.io');
+      COMMIT`, [], 'solo');
+    await caughtUp([s], sources);
+    assertSame('accounts', await compareSharded(sources, dests, 'accounts', 'id', 'bigint', 'customer_id'));
+    // A move alone in its transaction: its UPDATE is the first statement of the group there.
+    await src.query(`UPDATE accounts SET customer_id = ${other} WHERE email = 'a1@x.io'`, [], 'solo');
+    await caughtUp([s], sources);
+    assertSame('accounts', await compareSharded(sources, dests, 'accounts', 'id', 'bigint', 'customer_id'));
+  } finally {
+    await s.stop();
   }
 });
