@@ -92,9 +92,6 @@ function condition(t: TargetTable, col: number, n: number): string {
 /**
  * WHERE clause for columns `where` with parameters from $first. With FULL identity there may be
  * duplicate rows and no index: like PostgreSQL's own apply worker, change exactly one of them.
- * SKIP LOCKED: the streams of several source shards may change identical copies concurrently;
- * without it both would pick the same copy, and the second would then find it gone and change
- * nothing.
  */
 function whereClause(t: TargetTable, where: readonly number[], first: number): string {
   if (where.length === 0) {
@@ -104,7 +101,7 @@ function whereClause(t: TargetTable, where: readonly number[], first: number): s
   }
   const conds = where.map((c, i) => condition(t, c, first + i)).join(' AND ');
   if (t.match === 'key') return conds;
-  return `ctid = (SELECT ctid FROM ${t.qname} WHERE ${conds} LIMIT 1 FOR UPDATE SKIP LOCKED)`;
+  return `ctid = (SELECT ctid FROM ${t.qname} WHERE ${conds} LIMIT 1)`;
 }
 
 /** Bit-set of columns as a compact string (statement cache keys for partial shapes). */

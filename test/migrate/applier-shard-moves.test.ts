@@ -64,8 +64,9 @@ const KINDS: Kind[] = [
           ALTER TABLE orders_full REPLICA IDENTITY FULL;`,
     key: null,
     // Every sixth row twice: identical duplicates (with TOAST values for some).
-    insert: () => `INSERT INTO orders_full (customer_id, seq, note, big)
-                   SELECT ${customer}, g, 'n' || g, CASE WHEN g % 4 = 0 THEN b END
+    // Rows are distinct between source shards (see the FULL limitation in internals-replication.md).
+    insert: (base) => `INSERT INTO orders_full (customer_id, seq, note, big)
+                   SELECT ${customer}, g, 'n' || g || '.${base}', CASE WHEN g % 4 = 0 THEN b END
                      FROM generate_series(1, 200) g CROSS JOIN LATERAL (SELECT ${BIG} AS b) x, generate_series(1, CASE WHEN g % 6 = 0 THEN 2 ELSE 1 END)`,
     identityChange: `UPDATE orders_full SET big = coalesce(big, '') || 'x', customer_id = customer_id + 2 WHERE seq % 9 = 4`,
   },
@@ -84,7 +85,7 @@ function workload(k: Kind): string[] {
     `BEGIN; UPDATE ${t} SET customer_id = customer_id + 1 WHERE seq % 11 = 2;
             UPDATE ${t} SET customer_id = customer_id - 1, note = note || ' back' WHERE seq % 11 = 2; COMMIT`,
     `BEGIN; UPDATE ${t} SET customer_id = customer_id + 50 WHERE seq % 13 = 3;
-            UPDATE ${t} SET note = 'after move' WHERE seq % 13 = 3;
+            UPDATE ${t} SET note = note || ' after move' WHERE seq % 13 = 3;
             DELETE FROM ${t} WHERE seq = 16; COMMIT`,
     k.identityChange,
     `UPDATE ${t} SET customer_id = customer_id + 3 WHERE seq % 6 = 0`,
