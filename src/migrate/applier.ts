@@ -13,19 +13,28 @@
  * a constraint violation surface here, before anything commits anywhere), then all commit.
  * A crash between two shards' commits leaves some shards ahead; the per-shard origin progress
  * makes the replay skip exactly what each shard already has.
+ *
+ * A row whose shard key is not a replica-identity column (primary key `id`, sharded by
+ * `customer_id`) has an UPDATE that names its new shard but not its old one. The group is first
+ * applied pipelined, assuming the row is already on its new shard (the key did not change, by far
+ * the common case); each such UPDATE returns a row when it found one. If one found nothing, the
+ * row changed shards: every shard rolls the group back and it is applied again "probing", where
+ * each such UPDATE waits for its answer and, when it found nothing, the row is moved (DELETE …
+ * RETURNING on the other shards, INSERT on the new one). Nothing commits before that decision,
+ * so exactly-once holds as for any group.
  */
 import type { Logger } from '../observe/log.js';
-import { NULL_KEY_SHARD, type ShardingSchema, type TableSharder } from '../sharding/index.js';
+import type { ShardingSchema } from '../sharding/index.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { connect, describeEndpoint, type Endpoint } from './endpoints.js';
 import { setupOriginSession, shardOriginName } from './origin.js';
-import { COL_BINARY, COL_NULL, COL_UNCHANGED_TOAST, type RelationInfo, type TupleData } from './pgoutput.js';
+import { COL_UNCHANGED_TOAST, type RelationInfo, type TupleData } from './pgoutput.js';
+import { UNKNOWN, resolveRoute, shardOf, type Route } from './apply-route.js';
 import { ShardSession, type ParamValue } from './shard-session.js';
 import {
   columnsKey,
   deleteStatement,
   insertStatement,
-  loadTargetTable,
   selectStatement,
   truncateSql,
   updateStatement,
@@ -62,20 +71,11 @@ export interface ApplyCounts {
   skipped: number;
 }
 
-/** How a relation's rows are placed on the destination. */
-interface Route {
-  target: TargetTable;
-  sharder: TableSharder | null;
-  /** Changes of this table come from another source shard's stream (see route()). */
-  ignore: boolean;
-  /** Index of the shard-key column, -1 when every shard gets every row. */
-  keyIdx: number;
-  /** The shard key is a replica-identity column, so old tuples name the old shard. */
-  keyInIdentity: boolean;
-}
-
-/** Shard of a tuple that does not carry the shard key ('u'). */
-const UNKNOWN = -1;
+/**
+ * 'pipelined': UPDATEs of 'probe' tables assume the row is on its new shard and are checked at
+ * the end of the group; 'probing': each waits for its answer and moves the row if needed.
+ */
+type PassMode = 'pipelined' | 'probing';
 
 export class ShardApplier {
   readonly sessions: ShardSession[] = [];
@@ -84,6 +84,7 @@ export class ShardApplier {
   private readonly format: 0 | 1;
   /** Shards rows with unchanged TOAST values were moved away from in the current group. */
   private readonly toastSources = new Set<number>();
+  private mode: PassMode = 'pipelined';
 
   constructor(private readonly opts: ApplierOptions) {
     this.format = opts.binary ? 1 : 0;
@@ -140,52 +141,10 @@ export class ShardApplier {
   private async route(rel: RelationInfo): Promise<Route> {
     let r = this.routes.get(rel);
     if (r) return r;
-    const target = await loadTargetTable(this.sessions[0].conn, rel, `destination ${this.sessions[0].where}`);
-    let sharder: TableSharder | null = null;
-    const sh = this.opts.sharding;
-    if (sh && this.sessions.length > 1) {
-      sharder = sh.tableSharder(rel.name, rel.namespace) ?? null;
-      if (!sharder && !sh.isOmnisharded(rel.name, rel.namespace)) {
-        for (const c of rel.columns) {
-          sharder = sh.columnSharder(c.name, rel.name) ?? null;
-          if (sharder) break;
-        }
-      }
-    }
-    let keyIdx = -1;
-    if (sharder) {
-      keyIdx = rel.columns.findIndex((c) => c.name === sharder!.column);
-      if (keyIdx < 0) {
-        throw new PgError(SQLSTATE.objectNotInState, `table ${target.qname} is sharded on column "${sharder.column}", which the source does not publish`);
-      }
-    }
-    const keyInIdentity = keyIdx >= 0 && rel.columns[keyIdx].isKey;
-    if (keyIdx >= 0 && !keyInIdentity) {
-      this.opts.log.warn(
-        { table: target.qname, column: sharder!.column },
-        'shard key is not part of the replica identity: UPDATE and DELETE go to every shard and a change of the shard key cannot move the row; add it to the primary key or use REPLICA IDENTITY FULL',
-      );
-    }
-    // A table that is not sharded on a multi-shard source has a full copy on every source shard:
-    // its changes arrive once per source shard, and only shard 0's are applied.
-    let ignore = false;
-    const src = this.opts.sourceSharding;
-    if (src && this.opts.sourceShard !== 0) {
-      let sharded = !!src.tableSharder(rel.name, rel.namespace);
-      if (!sharded && !src.isOmnisharded(rel.name, rel.namespace)) sharded = rel.columns.some((c) => !!src.columnSharder(c.name, rel.name));
-      ignore = !sharded;
-    }
-    r = { target, sharder: keyIdx >= 0 ? sharder : null, keyIdx, keyInIdentity, ignore };
+    const o = this.opts;
+    r = await resolveRoute(rel, this.sessions[0], { sharding: this.sessions.length > 1 ? o.sharding : null, sourceSharding: o.sourceSharding, sourceShard: o.sourceShard, log: o.log });
     this.routes.set(rel, r);
     return r;
-  }
-
-  private shardOf(r: Route, t: TupleData): number {
-    const k = t.kinds[r.keyIdx];
-    if (k === COL_NULL) return NULL_KEY_SHARD;
-    if (k === COL_UNCHANGED_TOAST) return UNKNOWN;
-    const v = t.values[r.keyIdx] as Buffer;
-    return k === COL_BINARY ? r.sharder!.shardOfBinary(v, 0, v.length) : r.sharder!.shardOfText(v);
   }
 
   /**
@@ -194,10 +153,9 @@ export class ShardApplier {
    * on the first error.
    */
   async apply(group: readonly SourceTransaction[]): Promise<ApplyCounts> {
-    const counts: ApplyCounts = { inserts: 0, updates: 0, deletes: 0, truncates: 0, skipped: 0 };
-    if (group.length === 0) return counts;
+    if (group.length === 0) return { inserts: 0, updates: 0, deletes: 0, truncates: 0, skipped: 0 };
     const last = group[group.length - 1];
-    const skip: boolean[] = new Array(this.sessions.length).fill(false);
+    let counts: ApplyCounts | null = null;
     try {
       // Catalog lookups first: they run on shard 0's connection, which must not be inside the
       // group's transaction (or have a pipeline in flight) when they do.
@@ -208,24 +166,20 @@ export class ShardApplier {
           } else if (!this.routes.has(c.rel)) await this.route(c.rel);
         }
       }
-      for (const t of group) {
-        let all = true;
-        for (let s = 0; s < this.sessions.length; s++) {
-          skip[s] = t.endLsn <= this.sessions[s].progress;
-          all &&= skip[s];
-        }
-        if (all) {
-          counts.skipped++;
-          continue;
-        }
-        for (const c of t.changes) {
-          const pending = this.applyChange(c, skip, counts);
-          if (pending) await pending; // only a shard move that must read TOAST values waits
-          for (const s of this.sessions) if (s.backlogged) await s.settle();
-        }
+      try {
+        counts = await this.pass(group, 'pipelined');
+      } catch (err) {
+        // A row that changed shards was left in place, which can make a later statement fail
+        // (a unique value it still holds); the probing pass tells a real error from that.
+        if (!this.sessions.some((s) => s.missed)) throw err;
+      }
+      if (counts === null || this.sessions.some((s) => s.missed)) {
+        // A row changed shards: redo the group probing (one round trip per UPDATE of such tables).
+        for (const s of this.sessions) await s.rollback();
+        this.toastSources.clear();
+        counts = await this.pass(group, 'probing');
       }
       const touched = this.sessions.filter((s) => s.inTxn);
-      await Promise.all(touched.map((s) => s.drain()));
       // Shards that rows with unchanged TOAST values moved away from commit last: if we crash in
       // between, the replay can still read those values there (the source does not resend them).
       const first = touched.filter((s) => !this.toastSources.has(s.shard));
@@ -238,6 +192,31 @@ export class ShardApplier {
     } finally {
       this.toastSources.clear();
     }
+    return counts;
+  }
+
+  /** Runs every statement of the group on the shards and waits for all answers (no commit). */
+  private async pass(group: readonly SourceTransaction[], mode: PassMode): Promise<ApplyCounts> {
+    this.mode = mode;
+    const counts: ApplyCounts = { inserts: 0, updates: 0, deletes: 0, truncates: 0, skipped: 0 };
+    const skip: boolean[] = new Array(this.sessions.length).fill(false);
+    for (const t of group) {
+      let all = true;
+      for (let s = 0; s < this.sessions.length; s++) {
+        skip[s] = t.endLsn <= this.sessions[s].progress;
+        all &&= skip[s];
+      }
+      if (all) {
+        counts.skipped++;
+        continue;
+      }
+      for (const c of t.changes) {
+        const pending = this.applyChange(c, skip, counts);
+        if (pending) await pending; // only shard moves that must read from a shard wait
+        for (const s of this.sessions) if (s.backlogged) await s.settle();
+      }
+    }
+    await Promise.all(this.sessions.filter((s) => s.inTxn).map((s) => s.drain()));
     return counts;
   }
 
@@ -268,12 +247,13 @@ export class ShardApplier {
     if (r.ignore) return undefined;
     if (c.kind === 'insert') {
       counts.inserts++;
-      const shard = r.keyIdx >= 0 ? this.shardOf(r, c.msg.newTuple) : UNKNOWN;
+      const shard = r.keyIdx >= 0 ? shardOf(r, c.msg.newTuple) : UNKNOWN;
       this.insert(r, c.msg.newTuple.values, shard, skip);
     } else if (c.kind === 'delete') {
       counts.deletes++;
       const old = c.msg.oldTuple;
-      const shard = r.keyInIdentity ? this.shardOf(r, old) : UNKNOWN;
+      // 'probe': the old tuple has the identity but not the shard key, so every shard.
+      const shard = r.locate === 'identity' ? shardOf(r, old) : UNKNOWN;
       const where = this.whereColumns(r, old);
       const st = deleteStatement(r.target, where, r.target.match === 'key' ? '' : columnsKey(where));
       const n = this.fill(old.values, where, 0);
@@ -320,24 +300,90 @@ export class ShardApplier {
     let toast = false;
     for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] === COL_UNCHANGED_TOAST) toast = true;
     const where = this.whereColumns(r, old);
-    // Without the shard key in the replica identity the old shard is unknown: every shard.
     let target = UNKNOWN;
-    if (r.keyIdx >= 0 && r.keyInIdentity) {
-      let oldShard = this.shardOf(r, old);
-      let newShard = this.shardOf(r, nt);
+    let probe = false;
+    if (r.locate === 'identity') {
+      let oldShard = shardOf(r, old);
+      let newShard = shardOf(r, nt);
       if (newShard === UNKNOWN) newShard = oldShard;
       if (oldShard === UNKNOWN) oldShard = newShard;
       if (oldShard !== newShard) return this.move(r, nt, old, where, oldShard, newShard, toast, skip);
       target = oldShard;
+    } else if (r.locate === 'probe') {
+      // The old shard is unknown; the new one too when the key is an unchanged TOAST value, but
+      // then the key did not change and updating wherever the row is (every shard) is right.
+      target = shardOf(r, nt);
+      if (target !== UNKNOWN && skip[target]) return this.removeElsewhere(r, old, where, target, skip);
+      probe = target !== UNKNOWN;
     }
     // Same shard (or every shard): UPDATE, leaving unchanged TOAST columns out of the SET list.
     const set: number[] = [];
     for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] !== COL_UNCHANGED_TOAST) set.push(i);
     const key = (toast ? columnsKey(set) : '*') + '|' + (r.target.match === 'key' ? '' : columnsKey(where));
-    const st = updateStatement(r.target, set, where, key);
+    const st = updateStatement(r.target, set, where, key, probe);
     let n = this.fill(nt.values, set, 0);
     n = this.fill(old.values, where, n);
-    this.each(target, skip, (s) => s.exec(st, this.params, n, this.format));
+    if (probe && this.mode === 'probing') return this.probe(r, nt, old, where, target, toast, skip, st, n);
+    if (probe) this.sessions[target].execProbe(st, this.params, n, this.format);
+    else this.each(target, skip, (s) => s.exec(st, this.params, n, this.format));
+    return undefined;
+  }
+
+  /**
+   * Probing pass, 'probe' table: `update` (its `n` parameters filled) on the new tuple's shard,
+   * waiting for the answer (a round trip; only groups in which a row changed shards pay it).
+   * Not there: the row is on
+   * another shard; DELETE … RETURNING it there (one round trip to each other shard, in
+   * parallel) and INSERT it on the new shard with its unchanged TOAST values.
+   */
+  private async probe(
+    r: Route,
+    nt: TupleData,
+    old: TupleData,
+    where: number[],
+    target: number,
+    toast: boolean,
+    skip: boolean[],
+    update: { name: string; sql: string },
+    n: number,
+  ): Promise<void> {
+    const t = r.target;
+    if (await this.sessions[target].fetchRow(update, this.params.slice(0, n), n, this.format)) return;
+    const del = deleteStatement(t, where, '', true);
+    n = this.fill(old.values, where, 0);
+    const args = this.params.slice(0, n);
+    const others = this.sessions.filter((s) => s.shard !== target && !skip[s.shard]);
+    const rows = await Promise.all(others.map((s) => s.fetchRow(del, args, n, this.format)));
+    const from = others.filter((_, i) => rows[i] !== null).map((s) => s.shard);
+    const found = rows.find((x) => x !== null) ?? null;
+    if (from.length > 1) {
+      throw new PgError(SQLSTATE.objectNotInState, `cannot move a row of ${t.qname} to shard ${target}: its replica identity matches rows on shards ${from.join(', ')}`, {
+        hint: 'the replica identity (primary key) of a sharded table must be unique across all shards',
+      });
+    }
+    const row: (Buffer | null)[] = nt.values.slice();
+    if (found) {
+      if (toast) this.toastSources.add(from[0]);
+      for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] === COL_UNCHANGED_TOAST) row[i] = found[i];
+    } else if (toast || !skip.some((x) => x)) {
+      // Replaying after a crash, a shard that committed this group may have taken the row away
+      // already; the complete new tuple is then all we need. Otherwise the row is gone.
+      throw new PgError(
+        SQLSTATE.objectNotInState,
+        `cannot apply an UPDATE of ${t.qname} on shard ${target}: the row is on no destination shard (destination out of sync with the source)`,
+      );
+    }
+    this.insert(r, row, target, skip);
+  }
+
+  /**
+   * Replay after a crash: the row's new shard already committed this group, so the row is
+   * there in its final state; remove any copy a shard that did not commit still holds.
+   */
+  private removeElsewhere(r: Route, old: TupleData, where: number[], target: number, skip: boolean[]): undefined {
+    const del = deleteStatement(r.target, where, '');
+    const n = this.fill(old.values, where, 0);
+    for (const s of this.sessions) if (s.shard !== target && !skip[s.shard]) s.exec(del, this.params, n, this.format);
     return undefined;
   }
 

@@ -1,7 +1,8 @@
 /**
  * The SQL the applier runs on destination shards, per replicated table: INSERT, UPDATE (full or
  * partial, for unchanged TOAST columns), DELETE, the row fetch needed to move a row with
- * unchanged TOAST columns to another shard, and TRUNCATE.
+ * unchanged TOAST columns to another shard, the RETURNING forms that find a row whose shard is
+ * not known, and TRUNCATE.
  *
  * Every parameter is cast to the destination column's own type (`$1::numeric(12,4)`), read once
  * per relation from the destination catalog: values arrive as the source type's text output
@@ -117,16 +118,21 @@ export function insertStatement(t: TargetTable): { name: string; sql: string } {
   });
 }
 
-/** UPDATE setting `set` (new values, $1..) on the row matched by `where` (old values, after). */
-export function updateStatement(t: TargetTable, set: readonly number[], where: readonly number[], key: string): { name: string; sql: string } {
-  return statement(t, 'U' + key, () => {
+/**
+ * UPDATE setting `set` (new values, $1..) on the row matched by `where` (old values, after).
+ * `found`: the statement returns one row per row it changed, so the applier can tell whether
+ * the row was on that shard (see ShardApplier, rows whose shard is found by probing).
+ */
+export function updateStatement(t: TargetTable, set: readonly number[], where: readonly number[], key: string, found = false): { name: string; sql: string } {
+  return statement(t, (found ? 'UR' : 'U') + key, () => {
     const assigns = set.map((c, i) => `${t.cols[c]} = $${i + 1}::${t.types[c]}`).join(', ');
-    return `UPDATE ${t.qname} SET ${assigns} WHERE ${whereClause(t, where, set.length + 1)}`;
+    return `UPDATE ${t.qname} SET ${assigns} WHERE ${whereClause(t, where, set.length + 1)}${found ? ' RETURNING true' : ''}`;
   });
 }
 
-export function deleteStatement(t: TargetTable, where: readonly number[], key: string): { name: string; sql: string } {
-  return statement(t, 'D' + key, () => `DELETE FROM ${t.qname} WHERE ${whereClause(t, where, 1)}`);
+/** DELETE of the row matched by `where`; `returning`: it returns that row's columns (source order). */
+export function deleteStatement(t: TargetTable, where: readonly number[], key: string, returning = false): { name: string; sql: string } {
+  return statement(t, (returning ? 'DR' : 'D') + key, () => `DELETE FROM ${t.qname} WHERE ${whereClause(t, where, 1)}${returning ? ` RETURNING ${t.cols.join(', ')}` : ''}`);
 }
 
 /** Reads columns `cols` of the row matched by `where` (to fill unchanged TOAST values). */

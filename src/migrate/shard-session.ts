@@ -34,6 +34,9 @@ export class ShardSession {
   inTxn = false;
   /** Statements written in the current group. */
   statements = 0;
+  /** Rows the group's execProbe() statements were expected to return (one each), and got. */
+  private probes = 0;
+  private probeRows = 0;
 
   constructor(
     readonly shard: number,
@@ -55,6 +58,8 @@ export class ShardSession {
     if (this.inTxn) return;
     this.inTxn = true;
     this.statements = 0;
+    this.probes = 0;
+    this.probeRows = 0;
     this.prepare(BEGIN);
     this.bindExecute(BEGIN.name, [], 0, 0);
   }
@@ -66,6 +71,23 @@ export class ShardSession {
     this.bindExecute(s.name, values, n, format);
     this.statements++;
     if (this.w.length >= CHUNK_BYTES) this.flush();
+  }
+
+  /**
+   * Like exec() for a statement that returns one row when it found its row (UPDATE … RETURNING):
+   * it stays pipelined, and `missed` tells after drain() whether any of them found nothing.
+   */
+  execProbe(s: { name: string; sql: string }, values: readonly ParamValue[], n: number, format: 0 | 1): void {
+    this.exec(s, values, n, format); // opens the transaction first, which resets the counts
+    this.probes++;
+  }
+
+  /**
+   * After drain() (or a failed one): some execProbe() statement of the group returned no row,
+   * or did not run because an earlier statement failed.
+   */
+  get missed(): boolean {
+    return this.probeRows < this.probes;
   }
 
   /** Unnamed one-off statement (TRUNCATE). */
@@ -116,7 +138,10 @@ export class ShardSession {
       if (this.error) return; // the transaction is already lost; the caller will see the error
       await this.conn.exchange(bytes, (type, body) => {
         if (type === B.ErrorResponse) this.error ??= this.describe(PgError.fromFields(parseErrorFields(body)));
-        else if (type === B.DataRow && onRow) onRow(decodeDataRow(body));
+        else if (type === B.DataRow) {
+          if (onRow) onRow(decodeDataRow(body));
+          else this.probeRows++; // only execProbe() statements return rows in the pipeline
+        }
       });
     } catch (err) {
       this.error ??= err instanceof PgError ? this.describe(err) : new PgError(SQLSTATE.connectionFailure, `${this.where}: ${String(err)}`);
@@ -168,6 +193,25 @@ export class ShardSession {
     await this.send(w.flush(), (v) => (row ??= v.map((b) => (b === null ? null : Buffer.from(b)))));
     if (this.error) throw this.error;
     return row;
+  }
+
+  /**
+   * Abandons the group's transaction and keeps the connection (the applier redoes the group).
+   * After a server error the rest of the pipeline was skipped, Parse messages included, so the
+   * connection's prepared statements are dropped and will be prepared again.
+   */
+  async rollback(): Promise<void> {
+    if (this.inTxn) {
+      this.flush();
+      await this.chain;
+      const failed = this.error !== null;
+      this.error = null;
+      this.inTxn = false;
+      await this.conn.query(failed ? 'ROLLBACK; DEALLOCATE ALL' : 'ROLLBACK');
+      if (failed) this.conn.prepared.clear();
+    }
+    this.probes = 0;
+    this.probeRows = 0;
   }
 
   /**

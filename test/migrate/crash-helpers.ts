@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { runPsql } from '../harness/proxy.js';
-import { shardOfValue } from '../../src/sharding/index.js';
+import { NULL_KEY_SHARD, shardOfValue } from '../../src/sharding/index.js';
 import type { ShardDataType } from '../../src/config/types.js';
 import type { Place } from './move-helpers.js';
 
@@ -213,13 +213,16 @@ export function startMixedWriter(src: Place, seeded: number): { counts: WriterCo
   };
 }
 
-/** Every row of `table` as key text -> row text. */
-async function rowsOf(p: Place, table: string, key: string): Promise<Map<string, string>> {
+/** Every row of `table` as key text -> row text; with `shardKey`, also key text -> shard-key text (null for NULL). */
+async function rowsOf(p: Place, table: string, key: string, shardKey?: { column: string; out: Map<string, string | null> }): Promise<Map<string, string>> {
   const c = await p.pg.client(p.db);
   try {
-    const r = await c.query<{ k: string; r: string }>(`SELECT ${key}::text AS k, t::text AS r FROM ${table} t`);
+    const r = await c.query<{ k: string; r: string; sk: string | null }>(`SELECT ${key}::text AS k, t::text AS r, ${shardKey?.column ?? 'NULL'}::text AS sk FROM ${table} t`);
     const m = new Map<string, string>();
-    for (const row of r.rows) m.set(row.k, row.r);
+    for (const row of r.rows) {
+      m.set(row.k, row.r);
+      shardKey?.out.set(row.k, row.sk);
+    }
     return m;
   } finally {
     await c.end();
@@ -237,19 +240,23 @@ export interface Comparison {
 
 /**
  * Compares a sharded table row by row: the union of the destination shards must hold exactly
- * the source's rows (none missing, none extra, none different), no key on two shards, and every
- * row on the shard its key hashes to (NULL keys are not expected here).
+ * the union of the source shards' rows (none missing, none extra, none different), no key on
+ * two shards, and every row on the shard its shard key hashes to. `key` identifies a row;
+ * `shardKey` is the sharding column when it is another one (NULL goes to shard 0).
  */
-export async function compareSharded(source: Place, dests: Place[], table: string, key: string, type: ShardDataType): Promise<Comparison> {
-  const want = await rowsOf(source, table, key);
+export async function compareSharded(source: Place | Place[], dests: Place[], table: string, key: string, type: ShardDataType, shardKey = key): Promise<Comparison> {
+  const want = new Map<string, string>();
+  for (const p of Array.isArray(source) ? source : [source]) for (const [k, r] of await rowsOf(p, table, key)) want.set(k, r);
   const got = new Map<string, string>();
   const out: Comparison = { rows: want.size, missing: [], extra: [], different: [], doubled: [], misplaced: [] };
   for (let s = 0; s < dests.length; s++) {
-    for (const [k, r] of await rowsOf(dests[s], table, key)) {
+    const sk = new Map<string, string | null>();
+    for (const [k, r] of await rowsOf(dests[s], table, key, { column: shardKey, out: sk })) {
       if (got.has(k)) out.doubled.push(k);
       got.set(k, r);
-      const home = shardOfValue(type, k, dests.length);
-      if (home !== s) out.misplaced.push(`${k} on shard ${s}, hashes to ${home}`);
+      const v = sk.get(k) ?? null;
+      const home = v === null ? NULL_KEY_SHARD : shardOfValue(type, v, dests.length);
+      if (home !== s) out.misplaced.push(`${k} on shard ${s}, ${shardKey} ${v} hashes to ${home}`);
     }
   }
   for (const [k, r] of want) {

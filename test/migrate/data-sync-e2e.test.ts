@@ -39,7 +39,7 @@ test('COPY_DATA 1 -> 2 under a running writer catches up: destination == source,
   const written = await writer.stop();
   assert.ok(written > 10, `the writer ran throughout (${written} rounds)`);
 
-  const [{ lsn }] = await src.query<{ lsn: string }>(`SELECT pg_current_wal_lsn()::text AS lsn`, [], source.db);
+  const [{ lsn }] = await src.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`, [], source.db); // past every (asynchronous) commit
   await task.streams[0].waitForLsn(parseLsn(lsn), 30000);
   assert.ok(!task.terminal, `task still running (${task.status})`);
 

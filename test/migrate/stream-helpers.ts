@@ -52,8 +52,12 @@ export async function assertPlacement(dst: PgCluster, dstDbs: string[], table: s
   }
 }
 
+/**
+ * The WAL insert position: past every commit made so far. (pg_current_wal_lsn() is the write
+ * position, which lags behind asynchronous commits — the test clusters run synchronous_commit = off.)
+ */
 export async function currentWalLsn(pg: PgCluster, db: string): Promise<bigint> {
-  const r = await pg.query<{ l: string }>('SELECT pg_current_wal_lsn()::text AS l', [], db);
+  const r = await pg.query<{ l: string }>('SELECT pg_current_wal_insert_lsn()::text AS l', [], db);
   const [hi, lo] = r[0].l.split('/');
   return (BigInt('0x' + hi) << 32n) | BigInt('0x' + lo);
 }
