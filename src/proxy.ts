@@ -212,6 +212,10 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     return this.config_.general.two_phase_commit;
   }
 
+  maxPacketSize(): number {
+    return this.config_.general.max_packet_size;
+  }
+
   queryTimeout(): number {
     return this.config_.general.query_timeout;
   }

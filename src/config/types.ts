@@ -25,6 +25,7 @@ export interface GeneralConfig {
   healthcheck_timeout: number; // ms, default 5000
   ban_timeout: number; // ms, default 300000
   pause_timeout: number; // ms a client may wait at a closed gate before an error; 0 = forever. default 30000
+  max_packet_size: number; // largest client message accepted, bytes; default 1 GiB (PostgreSQL's own limit)
   tls_certificate?: string;
   tls_private_key?: string;
   auth_type: 'scram' | 'md5' | 'trust'; // what clients must use; default "scram"

@@ -49,6 +49,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     readonly params: Map<string, string>,
   ) {
     this.statements = new ClientStatements(ctx.statements);
+    this.reader.limit = ctx.maxPacketSize();
   }
 
   get sessionMode(): boolean {

@@ -61,6 +61,8 @@ export const SQLSTATE = {
   syntaxError: '42601',
   featureNotSupported: '0A000',
   tooManyConnections: '53300',
+  programLimitExceeded: '54000',
+  reservedName: '42939',
   internalError: 'XX000',
   invalidParameterValue: '22023',
   objectNotInState: '55000',
