@@ -16,7 +16,7 @@ import { ClusterRegistry } from './backend/cluster.js';
 import type { Pool } from './backend/pool.js';
 import { PauseGate } from './frontend/pause-gate.js';
 import { StatementRegistry } from './frontend/prepared-statements.js';
-import { Listener, type StartupInfo } from './frontend/listener.js';
+import { Listener, newBackendKey, type StartupInfo } from './frontend/listener.js';
 import { authenticateClient } from './frontend/client-auth.js';
 import { Client } from './frontend/client.js';
 import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
@@ -56,6 +56,8 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   private listener: Listener;
   private clientsById = new Map<number, { info: ClientInfo; close: () => void }>();
   private byKey = new Map<string, ClientInfo>();
+  /** BackendKeyData pids in use (random, so they must be checked for collisions). */
+  private pids = new Set<number>();
   private nextClientId = 1;
   private tls: tls.SecureContext | null = null;
   private shuttingDown: Promise<void> | null = null;
@@ -147,8 +149,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
       state: 'idle',
       serverId: null,
       poolerMode: userCfg.pooler_mode ?? g.pooler_mode,
-      pid: id,
-      secret: (Math.random() * 0x7fffffff) | 0,
+      ...newBackendKey((pid) => this.pids.has(pid)),
       stats: { queries: 0, transactions: 0, errors: 0, bytesReceived: 0, bytesSent: 0 },
     };
     // Server parameters for the client come from a real server of this database.
@@ -173,6 +174,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     info.cancel = () => client.cancel();
     this.clientsById.set(id, { info, close: () => client.close() });
     this.byKey.set(`${info.pid}:${info.secret}`, info);
+    this.pids.add(info.pid);
     client.start(leftover);
   }
 
@@ -235,6 +237,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   clientGone(info: ClientInfo): void {
     this.clientsById.delete(info.id);
     this.byKey.delete(`${info.pid}:${info.secret}`);
+    this.pids.delete(info.pid);
   }
 
   // ---- AdminContext ------------------------------------------------------------------------

@@ -126,7 +126,13 @@ export async function runClientAuth(io: PacketIO, method: ClientAuthMethod, user
   await authenticateClient(io, method, user, password);
 }
 
-/** A (pid, secret) pair for BackendKeyData. */
-export function newBackendKey(nextPid: number): { pid: number; secret: number } {
-  return { pid: nextPid, secret: randomInt(1, 0x7fffffff) };
+/**
+ * A (pid, secret) pair for BackendKeyData, both from the CSPRNG: a CancelRequest must not be
+ * forgeable from another client's key or the order of connections. `taken` rejects a pid in use.
+ */
+export function newBackendKey(taken: (pid: number) => boolean): { pid: number; secret: number } {
+  let pid: number;
+  do pid = randomInt(1, 0x7fffffff);
+  while (taken(pid));
+  return { pid, secret: randomInt(1, 0x7fffffff) };
 }
