@@ -67,6 +67,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   private unsavedSwaps: CutoverSwap[] = [];
   private http: HttpEndpoint | null = null;
   httpPort = 0;
+  httpHost = '';
   /** Failure injection for tests of the cutover's abort paths. */
   inject?: CutoverContext['inject'];
   /** Called after the proxy stopped (serve exits the process). */
@@ -102,8 +103,10 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     const httpPort = g.http_port ?? g.openmetrics_port;
     if (httpPort !== undefined) {
       this.http = new HttpEndpoint({ progress: () => this.progress(), metrics: createMetrics(this) }, this.log);
-      this.httpPort = await this.http.listen(g.host, httpPort);
-      this.log.info({ port: this.httpPort }, 'progress and metrics endpoint listening');
+      // Not [general] host: the endpoint has no authentication, so it is local unless asked.
+      this.httpHost = g.http_host ?? g.openmetrics_host ?? '127.0.0.1';
+      this.httpPort = await this.http.listen(this.httpHost, httpPort);
+      this.log.info({ host: this.httpHost, port: this.httpPort }, 'progress and metrics endpoint listening');
     }
     this.log.info({ host: this.config_.general.host, port: this.port }, 'pgshift listening');
     return this.port;

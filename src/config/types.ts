@@ -36,6 +36,8 @@ export interface GeneralConfig {
   load_balancing_strategy: 'random' | 'round_robin' | 'least_active_connections';
   http_port?: number; // progress + metrics endpoint; off when unset
   openmetrics_port?: number; // PgDog name for the metrics port; alias of http_port when http_port unset
+  http_host?: string; // address of the HTTP endpoint; default 127.0.0.1 (not [general] host: it has no authentication)
+  openmetrics_host?: string; // PgDog name; alias of http_host when http_host unset
   // Resharding / cutover (PgDog keys)
   resharding_parallel_copies: number; // default 4
   resharding_copy_format: 'binary' | 'text';
