@@ -29,6 +29,7 @@ import { PgError, SQLSTATE } from './wire/pg-error.js';
 import { AdminSession } from './admin/session.js';
 import type { AdminContext } from './admin/context.js';
 import { createLogger, type Logger } from './observe/log.js';
+import { RateLimitedLog } from './observe/rate-limited-log.js';
 import { HttpEndpoint } from './observe/http-server.js';
 import { createMetrics, type MetricsSource, type MigrationMetrics } from './observe/metrics.js';
 import { buildProgress } from './observe/progress.js';
@@ -51,6 +52,8 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   readonly statements = new StatementRegistry();
   readonly registry: ClusterRegistry;
   readonly log: Logger;
+  /** Rate-limited warnings for limits clients hit (max_client_conn, failed logins). */
+  readonly limits: RateLimitedLog;
   readonly version = VERSION;
   readonly startedAt = new Date();
   private listener: Listener;
@@ -76,13 +79,16 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   constructor(private config_: Config, opts: ProxyOptions = {}) {
     const config = config_;
     this.log = opts.log ?? createLogger();
+    this.limits = new RateLimitedLog(this.log);
     this.gate = new PauseGate(config.general.pause_timeout);
     this.registry = new ClusterRegistry(config);
     this.stateDir = opts.stateDir ?? process.env.PGSHIFT_STATE_DIR ?? join(config.paths.config ? dirname(config.paths.config) : process.cwd(), '.pgshift');
     this.loadTls();
     this.listener = new Listener({
       tlsContext: () => this.tls,
-      startupTimeoutMs: () => this.config_.general.connect_timeout,
+      startupTimeoutMs: () => this.config_.general.client_login_timeout ?? this.config_.general.connect_timeout,
+      maxClients: () => this.config_.general.max_client_conn,
+      limits: this.limits,
       cancel: (pid, secret) => this.byKey.get(`${pid}:${secret}`)?.cancel?.(),
       login: (s) => this.login(s),
       log: this.log,

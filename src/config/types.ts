@@ -26,6 +26,8 @@ export interface GeneralConfig {
   ban_timeout: number; // ms, default 300000
   pause_timeout: number; // ms a client may wait at a closed gate before an error; 0 = forever. default 30000
   max_packet_size: number; // largest client message accepted, bytes; default 1 GiB (PostgreSQL's own limit)
+  max_client_conn: number; // client sockets open at once (PgBouncer/PgDog name); default 5000
+  client_login_timeout?: number; // ms from accept to the end of authentication; default connect_timeout
   tls_certificate?: string;
   tls_private_key?: string;
   auth_type: 'scram' | 'md5' | 'trust'; // what clients must use; default "scram"

@@ -32,7 +32,11 @@ export class PacketIO {
     this.wake();
   };
 
+  /** Fixed at accept: SSLRequest, GSSENCRequest or slow authentication steps do not extend it. */
+  private readonly deadline: number;
+
   constructor(public socket: net.Socket, private readonly timeoutMs: number) {
+    this.deadline = Date.now() + timeoutMs;
     this.attach();
   }
 
@@ -78,7 +82,7 @@ export class PacketIO {
 
   private async need(n: number): Promise<void> {
     if (this.overflow) throw this.overflow;
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = this.deadline;
     while (this.total < n) {
       if (this.ended) throw this.ended;
       const left = deadline - Date.now();

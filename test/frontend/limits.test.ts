@@ -1,13 +1,18 @@
 /**
  * Limits that hold against hostile or careless clients: the largest message (max_packet_size),
- * big messages reassembled without stalling other clients.
+ * big messages reassembled without stalling other clients, a fixed login deadline, one
+ * SSL/GSSENC negotiation per connection, the client connection limit (max_client_conn).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
-import { RawConn, errorFields } from './raw.js';
+import pino from 'pino';
+import { RawConn, errorFields, startupPacket } from './raw.js';
 import * as fe from '../../src/wire/frontend-messages.js';
+import { SSL_REQUEST_CODE, GSSENC_REQUEST_CODE } from '../../src/wire/protocol.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let pg: PgCluster;
 let px: ProxyFixture;
@@ -71,5 +76,67 @@ test('a 30 MB query does not stall a small client running alongside it', async (
     assert.ok(worst < 1000, `a small query waited ${worst.toFixed(0)} ms`);
   } finally {
     await roomy.stop();
+  }
+});
+
+test('the login deadline is fixed: repeated SSLRequest/GSSENCRequest neither extend it nor are accepted twice', async () => {
+  const quick = await startProxy(pg, { general: 'client_login_timeout = 800' });
+  try {
+    // GSSENC then SSL (as libpq may do) is fine; a second GSSENCRequest is a protocol violation.
+    const twice = await RawConn.connect(quick.port);
+    twice.write(startupPacket(GSSENC_REQUEST_CODE));
+    assert.equal((await twice.bytes(1)).toString(), 'N');
+    twice.write(startupPacket(SSL_REQUEST_CODE));
+    assert.equal((await twice.bytes(1)).toString(), 'N');
+    twice.write(startupPacket(GSSENC_REQUEST_CODE));
+    const f = errorFields(await twice.next());
+    assert.equal(f.C, '08P01');
+    assert.match(f.M, /GSSENCRequest sent twice/);
+    assert.ok(await twice.closesWithin(2000));
+
+    // A client that trickles negotiations (one every 300 ms) is closed at the deadline.
+    const slow = await RawConn.connect(quick.port);
+    const t0 = Date.now();
+    slow.write(startupPacket(GSSENC_REQUEST_CODE));
+    await slow.bytes(1);
+    await sleep(300);
+    slow.write(startupPacket(SSL_REQUEST_CODE));
+    await slow.bytes(1);
+    await sleep(300);
+    slow.write(fe.startupMessage({ user: 'app', database: 'app' }).subarray(0, 10));
+    const g = errorFields(await slow.next(3000));
+    assert.equal(g.C, '08P01');
+    assert.match(g.M, /did not complete startup within 800 ms/);
+    assert.ok(Date.now() - t0 < 1500, `closed after ${Date.now() - t0} ms`);
+    assert.ok(await slow.closesWithin(2000));
+  } finally {
+    await quick.stop();
+  }
+});
+
+test('max_client_conn: a client over the limit gets 53300 and is closed; a warning is logged; a slot frees on disconnect', async () => {
+  const lines: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (s: string) => void lines.push(s) });
+  const small = await startProxy(pg, { general: 'max_client_conn = 3', log });
+  try {
+    const held = [await RawConn.connect(small.port), await RawConn.connect(small.port)];
+    const c3 = await small.client();
+    for (let i = 0; i < 3; i++) {
+      const over = await RawConn.connect(small.port);
+      const f = errorFields(await over.next());
+      assert.equal(f.S, 'FATAL');
+      assert.equal(f.C, '53300');
+      assert.match(f.M, /too many clients already \(max_client_conn = 3\)/);
+      assert.ok(await over.closesWithin(2000));
+    }
+    assert.equal(lines.filter((l) => l.includes('max_client_conn reached')).length, 1, 'one warning, rate-limited');
+    assert.equal((await c3.query('SELECT 1 AS v')).rows[0].v, 1, 'clients inside the limit are served');
+    held[0].destroy();
+    await sleep(100);
+    const again = await small.client();
+    assert.equal((await again.query('SELECT 2 AS v')).rows[0].v, 2);
+    held[1].destroy();
+  } finally {
+    await small.stop();
   }
 });
