@@ -95,8 +95,11 @@ export class Listener {
       // io.socket, not socket: after a TLS upgrade the error must go through the TLS layer.
       const out = io.socket;
       if (!out.destroyed) {
-        out.end(be.errorResponse(e));
-        setTimeout(() => out.destroy(), 1000).unref();
+        // Stop reading at once: a rejected client that keeps sending must cost nothing more.
+        io.detach();
+        out.pause();
+        out.end(be.errorResponse(e), () => out.destroy());
+        setTimeout(() => out.destroy(), 1000).unref(); // if the client never reads the error
       }
     });
   }

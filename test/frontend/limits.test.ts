@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
+import net from 'node:net';
 import pino from 'pino';
 import { RawConn, errorFields, startupPacket } from './raw.js';
 import * as fe from '../../src/wire/frontend-messages.js';
@@ -139,4 +140,19 @@ test('max_client_conn: a client over the limit gets 53300 and is closed; a warni
   } finally {
     await small.stop();
   }
+});
+
+test('a client rejected before login is closed at once, not read for another second while it keeps sending', async () => {
+  const s = net.connect({ host: '127.0.0.1', port: px.port, allowHalfOpen: true });
+  s.on('error', () => undefined);
+  await new Promise((r) => s.once('connect', r));
+  const closed = new Promise<number>((r) => s.once('close', () => r(Date.now())));
+  s.write(startupPacket(2 << 16, Buffer.from('user\0app\0\0')));
+  const t0 = Date.now();
+  const junk = Buffer.alloc(64 << 10, 0x41);
+  const pump = setInterval(() => s.writable && s.write(junk), 5);
+  const at = await Promise.race([closed, sleep(3000).then(() => Infinity)]);
+  clearInterval(pump);
+  s.destroy();
+  assert.ok(at - t0 < 400, `closed after ${at - t0} ms`);
 });
