@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { loadModule } from 'libpg-query';
 import type { Config, UserConfig } from './config/types.js';
-import { reloadConfig, type CutoverSwap } from './config/index.js';
+import { reloadConfig, describeMissingUser, type CutoverSwap } from './config/index.js';
 import { dirname, join } from 'node:path';
 import { migrationRegistry } from './migrate/tasks.js';
 import type { CutoverContext } from './migrate/cutover-task.js';
@@ -17,7 +17,8 @@ import type { Pool } from './backend/pool.js';
 import { PauseGate } from './frontend/pause-gate.js';
 import { StatementRegistry } from './frontend/prepared-statements.js';
 import { Listener, newBackendKey, type StartupInfo } from './frontend/listener.js';
-import { authenticateClient } from './frontend/client-auth.js';
+import { authenticateClient, mockAuthentication } from './frontend/client-auth.js';
+import { LoginFailures } from './frontend/login-failures.js';
 import { Client } from './frontend/client.js';
 import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
 import { initParser } from './router/index.js';
@@ -61,6 +62,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   private byKey = new Map<string, ClientInfo>();
   /** BackendKeyData pids in use (random, so they must be checked for collisions). */
   private pids = new Set<number>();
+  readonly loginFailures = new LoginFailures(() => this.config_.general.auth_failure_delay);
   private nextClientId = 1;
   private tls: tls.SecureContext | null = null;
   private shuttingDown: Promise<void> | null = null;
@@ -126,24 +128,47 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   // ---- login -------------------------------------------------------------------------------
 
   private async login(s: StartupInfo): Promise<void> {
+    const addr = s.socket.remoteAddress ?? '';
+    const why: { reason?: string } = {};
+    try {
+      await this.loginOrThrow(s, why);
+    } catch (err) {
+      if (!(err instanceof PgError) || err.code !== SQLSTATE.invalidPassword) throw err;
+      const { user, database } = s.params;
+      this.limits.warn('login_failed', { user, database, addr, reason: why.reason ?? 'wrong password' }, 'client login failed');
+      const delay = this.loginFailures.failed(addr);
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      throw err;
+    }
+    this.loginFailures.succeeded(addr);
+  }
+
+  /** Authenticates and starts the session; `why.reason` says what an unknown login lacked (for the log only). */
+  private async loginOrThrow(s: StartupInfo, why: { reason?: string }): Promise<void> {
     const { params, io } = s;
     const user = params.user;
     const database = params.database;
     if (this.shuttingDown) throw new PgError(SQLSTATE.cannotConnectNow, 'pgshift is shutting down');
     const g = this.config_.general;
+    const method = g.auth_type === 'trust' ? 'scram' : g.auth_type;
     if (database === this.config_.admin.name) {
-      if (user !== this.config_.admin.user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" may not connect to the admin database; use the [admin] user`);
-      await authenticateClient(io, g.auth_type === 'trust' ? 'scram' : g.auth_type, user, this.config_.admin.password);
+      if (user !== this.config_.admin.user) {
+        why.reason = `user "${user}" may not connect to the admin database; use the [admin] user`;
+        await mockAuthentication(io, method, user);
+      }
+      await authenticateClient(io, method, user, this.config_.admin.password);
       const leftover = io.detach();
       s.socket.write(Buffer.concat([be.authOk(), be.parameterStatus('server_version', `15.0 (pgshift ${VERSION})`), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('server_encoding', 'UTF8'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('integer_datetimes', 'on'), be.backendKeyData(0, 0), be.readyForQuery('I')]));
       new AdminSession(s.socket, this, this.log).start(leftover);
       return;
     }
     const cluster = this.registry.get(database);
-    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${database}" does not exist in pgshift.toml`);
-    const userCfg = this.findUser(user, database);
-    if (!userCfg) {
-      throw new PgError(SQLSTATE.invalidAuthorization, `no user "${user}" for database "${database}" in users.toml`);
+    const userCfg = cluster ? this.findUser(user, database) : undefined;
+    if (!cluster || !userCfg) {
+      why.reason = cluster ? describeMissingUser(this.config_, user, database) : `database "${database}" does not exist in pgshift.toml`;
+      // As PostgreSQL: the same password exchange as for a real user, then 28P01, so names cannot be probed.
+      if (g.auth_type === 'trust') throw new PgError(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`);
+      return mockAuthentication(io, method, user);
     }
     await authenticateClient(io, g.auth_type, user, userCfg.password);
     const id = this.nextClientId++;
