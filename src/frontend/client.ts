@@ -16,7 +16,7 @@ import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error
 import type { ServerConnection, ServerSink } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
 import { ResponseTracker, Pending, Verdict, type ParseObserver } from './response-tracker.js';
-import { ClientStatements } from './prepared-statements.js';
+import { ClientStatements, StatementEffect, mayTouchStatements, statementEffect, RESERVED_NAME_SQL } from './prepared-statements.js';
 import { changedSessionParams, paramSyncSql } from './session-params.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
@@ -35,6 +35,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private inGate = false;
   /** Parameters changed by SETs in the current attachment, refreshed before release. */
   private pendingSets: Set<string> | 'all' | null = null;
+  /** The client ran DISCARD ALL / DEALLOCATE ALL: the server's statements are redone before release. */
+  private statementsDropped = false;
   private queryTimer: NodeJS.Timeout | null = null;
   /** The client's primary pool, cached between transactions (looked up again once closed). */
   private primaryPool: Pool | null = null;
@@ -185,6 +187,10 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         this.armQueryTimeout(srv);
         this.tracker.push(Pending.Query);
         if (mayChangeParams(r.body())) this.noteSets(decodeQuery(r.body()));
+        if (mayTouchStatements(r.body()) && this.touchesStatements(srv, decodeQuery(r.body()))) {
+          this.toServer(srv, fe.query(RESERVED_NAME_SQL));
+          return;
+        }
         this.toServer(srv, r.message());
         return;
       }
@@ -192,6 +198,10 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         const body = r.body();
         if (body[0] === 0) {
           this.tracker.push(Pending.Parse);
+          if (mayTouchStatements(body, 1) && this.touchesStatements(srv, decodeParse(body).query)) {
+            this.toServer(srv, fe.parse('', RESERVED_NAME_SQL, []));
+            return;
+          }
           this.toServer(srv, r.message());
           if (this.pendingSets === null && mayChangeParams(body, 1)) this.noteSets(decodeParse(body).query);
           return;
@@ -318,6 +328,22 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.toServer(srv, g.parseMessage);
     }
     return g;
+  }
+
+  /**
+   * Prepared statements are shared between clients on a server connection under pgshift names.
+   * Returns true when `sql` would PREPARE or DEALLOCATE one of those (it is then replaced by an
+   * error). DISCARD ALL / DEALLOCATE ALL drop this client's names only: the server's copies are
+   * forgotten (prepared again on demand) and dropped for certain before the server is released.
+   */
+  private touchesStatements(srv: ServerConnection, sql: string): boolean {
+    const effect = statementEffect(sql);
+    if (effect === StatementEffect.DropsAll) {
+      this.statements.clear();
+      srv.prepared.clear();
+      this.statementsDropped = true;
+    }
+    return effect === StatementEffect.Reserved;
   }
 
   private synthesize(msg: Buffer): void {
@@ -569,11 +595,17 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private transactionDone(srv: ServerConnection): void {
     this.info.stats.transactions++;
     srv.stats.transactions++;
-    if (this.pendingSets) {
+    if (this.pendingSets || this.statementsDropped) {
       const names = this.pendingSets;
+      const dropped = this.statementsDropped;
       this.pendingSets = null;
+      this.statementsDropped = false;
       this.blocked = true; // hold new client messages until parameters are recorded
-      this.refreshParams(srv, names).finally(() => {
+      const work = async () => {
+        if (names) await this.refreshParams(srv, names);
+        if (dropped) await this.dropServerStatements(srv);
+      };
+      work().finally(() => {
         this.blocked = false;
         this.maybeRelease(srv);
         this.pump();
@@ -610,6 +642,16 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       });
     } catch (err) {
       this.ctx.log.warn({ err: asPgError(err).message, client: this.info.id }, 'could not read back session parameters');
+    }
+  }
+
+  /** After a client's DISCARD ALL / DEALLOCATE ALL (which may have failed): no statement is left. */
+  private async dropServerStatements(srv: ServerConnection): Promise<void> {
+    try {
+      await srv.query('DEALLOCATE ALL');
+      srv.prepared.clear();
+    } catch (err) {
+      this.ctx.log.warn({ err: asPgError(err).message, client: this.info.id }, 'could not deallocate statements after DISCARD ALL');
     }
   }
 

@@ -4,7 +4,65 @@
  * (`pgshift_<n>`). A client's names map to those; a server connection remembers which global
  * names it has prepared, and pgshift prepares them on demand before a Bind or Describe.
  */
+import { parseSync } from 'libpg-query';
 import * as fe from '../wire/frontend-messages.js';
+
+/** Prefix of pgshift's server-side statement names; clients may not PREPARE or DEALLOCATE them. */
+export const SERVER_NAME_PREFIX = 'pgshift_';
+
+/**
+ * What a client's SQL would run in place of PREPARE / DEALLOCATE of a pgshift name: an error
+ * raised by the server itself, so the transaction state and the reply sequence stay PostgreSQL's.
+ */
+export const RESERVED_NAME_SQL =
+  "DO $pgshift$BEGIN RAISE EXCEPTION 'prepared statement names starting with \"pgshift_\" are reserved by pgshift' USING ERRCODE = '42939', HINT = 'use another name'; END$pgshift$";
+
+/** What a client's SQL does to prepared statements on the server it runs on. */
+export const enum StatementEffect {
+  None,
+  /** PREPARE or DEALLOCATE of a pgshift name: replaced by RESERVED_NAME_SQL. */
+  Reserved,
+  /** DISCARD ALL or DEALLOCATE [PREPARE] ALL: drops every statement on that server. */
+  DropsAll,
+}
+
+/**
+ * Cheap byte test before decoding a query: only text whose first word is PREPARE, DEALLOCATE
+ * or DISCARD, or that holds several statements, can touch prepared statements.
+ */
+export function mayTouchStatements(body: Buffer, start = 0): boolean {
+  let i = start;
+  while (i < body.length && (body[i] === 0x20 || (body[i] >= 0x09 && body[i] <= 0x0d))) i++;
+  const c = body[i] | 0x20;
+  if (c === 0x70 || c === 0x64) {
+    // p, d: compare the second letter too (PREPARE, DEALLOCATE, DISCARD; not DELETE, DROP, DO).
+    const c2 = body[i + 1] | 0x20;
+    if ((c === 0x70 && c2 === 0x72) || (c === 0x64 && (c2 === 0x65 || c2 === 0x69))) {
+      const c3 = body[i + 2] | 0x20;
+      if (c3 === 0x65 || c3 === 0x61 || c3 === 0x73) return true; // pRE, deA, diS
+    }
+  }
+  const end = body.indexOf(0, i);
+  const semi = body.indexOf(0x3b, i);
+  return semi >= 0 && (end < 0 || semi < end);
+}
+
+/** What `sql` does to prepared statements (see StatementEffect); Reserved wins over DropsAll. */
+export function statementEffect(sql: string): StatementEffect {
+  let stmts: { stmt: Record<string, { name?: string; isall?: boolean; target?: string }> }[];
+  try {
+    stmts = (parseSync(sql) as { stmts?: typeof stmts }).stmts ?? [];
+  } catch {
+    return StatementEffect.None; // PostgreSQL will report the syntax error
+  }
+  let effect = StatementEffect.None;
+  for (const { stmt } of stmts) {
+    const named = stmt.PrepareStmt ?? stmt.DeallocateStmt;
+    if (named?.name?.toLowerCase().startsWith(SERVER_NAME_PREFIX)) return StatementEffect.Reserved;
+    if (stmt.DeallocateStmt?.isall || stmt.DiscardStmt?.target === 'DISCARD_ALL') effect = StatementEffect.DropsAll;
+  }
+  return effect;
+}
 
 export interface GlobalStatement {
   serverName: string;
@@ -55,7 +113,7 @@ export class ClientStatements {
   constructor(private readonly registry: StatementRegistry) {}
 
   define(name: string, query: string, paramTypes: number[]): GlobalStatement {
-    const s = this.registry.intern(query, paramTypes);
+    const s = this.registry.intern(guarded(query), paramTypes);
     this.map.set(name, s);
     return s;
   }
@@ -66,7 +124,7 @@ export class ClientStatements {
    * for a server that another of its connections holds.
    */
   defineVerified(name: string, query: string, paramTypes: number[]): boolean {
-    const s = this.registry.verified(query, paramTypes);
+    const s = this.registry.verified(guarded(query), paramTypes);
     if (s) this.map.set(name, s);
     return s !== undefined;
   }
@@ -87,4 +145,10 @@ export class ClientStatements {
   get size(): number {
     return this.map.size;
   }
+}
+
+/** A named statement's text, with PREPARE/DEALLOCATE of a pgshift name replaced by an error. */
+function guarded(query: string): string {
+  if (!/pgshift_/i.test(query)) return query;
+  return statementEffect(query) === StatementEffect.Reserved ? RESERVED_NAME_SQL : query;
 }
