@@ -50,7 +50,7 @@ export interface ProxyOptions {
 
 export class Proxy implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
   readonly gate: PauseGate;
-  readonly statements = new StatementRegistry();
+  readonly statements = new StatementRegistry(() => this.config_.general.prepared_statements_limit);
   readonly registry: ClusterRegistry;
   readonly log: Logger;
   /** Rate-limited warnings for limits clients hit (max_client_conn, failed logins). */

@@ -29,6 +29,7 @@ export interface GeneralConfig {
   max_client_conn: number; // client sockets open at once (PgBouncer/PgDog name); default 5000
   client_login_timeout?: number; // ms from accept to the end of authentication; default connect_timeout
   auth_failure_delay: number; // ms; after 3 failed logins in a row from one address, later failures wait this, doubling (max 30 s); 0 = off
+  prepared_statements_limit: number; // statements kept in the global registry (LRU beyond); default 10000
   tls_certificate?: string;
   tls_private_key?: string;
   auth_type: 'scram' | 'md5' | 'trust'; // what clients must use; default "scram"

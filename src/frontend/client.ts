@@ -76,6 +76,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.closed = true; // this object is done; the socket lives on
     const leftover = Buffer.from(this.reader.drain());
     this.ctx.moveToSharded(this.info, this.socket, this.params, this.statements.toMap(), leftover);
+    this.statements.clear();
   }
 
   private onClientData(chunk: Buffer): void {
@@ -749,6 +750,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       if (!this.tracker.empty) srv.cancel().catch(() => undefined);
       this.detach(this.tracker.empty && srv.txStatus === 'I' && !this.blocked);
     }
+    this.statements.clear();
     this.ctx.clientGone(this.info);
     this.socket.destroy();
   }

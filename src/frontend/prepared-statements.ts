@@ -72,23 +72,53 @@ export interface GlobalStatement {
   parseMessage: Buffer;
   /** A server accepted this Parse once, so a client's Parse of it can be answered without a server. */
   verified: boolean;
+  /** Client names mapped to it now; only statements no client names can be evicted. */
+  refs: number;
 }
 
+/**
+ * The global statements, least recently used first (Map order; a use moves an entry to the
+ * end). Above `limit()` entries (`prepared_statements_limit`), the least recently used ones that
+ * no connected client names are forgotten; server connections that prepared them keep them
+ * until they close, and their names are never reused.
+ */
 export class StatementRegistry {
   private byKey = new Map<string, GlobalStatement>();
   private byName = new Map<string, GlobalStatement>();
   private next = 1;
 
+  constructor(private readonly limit: () => number = () => Infinity) {}
+
   intern(query: string, paramTypes: number[]): GlobalStatement {
     const key = paramTypes.length ? `${paramTypes.join(',')}|${query}` : query;
     let s = this.byKey.get(key);
-    if (!s) {
-      const serverName = `pgshift_${this.next++}`;
-      s = { serverName, query, paramTypes, parseMessage: fe.parse(serverName, query, paramTypes), verified: false };
-      this.byKey.set(key, s);
-      this.byName.set(serverName, s);
+    if (s) {
+      this.touch(key, s);
+      return s;
     }
+    const serverName = `pgshift_${this.next++}`;
+    s = { serverName, query, paramTypes, parseMessage: fe.parse(serverName, query, paramTypes), verified: false, refs: 0 };
+    this.byKey.set(key, s);
+    this.byName.set(serverName, s);
+    this.evict();
     return s;
+  }
+
+  private touch(key: string, s: GlobalStatement): void {
+    this.byKey.delete(key);
+    this.byKey.set(key, s);
+  }
+
+  /** Forgets least recently used statements no client names, down to the limit. */
+  private evict(): void {
+    let excess = this.byKey.size - this.limit();
+    if (excess <= 0) return;
+    for (const [key, s] of this.byKey) {
+      if (s.refs > 0) continue;
+      this.byKey.delete(key);
+      this.byName.delete(s.serverName);
+      if (--excess === 0) return;
+    }
   }
 
   get size(): number {
@@ -102,8 +132,11 @@ export class StatementRegistry {
 
   /** The global statement a client's Parse would define, if it is already known to be valid. */
   verified(query: string, paramTypes: number[]): GlobalStatement | undefined {
-    const s = this.byKey.get(paramTypes.length ? `${paramTypes.join(',')}|${query}` : query);
-    return s?.verified ? s : undefined;
+    const key = paramTypes.length ? `${paramTypes.join(',')}|${query}` : query;
+    const s = this.byKey.get(key);
+    if (!s?.verified) return undefined;
+    this.touch(key, s);
+    return s;
   }
 }
 
@@ -114,7 +147,7 @@ export class ClientStatements {
 
   define(name: string, query: string, paramTypes: number[]): GlobalStatement {
     const s = this.registry.intern(guarded(query), paramTypes);
-    this.map.set(name, s);
+    this.bind(name, s);
     return s;
   }
 
@@ -125,16 +158,26 @@ export class ClientStatements {
    */
   defineVerified(name: string, query: string, paramTypes: number[]): boolean {
     const s = this.registry.verified(guarded(query), paramTypes);
-    if (s) this.map.set(name, s);
+    if (s) this.bind(name, s);
     return s !== undefined;
   }
   get(name: string): GlobalStatement | undefined {
     return this.map.get(name);
   }
+  private bind(name: string, s: GlobalStatement): void {
+    const old = this.map.get(name);
+    if (old) old.refs--;
+    s.refs++;
+    this.map.set(name, s);
+  }
   close(name: string): void {
+    const s = this.map.get(name);
+    if (s) s.refs--;
     this.map.delete(name);
   }
+  /** Drops every name (DISCARD ALL, disconnect), so the statements become evictable. */
   clear(): void {
+    for (const s of this.map.values()) s.refs--;
     this.map.clear();
   }
 

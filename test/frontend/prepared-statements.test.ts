@@ -90,3 +90,32 @@ test("DISCARD ALL and DEALLOCATE ALL drop the client's own statements only", asy
     c.destroy();
   }
 });
+
+test('prepared_statements_limit: statements no client holds are evicted least recently used first; held ones keep working', async () => {
+  const small = await startProxy(pg, { general: 'prepared_statements_limit = 10' });
+  try {
+    const holder = await small.client();
+    const held = { name: 'held', text: 'SELECT owner FROM accounts WHERE id = $1' };
+    assert.deepEqual((await holder.query({ ...held, values: [1] })).rows, [{ owner: 'alice' }]);
+    // 200 clients each prepare distinct statements, then leave.
+    for (let i = 0; i < 20; i++) {
+      const c = await small.client();
+      for (let j = 0; j < 10; j++) {
+        const r = await c.query({ name: `s${j}`, text: `SELECT $1::int + ${i * 10 + j} AS v`, values: [1] });
+        assert.equal(r.rows[0].v, 1 + i * 10 + j);
+      }
+      await c.end();
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(small.proxy.statements.size <= 10, `registry holds ${small.proxy.statements.size} statements`);
+    // The statement a connected client holds survived the churn.
+    assert.deepEqual((await holder.query({ ...held, values: [2] })).rows, [{ owner: 'bob' }]);
+    // An evicted statement prepared again works (it gets a new server-side name).
+    const again = await small.client();
+    assert.equal((await again.query({ name: 'x', text: 'SELECT $1::int + 0 AS v', values: [5] })).rows[0].v, 5);
+    await again.end();
+    await holder.end();
+  } finally {
+    await small.stop();
+  }
+});
