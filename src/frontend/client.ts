@@ -37,6 +37,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private pendingSets: Set<string> | 'all' | null = null;
   /** The client ran DISCARD ALL / DEALLOCATE ALL: the server's statements are redone before release. */
   private statementsDropped = false;
+  /** The client's socket buffer is over its high-water mark: read nothing more until it drains. */
+  private outputFull = false;
   private queryTimer: NodeJS.Timeout | null = null;
   /** The client's primary pool, cached between transactions (looked up again once closed). */
   private primaryPool: Pool | null = null;
@@ -82,15 +84,29 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private onClientData(chunk: Buffer): void {
     this.info.stats.bytesReceived += chunk.length;
     this.reader.push(chunk);
+    if (this.outputFull) this.socket.pause(); // arrived before the pause took effect
     this.pump();
   }
 
   private write(b: Buffer): void {
     this.info.stats.bytesSent += b.length;
-    if (!this.socket.write(b) && this.server && !this.server.socket.isPaused()) {
+    if (this.socket.write(b)) return;
+    if (this.server && !this.server.socket.isPaused()) {
       const s = this.server.socket;
       s.pause();
       this.socket.once('drain', () => s.resume());
+    }
+    if (!this.outputFull) {
+      // Replies pgshift makes itself (Sync, Parse, Close without a server) must not pile up
+      // for a client that sends and never reads: stop reading it until its socket drains.
+      this.outputFull = true;
+      this.socket.pause();
+      this.socket.once('drain', () => {
+        this.outputFull = false;
+        if (this.blocked || this.closed) return;
+        this.socket.resume();
+        this.pump();
+      });
     }
   }
 
@@ -98,7 +114,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     if (!srv.write(b) && !this.socket.isPaused()) {
       this.socket.pause();
       srv.socket.once('drain', () => {
-        if (!this.blocked) this.socket.resume();
+        if (!this.blocked && !this.outputFull) this.socket.resume();
       });
     }
   }
@@ -108,8 +124,10 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     if (this.blocked || this.closed) return;
     const r = this.reader;
     let corked: ServerConnection | null = null;
+    // Replies answered here (Sync, Parse, Close) go out in one write per batch.
+    this.socket.cork();
     try {
-      while (r.next()) {
+      while (!this.outputFull && r.next()) {
         const t = r.type;
         if (this.skipUntilSync) {
           if (t === F.Sync) {
@@ -175,6 +193,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.fatal(asPgError(err, SQLSTATE.protocolViolation));
     } finally {
       corked?.socket.uncork();
+      this.socket.uncork();
     }
   }
 

@@ -156,3 +156,28 @@ test('a client rejected before login is closed at once, not read for another sec
   s.destroy();
   assert.ok(at - t0 < 400, `closed after ${at - t0} ms`);
 });
+
+test('a client that sends Syncs and never reads stops being read: replies pgshift makes itself respect back-pressure', async () => {
+  const c = await RawConn.connect(px.port);
+  await c.login('app', 'secret', 'app');
+  const s = c.socket;
+  s.removeAllListeners('data');
+  s.pause();
+  const syncs = 5_000_000; // 25 MB sent, 30 MB of ReadyForQuery owed
+  const batch = Buffer.concat(Array.from({ length: 100_000 }, () => fe.sync()));
+  for (let i = 0; i < syncs / 100_000; i++) s.write(batch);
+  await sleep(2000);
+  const info = px.proxy.clients().find((x) => x.addr === '127.0.0.1' && x.port === s.localPort);
+  assert.ok(info, 'the client is registered');
+  // Without back-pressure pgshift read all 25 MB and buffered 30 MB of replies for it.
+  assert.ok(info.stats.bytesReceived < 16_000_000, `pgshift read ${info.stats.bytesReceived} bytes from a client that reads nothing`);
+  // Once it reads, every reply arrives, in order, and the client still works.
+  let got = 0;
+  s.on('data', (d: Buffer) => (got += d.length));
+  s.resume();
+  for (const deadline = Date.now() + 20_000; got < syncs * 6 && Date.now() < deadline; ) await sleep(50);
+  assert.equal(got, syncs * 6, 'one ReadyForQuery per Sync');
+  s.removeAllListeners('data');
+  s.on('data', (d: Buffer) => c.reader.push(d));
+  c.destroy();
+});
