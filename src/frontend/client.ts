@@ -327,6 +327,14 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       if (this.server === srv && !this.tracker.empty) {
         this.ctx.log.warn({ client: this.info.id, ms }, 'query_timeout reached: cancelling the query');
         srv.cancel().catch(() => undefined);
+        // A frozen or unreachable server never acts on the cancel: close it and tell the client.
+        const grace = Math.min(Math.max(ms, 1000), 5000);
+        this.queryTimer = setTimeout(() => {
+          this.queryTimer = null;
+          if (this.server !== srv || this.tracker.empty) return;
+          this.ctx.log.warn({ client: this.info.id, server: srv.id, grace }, 'query_timeout: the server did not answer the cancel; closing it');
+          srv.destroy(new PgError(SQLSTATE.queryCanceled, `query_timeout (${ms} ms) reached and the server did not answer the cancel within ${grace} ms; the server connection was closed`));
+        }, grace);
       }
     }, ms);
   }
