@@ -248,6 +248,11 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     return this.config_.general.two_phase_commit;
   }
 
+  clientIdleTimeouts(): { idle: number; idleInTransaction: number } {
+    const g = this.config_.general;
+    return { idle: g.client_idle_timeout, idleInTransaction: g.client_idle_in_transaction_timeout };
+  }
+
   maxPacketSize(): number {
     return this.config_.general.max_packet_size;
   }

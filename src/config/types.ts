@@ -30,6 +30,8 @@ export interface GeneralConfig {
   client_login_timeout?: number; // ms from accept to the end of authentication; default connect_timeout
   auth_failure_delay: number; // ms; after 3 failed logins in a row from one address, later failures wait this, doubling (max 30 s); 0 = off
   prepared_statements_limit: number; // statements kept in the global registry (LRU beyond); default 10000
+  client_idle_timeout: number; // ms a client may stay idle (no transaction) before it is closed; 0 = never
+  client_idle_in_transaction_timeout: number; // ms a client may hold a transaction open without sending; 0 = never
   tls_certificate?: string;
   tls_private_key?: string;
   auth_type: 'scram' | 'md5' | 'trust'; // what clients must use; default "scram"

@@ -39,6 +39,9 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private statementsDropped = false;
   /** The client's socket buffer is over its high-water mark: read nothing more until it drains. */
   private outputFull = false;
+  /** When the client last sent anything, and the timer that enforces the idle timeouts. */
+  private lastData = Date.now();
+  private idleCheck: NodeJS.Timeout | null = null;
   private queryTimer: NodeJS.Timeout | null = null;
   /** The client's primary pool, cached between transactions (looked up again once closed). */
   private primaryPool: Pool | null = null;
@@ -68,6 +71,28 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.socket.on('close', this.onEnd);
     this.socket.on('error', this.onEnd);
     if (leftover.length) this.onClientData(leftover);
+    this.armIdleCheck();
+  }
+
+  /** client_idle_timeout / client_idle_in_transaction_timeout: checked a few times per period. */
+  private armIdleCheck(): void {
+    const t = this.ctx.clientIdleTimeouts();
+    const period = Math.min(t.idle || Infinity, t.idleInTransaction || Infinity);
+    if (period === Infinity) return;
+    this.idleCheck = setInterval(() => this.checkIdle(t.idle, t.idleInTransaction), Math.max(50, Math.floor(period / 4)));
+    this.idleCheck.unref();
+  }
+
+  private checkIdle(idle: number, idleInTx: number): void {
+    const quiet = Date.now() - this.lastData;
+    const srv = this.server;
+    if (this.blocked || !this.tracker.empty) return; // waiting for pgshift or the server, not for the client
+    if (idleInTx > 0 && srv && srv.txStatus !== 'I' && quiet >= idleInTx) {
+      // Closing the server connection rolls the transaction back and frees it for other clients.
+      this.abortTransaction(new PgError(SQLSTATE.idleInTransactionTimeout, `terminating connection due to idle-in-transaction timeout (client_idle_in_transaction_timeout = ${idleInTx} ms)`));
+    } else if (idle > 0 && (!srv || srv.txStatus === 'I') && quiet >= idle) {
+      this.fatal(new PgError(SQLSTATE.idleSessionTimeout, `terminating connection due to idle-session timeout (client_idle_timeout = ${idle} ms)`));
+    }
   }
 
   /** Between transactions: hands the connection to the sharded query loop. */
@@ -76,6 +101,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.socket.off('close', this.onEnd);
     this.socket.off('error', this.onEnd);
     this.closed = true; // this object is done; the socket lives on
+    if (this.idleCheck) clearInterval(this.idleCheck);
     const leftover = Buffer.from(this.reader.drain());
     this.ctx.moveToSharded(this.info, this.socket, this.params, this.statements.toMap(), leftover);
     this.statements.clear();
@@ -83,6 +109,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
 
   private onClientData(chunk: Buffer): void {
     this.info.stats.bytesReceived += chunk.length;
+    if (this.idleCheck) this.lastData = Date.now();
     this.reader.push(chunk);
     if (this.outputFull) this.socket.pause(); // arrived before the pause took effect
     this.pump();
@@ -777,6 +804,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       if (!this.tracker.empty) srv.cancel().catch(() => undefined);
       this.detach(this.tracker.empty && srv.txStatus === 'I' && !this.blocked);
     }
+    if (this.idleCheck) clearInterval(this.idleCheck);
     this.statements.clear();
     this.ctx.clientGone(this.info);
     this.socket.destroy();

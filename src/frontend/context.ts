@@ -52,4 +52,6 @@ export interface ProxyContext {
   queryTimeout(): number;
   /** `[general] max_packet_size`: the largest client message accepted after login. */
   maxPacketSize(): number;
+  /** `client_idle_timeout` and `client_idle_in_transaction_timeout` in ms (0 = off), read at login. */
+  clientIdleTimeouts(): { idle: number; idleInTransaction: number };
 }

@@ -62,6 +62,8 @@ export const SQLSTATE = {
   featureNotSupported: '0A000',
   tooManyConnections: '53300',
   programLimitExceeded: '54000',
+  idleInTransactionTimeout: '25P03',
+  idleSessionTimeout: '57P05',
   reservedName: '42939',
   internalError: 'XX000',
   invalidParameterValue: '22023',

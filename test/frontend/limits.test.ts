@@ -181,3 +181,43 @@ test('a client that sends Syncs and never reads stops being read: replies pgshif
   s.on('data', (d: Buffer) => c.reader.push(d));
   c.destroy();
 });
+
+test('client_idle_in_transaction_timeout frees a pool held by idle transactions; client_idle_timeout closes idle clients', async () => {
+  const tight = await startProxy(pg, { general: 'default_pool_size = 2\nclient_idle_in_transaction_timeout = 400\nclient_idle_timeout = 1500' });
+  try {
+    const holders = [await RawConn.connect(tight.port), await RawConn.connect(tight.port)];
+    for (const h of holders) {
+      await h.login('app', 'secret', 'app');
+      h.write(fe.query('BEGIN'));
+      await h.until('Z');
+    }
+    // Both server connections are held by transactions that send nothing more; a third client still gets one.
+    const t0 = Date.now();
+    const third = await tight.client();
+    assert.equal((await third.query('SELECT 3 AS v')).rows[0].v, 3);
+    assert.ok(Date.now() - t0 < 2000, `waited ${Date.now() - t0} ms for a server`);
+    for (const h of holders) {
+      const msgs = await h.until('E', 3000).catch(() => []);
+      const f = errorFields(msgs[msgs.length - 1]);
+      assert.equal(f.C, '25P03');
+      assert.equal(f.S, 'FATAL');
+      assert.ok(await h.closesWithin(2000));
+    }
+    // Active clients are not touched by either timeout.
+    for (let i = 0; i < 4; i++) {
+      await sleep(500);
+      assert.equal((await third.query('SELECT 1 AS v')).rows[0].v, 1);
+    }
+    await third.end();
+    // An idle client (no transaction) is closed after client_idle_timeout, not before.
+    const idle = await RawConn.connect(tight.port);
+    await idle.login('app', 'secret', 'app');
+    const i0 = Date.now();
+    const m = await idle.next(4000);
+    assert.equal(errorFields(m).C, '57P05');
+    assert.ok(Date.now() - i0 >= 1400, `closed after ${Date.now() - i0} ms`);
+    assert.ok(await idle.closesWithin(2000));
+  } finally {
+    await tight.stop();
+  }
+});
