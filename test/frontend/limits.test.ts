@@ -1,7 +1,8 @@
 /**
  * Limits that hold against hostile or careless clients: the largest message (max_packet_size),
  * big messages reassembled without stalling other clients, a fixed login deadline, one
- * SSL/GSSENC negotiation per connection, the client connection limit (max_client_conn).
+ * SSL/GSSENC negotiation per connection, the client connection limit (max_client_conn),
+ * back-pressure, idle timeouts, and BackendKeyData that cannot be guessed.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -220,4 +221,43 @@ test('client_idle_in_transaction_timeout frees a pool held by idle transactions;
   } finally {
     await tight.stop();
   }
+});
+
+test('backend pids and secrets are random and distinct, not sequential', async () => {
+  const conns: RawConn[] = [];
+  const keys: { pid: number; secret: number }[] = [];
+  for (let i = 0; i < 20; i++) {
+    const c = await RawConn.connect(px.port);
+    const msgs = await c.login('app', 'secret', 'app');
+    const k = msgs.find((m) => m.type === 'K');
+    assert.ok(k, 'BackendKeyData sent');
+    keys.push({ pid: k.body.readInt32BE(0), secret: k.body.readInt32BE(4) });
+    conns.push(c);
+  }
+  const pids = keys.map((k) => k.pid);
+  assert.equal(new Set(pids).size, pids.length, 'pids are distinct');
+  assert.equal(new Set(keys.map((k) => k.secret)).size, keys.length, 'secrets are distinct');
+  const steps = pids.slice(1).map((p, i) => p - pids[i]);
+  assert.ok(steps.filter((d) => Math.abs(d) <= 20).length <= 1, `pids follow each other: ${pids.join(',')}`);
+  assert.ok(pids.every((p) => p > 0) && keys.every((k) => k.secret > 0));
+
+  // A CancelRequest with a neighbouring pid or secret cancels nothing; the exact pair cancels.
+  const target = conns[0];
+  const { pid, secret } = keys[0];
+  target.write(fe.query('SELECT pg_sleep(3)'));
+  await new Promise((r) => setTimeout(r, 200));
+  for (const [p, s] of [[pid + 1, secret], [pid, secret + 1]]) {
+    const c = await RawConn.connect(px.port);
+    c.write(fe.cancelRequest(p, s));
+    assert.ok(await c.closesWithin(2000));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  const c = await RawConn.connect(px.port);
+  c.write(fe.cancelRequest(pid, secret));
+  const t0 = Date.now();
+  const reply = await target.until('Z', 5000);
+  assert.ok(Date.now() - t0 < 2000, 'cancelled before pg_sleep ended');
+  assert.ok(reply.some((m) => m.type === 'E'), 'the query was cancelled');
+  for (const x of conns) x.destroy();
+  c.destroy();
 });
