@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
 import { loadModule } from 'libpg-query';
 import type { Config, UserConfig } from './config/types.js';
-import { reloadConfig, applyRecordedRouting } from './config/index.js';
+import { reloadConfig, applyRecordedRouting, describeMissingUser } from './config/index.js';
 import { cutoverJournal, type CutoverJournalFile } from './migrate/cutover-journal.js';
 import { recoverCutovers } from './migrate/cutover-recovery.js';
 import { listOrphans } from './migrate/orphans.js';
@@ -21,8 +21,9 @@ import { ClusterRegistry } from './backend/cluster.js';
 import type { Pool } from './backend/pool.js';
 import { PauseGate } from './frontend/pause-gate.js';
 import { StatementRegistry } from './frontend/prepared-statements.js';
-import { Listener, type StartupInfo } from './frontend/listener.js';
-import { authenticateClient } from './frontend/client-auth.js';
+import { Listener, newBackendKey, type StartupInfo } from './frontend/listener.js';
+import { authenticateClient, mockAuthentication } from './frontend/client-auth.js';
+import { LoginFailures } from './frontend/login-failures.js';
 import { Client } from './frontend/client.js';
 import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
 import type { TableColumnsCache } from './backend/table-columns.js';
@@ -35,6 +36,7 @@ import { PgError, SQLSTATE } from './wire/pg-error.js';
 import { AdminSession } from './admin/session.js';
 import type { AdminContext } from './admin/context.js';
 import { createLogger, type Logger } from './observe/log.js';
+import { RateLimitedLog } from './observe/rate-limited-log.js';
 import { HttpEndpoint } from './observe/http-server.js';
 import { createMetrics, type MetricsSource, type MigrationMetrics } from './observe/metrics.js';
 import { buildProgress } from './observe/progress.js';
@@ -59,14 +61,19 @@ export interface ProxyOptions {
 
 export class Proxy implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
   readonly gate: PauseGate;
-  readonly statements = new StatementRegistry();
+  readonly statements = new StatementRegistry(() => this.config_.general.prepared_statements_limit);
   readonly registry: ClusterRegistry;
   readonly log: Logger;
+  /** Rate-limited warnings for limits clients hit (max_client_conn, failed logins). */
+  readonly limits: RateLimitedLog;
   readonly version = VERSION;
   readonly startedAt = new Date();
   private listener: Listener;
   private clientsById = new Map<number, { info: ClientInfo; close: () => void }>();
   private byKey = new Map<string, ClientInfo>();
+  /** BackendKeyData pids in use (random, so they must be checked for collisions). */
+  private pids = new Set<number>();
+  readonly loginFailures = new LoginFailures(() => this.config_.general.auth_failure_delay);
   private nextClientId = 1;
   private tls: tls.SecureContext | null = null;
   private shuttingDown: Promise<void> | null = null;
@@ -74,6 +81,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   readonly stateDir: string;
   private http: HttpEndpoint | null = null;
   httpPort = 0;
+  httpHost = '';
   /** Failure injection for tests of the cutover's abort paths. */
   inject?: CutoverContext['inject'];
   /** Called after the proxy stopped (serve exits the process). */
@@ -82,13 +90,16 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   constructor(private config_: Config, opts: ProxyOptions = {}) {
     const config = config_;
     this.log = opts.log ?? createLogger();
+    this.limits = new RateLimitedLog(this.log);
     this.gate = new PauseGate(config.general.pause_timeout);
     this.registry = new ClusterRegistry(config);
     this.stateDir = stateDirFor(config, opts.stateDir);
     this.loadTls();
     this.listener = new Listener({
       tlsContext: () => this.tls,
-      startupTimeoutMs: () => this.config_.general.connect_timeout,
+      startupTimeoutMs: () => this.config_.general.client_login_timeout ?? this.config_.general.connect_timeout,
+      maxClients: () => this.config_.general.max_client_conn,
+      limits: this.limits,
       cancel: (pid, secret) => this.byKey.get(`${pid}:${secret}`)?.cancel?.(),
       login: (s) => this.login(s),
       log: this.log,
@@ -128,8 +139,10 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     const httpPort = g.http_port ?? g.openmetrics_port;
     if (httpPort !== undefined) {
       this.http = new HttpEndpoint({ progress: () => this.progress(), metrics: createMetrics(this) }, this.log);
-      this.httpPort = await this.http.listen(g.host, httpPort);
-      this.log.info({ port: this.httpPort }, 'progress and metrics endpoint listening');
+      // Not [general] host: the endpoint has no authentication, so it is local unless asked.
+      this.httpHost = g.http_host ?? g.openmetrics_host ?? '127.0.0.1';
+      this.httpPort = await this.http.listen(this.httpHost, httpPort);
+      this.log.info({ host: this.httpHost, port: this.httpPort }, 'progress and metrics endpoint listening');
     }
     this.log.info({ host: this.config_.general.host, port: this.port }, 'pgshift listening');
     return this.port;
@@ -164,24 +177,47 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   // ---- login -------------------------------------------------------------------------------
 
   private async login(s: StartupInfo): Promise<void> {
+    const addr = s.socket.remoteAddress ?? '';
+    const why: { reason?: string } = {};
+    try {
+      await this.loginOrThrow(s, why);
+    } catch (err) {
+      if (!(err instanceof PgError) || err.code !== SQLSTATE.invalidPassword) throw err;
+      const { user, database } = s.params;
+      this.limits.warn('login_failed', { user, database, addr, reason: why.reason ?? 'wrong password' }, 'client login failed');
+      const delay = this.loginFailures.failed(addr);
+      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+      throw err;
+    }
+    this.loginFailures.succeeded(addr);
+  }
+
+  /** Authenticates and starts the session; `why.reason` says what an unknown login lacked (for the log only). */
+  private async loginOrThrow(s: StartupInfo, why: { reason?: string }): Promise<void> {
     const { params, io } = s;
     const user = params.user;
     const database = params.database;
     if (this.shuttingDown) throw new PgError(SQLSTATE.cannotConnectNow, 'pgshift is shutting down');
     const g = this.config_.general;
+    const method = g.auth_type === 'trust' ? 'scram' : g.auth_type;
     if (database === this.config_.admin.name) {
-      if (user !== this.config_.admin.user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" may not connect to the admin database; use the [admin] user`);
-      await authenticateClient(io, g.auth_type === 'trust' ? 'scram' : g.auth_type, user, this.config_.admin.password);
+      if (user !== this.config_.admin.user) {
+        why.reason = `user "${user}" may not connect to the admin database; use the [admin] user`;
+        await mockAuthentication(io, method, user);
+      }
+      await authenticateClient(io, method, user, this.config_.admin.password);
       const leftover = io.detach();
       s.socket.write(Buffer.concat([be.authOk(), be.parameterStatus('server_version', `15.0 (pgshift ${VERSION})`), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('server_encoding', 'UTF8'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('integer_datetimes', 'on'), be.backendKeyData(0, 0), be.readyForQuery('I')]));
       new AdminSession(s.socket, this, this.log).start(leftover);
       return;
     }
     const cluster = this.registry.get(database);
-    if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${database}" does not exist in pgshift.toml`);
-    const userCfg = this.findUser(user, database);
-    if (!userCfg) {
-      throw new PgError(SQLSTATE.invalidAuthorization, `no user "${user}" for database "${database}" in users.toml`);
+    const userCfg = cluster ? this.findUser(user, database) : undefined;
+    if (!cluster || !userCfg) {
+      why.reason = cluster ? describeMissingUser(this.config_, user, database) : `database "${database}" does not exist in pgshift.toml`;
+      // As PostgreSQL: the same password exchange as for a real user, then 28P01, so names cannot be probed.
+      if (g.auth_type === 'trust') throw new PgError(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`);
+      return mockAuthentication(io, method, user);
     }
     await authenticateClient(io, g.auth_type, user, userCfg.password);
     const id = this.nextClientId++;
@@ -196,8 +232,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
       state: 'idle',
       serverId: null,
       poolerMode: userCfg.pooler_mode ?? g.pooler_mode,
-      pid: id,
-      secret: (Math.random() * 0x7fffffff) | 0,
+      ...newBackendKey((pid) => this.pids.has(pid)),
       stats: { queries: 0, transactions: 0, errors: 0, bytesReceived: 0, bytesSent: 0 },
     };
     // Server parameters for the client come from a real server of this database.
@@ -222,6 +257,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     info.cancel = () => client.cancel();
     this.clientsById.set(id, { info, close: () => client.close() });
     this.byKey.set(`${info.pid}:${info.secret}`, info);
+    this.pids.add(info.pid);
     client.start(leftover);
   }
 
@@ -267,6 +303,15 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     return this.config_.general.two_phase_commit;
   }
 
+  clientIdleTimeouts(): { idle: number; idleInTransaction: number } {
+    const g = this.config_.general;
+    return { idle: g.client_idle_timeout, idleInTransaction: g.client_idle_in_transaction_timeout };
+  }
+
+  maxPacketSize(): number {
+    return this.config_.general.max_packet_size;
+  }
+
   queryTimeout(): number {
     return this.config_.general.query_timeout;
   }
@@ -286,6 +331,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   clientGone(info: ClientInfo): void {
     this.clientsById.delete(info.id);
     this.byKey.delete(`${info.pid}:${info.secret}`);
+    this.pids.delete(info.pid);
   }
 
   // ---- AdminContext ------------------------------------------------------------------------

@@ -70,6 +70,7 @@ export class Cluster {
         checkoutTimeout: g.checkout_timeout,
         idleTimeout: g.idle_timeout,
         healthcheckInterval: g.healthcheck_interval,
+        healthcheckTimeout: g.healthcheck_timeout,
       };
       p = new Pool(
         { user: user.name, database: this.name, shard, role: db.role === 'replica' ? 'replica' : 'primary' },

@@ -22,6 +22,8 @@ export interface PoolOptions {
   checkoutTimeout: number;
   idleTimeout: number;
   healthcheckInterval: number;
+  /** ms a health check may take; a server that does not answer in time is closed. */
+  healthcheckTimeout: number;
   applicationName?: string;
 }
 
@@ -105,7 +107,7 @@ export class Pool {
         try {
           this.stats.healthchecks++;
           conn.stats.healthchecks++;
-          await conn.query(';');
+          await this.healthcheck(conn);
         } catch {
           this.active.delete(conn);
           conn.destroy();
@@ -120,6 +122,20 @@ export class Pool {
       return conn;
     }
     return this.enqueue();
+  }
+
+  /** `;` within healthcheck_timeout, or the connection is closed (a frozen server never answers). */
+  private healthcheck(conn: ServerConnection): Promise<unknown> {
+    const ms = this.opts.healthcheckTimeout;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const e = new PgError(SQLSTATE.connectionFailure, `health check of ${this.key.database} got no answer within healthcheck_timeout (${ms} ms)`);
+        conn.destroy(e);
+        reject(e);
+      }, ms);
+    });
+    return Promise.race([conn.query(';'), timeout]).finally(() => clearTimeout(timer));
   }
 
   private enqueue(): Promise<ServerConnection> {

@@ -25,6 +25,13 @@ export interface GeneralConfig {
   healthcheck_timeout: number; // ms, default 5000
   ban_timeout: number; // ms, default 300000
   pause_timeout: number; // ms a client may wait at a closed gate before an error; 0 = forever. default 30000
+  max_packet_size: number; // largest client message accepted, bytes; default 1 GiB (PostgreSQL's own limit)
+  max_client_conn: number; // client sockets open at once (PgBouncer/PgDog name); default 5000
+  client_login_timeout?: number; // ms from accept to the end of authentication; default connect_timeout
+  auth_failure_delay: number; // ms; after 3 failed logins in a row from one address, later failures wait this, doubling (max 30 s); 0 = off
+  prepared_statements_limit: number; // statements kept in the global registry (LRU beyond); default 10000
+  client_idle_timeout: number; // ms a client may stay idle (no transaction) before it is closed; 0 = never
+  client_idle_in_transaction_timeout: number; // ms a client may hold a transaction open without sending; 0 = never
   tls_certificate?: string;
   tls_private_key?: string;
   auth_type: 'scram' | 'md5' | 'trust'; // what clients must use; default "scram"
@@ -35,6 +42,8 @@ export interface GeneralConfig {
   load_balancing_strategy: 'random' | 'round_robin' | 'least_active_connections';
   http_port?: number; // progress + metrics endpoint; off when unset
   openmetrics_port?: number; // PgDog name for the metrics port; alias of http_port when http_port unset
+  http_host?: string; // address of the HTTP endpoint; default 127.0.0.1 (not [general] host: it has no authentication)
+  openmetrics_host?: string; // PgDog name; alias of http_host when http_host unset
   // Resharding / cutover (PgDog keys)
   resharding_parallel_copies: number; // default 4
   resharding_copy_format: 'binary' | 'text';

@@ -1,12 +1,15 @@
 /**
  * Authenticating clients that log in to pgshift: SCRAM-SHA-256 (default), md5 or trust, against
  * the passwords in users.toml / [admin]. Failures are the standard 28P01 error.
+ *
+ * An unknown user or database gets the same exchange against a made-up secret and the same
+ * 28P01 at its end, as PostgreSQL does, so a client cannot probe which names exist.
  */
 import { randomBytes } from 'node:crypto';
 import * as be from '../wire/backend-messages.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { F } from '../wire/protocol.js';
-import { ScramServer, scramSecretFromPassword, parseScramSecret, saslInitialResponseData, type ScramSecret } from '../wire/scram.js';
+import { ScramServer, scramSecretFromPassword, parseScramSecret, saslInitialResponseData, mockScramSecret, type ScramSecret } from '../wire/scram.js';
 import { verifyMd5 } from '../wire/md5.js';
 import type { PacketIO } from './packet-io.js';
 
@@ -29,20 +32,36 @@ function failed(user: string): PgError {
   return new PgError(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`);
 }
 
+/** Runs the exchange `method` would run for an unknown login, then fails with 28P01. */
+export async function mockAuthentication(io: PacketIO, method: ClientAuthMethod, user: string): Promise<never> {
+  if (method === 'md5') await md5Exchange(io);
+  else await scramExchange(io, mockScramSecret(user), user);
+  throw failed(user);
+}
+
+async function md5Exchange(io: PacketIO): Promise<{ salt: Buffer; response: string }> {
+  const salt = randomBytes(4);
+  io.write(be.authMd5(salt));
+  const [type, body] = await io.message();
+  if (type !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected a password message, got message type '${String.fromCharCode(type)}'`);
+  const end = body.indexOf(0);
+  return { salt, response: body.toString('utf8', 0, end < 0 ? body.length : end) };
+}
+
 export async function authenticateClient(io: PacketIO, method: ClientAuthMethod, user: string, password: string | undefined): Promise<void> {
   if (method === 'trust') return;
   if (password === undefined || password === '') {
     throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" has no password configured in pgshift and auth_type is "${method}"`);
   }
   if (method === 'md5' && !password.startsWith('SCRAM-SHA-256$')) {
-    const salt = randomBytes(4);
-    io.write(be.authMd5(salt));
-    const [type, body] = await io.message();
-    if (type !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected a password message, got message type '${String.fromCharCode(type)}'`);
-    const resp = body.toString('utf8', 0, Math.max(0, body.indexOf(0) < 0 ? body.length : body.indexOf(0)));
-    if (!verifyMd5(user, password, salt, resp)) throw failed(user);
+    const { salt, response } = await md5Exchange(io);
+    if (!verifyMd5(user, password, salt, response)) throw failed(user);
     return;
   }
+  await scramExchange(io, secretFor(password), user);
+}
+
+async function scramExchange(io: PacketIO, secret: ScramSecret, user: string): Promise<void> {
   io.write(be.authSasl(['SCRAM-SHA-256']));
   const [t1, b1] = await io.message();
   if (t1 !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected SASLInitialResponse, got message type '${String.fromCharCode(t1)}'`);
@@ -50,7 +69,7 @@ export async function authenticateClient(io: PacketIO, method: ClientAuthMethod,
   if (init.mechanism !== 'SCRAM-SHA-256') {
     throw new PgError(SQLSTATE.protocolViolation, `client selected SASL mechanism "${init.mechanism}"; only SCRAM-SHA-256 is offered`);
   }
-  const server = new ScramServer(secretFor(password));
+  const server = new ScramServer(secret);
   io.write(be.authSaslContinue(server.serverFirst(init.data)));
   const [t2, b2] = await io.message();
   if (t2 !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected SASLResponse, got message type '${String.fromCharCode(t2)}'`);

@@ -16,7 +16,7 @@ import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error
 import type { ServerConnection, ServerSink } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
 import { ResponseTracker, Pending, Verdict, type ParseObserver } from './response-tracker.js';
-import { ClientStatements } from './prepared-statements.js';
+import { ClientStatements, StatementEffect, mayTouchStatements, statementEffect, RESERVED_NAME_SQL } from './prepared-statements.js';
 import { changedSessionParams, paramSyncSql } from './session-params.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
@@ -35,6 +35,13 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private inGate = false;
   /** Parameters changed by SETs in the current attachment, refreshed before release. */
   private pendingSets: Set<string> | 'all' | null = null;
+  /** The client ran DISCARD ALL / DEALLOCATE ALL: the server's statements are redone before release. */
+  private statementsDropped = false;
+  /** The client's socket buffer is over its high-water mark: read nothing more until it drains. */
+  private outputFull = false;
+  /** When the client last sent anything, and the timer that enforces the idle timeouts. */
+  private lastData = Date.now();
+  private idleCheck: NodeJS.Timeout | null = null;
   private queryTimer: NodeJS.Timeout | null = null;
   /** The client's primary pool, cached between transactions (looked up again once closed). */
   private primaryPool: Pool | null = null;
@@ -49,6 +56,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     readonly params: Map<string, string>,
   ) {
     this.statements = new ClientStatements(ctx.statements);
+    this.reader.limit = ctx.maxPacketSize();
   }
 
   get sessionMode(): boolean {
@@ -63,6 +71,28 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.socket.on('close', this.onEnd);
     this.socket.on('error', this.onEnd);
     if (leftover.length) this.onClientData(leftover);
+    this.armIdleCheck();
+  }
+
+  /** client_idle_timeout / client_idle_in_transaction_timeout: checked a few times per period. */
+  private armIdleCheck(): void {
+    const t = this.ctx.clientIdleTimeouts();
+    const period = Math.min(t.idle || Infinity, t.idleInTransaction || Infinity);
+    if (period === Infinity) return;
+    this.idleCheck = setInterval(() => this.checkIdle(t.idle, t.idleInTransaction), Math.max(50, Math.floor(period / 4)));
+    this.idleCheck.unref();
+  }
+
+  private checkIdle(idle: number, idleInTx: number): void {
+    const quiet = Date.now() - this.lastData;
+    const srv = this.server;
+    if (this.blocked || !this.tracker.empty) return; // waiting for pgshift or the server, not for the client
+    if (idleInTx > 0 && srv && srv.txStatus !== 'I' && quiet >= idleInTx) {
+      // Closing the server connection rolls the transaction back and frees it for other clients.
+      this.abortTransaction(new PgError(SQLSTATE.idleInTransactionTimeout, `terminating connection due to idle-in-transaction timeout (client_idle_in_transaction_timeout = ${idleInTx} ms)`));
+    } else if (idle > 0 && (!srv || srv.txStatus === 'I') && quiet >= idle) {
+      this.fatal(new PgError(SQLSTATE.idleSessionTimeout, `terminating connection due to idle-session timeout (client_idle_timeout = ${idle} ms)`));
+    }
   }
 
   /** Between transactions: hands the connection to the sharded query loop. */
@@ -71,22 +101,39 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.socket.off('close', this.onEnd);
     this.socket.off('error', this.onEnd);
     this.closed = true; // this object is done; the socket lives on
+    if (this.idleCheck) clearInterval(this.idleCheck);
     const leftover = Buffer.from(this.reader.drain());
     this.ctx.moveToSharded(this.info, this.socket, this.params, this.statements.toMap(), leftover);
+    this.statements.clear();
   }
 
   private onClientData(chunk: Buffer): void {
     this.info.stats.bytesReceived += chunk.length;
+    if (this.idleCheck) this.lastData = Date.now();
     this.reader.push(chunk);
+    if (this.outputFull) this.socket.pause(); // arrived before the pause took effect
     this.pump();
   }
 
   private write(b: Buffer): void {
     this.info.stats.bytesSent += b.length;
-    if (!this.socket.write(b) && this.server && !this.server.socket.isPaused()) {
+    if (this.socket.write(b)) return;
+    if (this.server && !this.server.socket.isPaused()) {
       const s = this.server.socket;
       s.pause();
       this.socket.once('drain', () => s.resume());
+    }
+    if (!this.outputFull) {
+      // Replies pgshift makes itself (Sync, Parse, Close without a server) must not pile up
+      // for a client that sends and never reads: stop reading it until its socket drains.
+      this.outputFull = true;
+      this.socket.pause();
+      this.socket.once('drain', () => {
+        this.outputFull = false;
+        if (this.blocked || this.closed) return;
+        this.socket.resume();
+        this.pump();
+      });
     }
   }
 
@@ -94,7 +141,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     if (!srv.write(b) && !this.socket.isPaused()) {
       this.socket.pause();
       srv.socket.once('drain', () => {
-        if (!this.blocked) this.socket.resume();
+        if (!this.blocked && !this.outputFull) this.socket.resume();
       });
     }
   }
@@ -104,8 +151,10 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     if (this.blocked || this.closed) return;
     const r = this.reader;
     let corked: ServerConnection | null = null;
+    // Replies answered here (Sync, Parse, Close) go out in one write per batch.
+    this.socket.cork();
     try {
-      while (r.next()) {
+      while (!this.outputFull && r.next()) {
         const t = r.type;
         if (this.skipUntilSync) {
           if (t === F.Sync) {
@@ -171,6 +220,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.fatal(asPgError(err, SQLSTATE.protocolViolation));
     } finally {
       corked?.socket.uncork();
+      this.socket.uncork();
     }
   }
 
@@ -184,6 +234,10 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         this.armQueryTimeout(srv);
         this.tracker.push(Pending.Query);
         if (mayChangeParams(r.body())) this.noteSets(decodeQuery(r.body()));
+        if (mayTouchStatements(r.body()) && this.touchesStatements(srv, decodeQuery(r.body()))) {
+          this.toServer(srv, fe.query(RESERVED_NAME_SQL));
+          return;
+        }
         this.toServer(srv, r.message());
         return;
       }
@@ -191,6 +245,10 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         const body = r.body();
         if (body[0] === 0) {
           this.tracker.push(Pending.Parse);
+          if (mayTouchStatements(body, 1) && this.touchesStatements(srv, decodeParse(body).query)) {
+            this.toServer(srv, fe.parse('', RESERVED_NAME_SQL, []));
+            return;
+          }
           this.toServer(srv, r.message());
           if (this.pendingSets === null && mayChangeParams(body, 1)) this.noteSets(decodeParse(body).query);
           return;
@@ -296,6 +354,14 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       if (this.server === srv && !this.tracker.empty) {
         this.ctx.log.warn({ client: this.info.id, ms }, 'query_timeout reached: cancelling the query');
         srv.cancel().catch(() => undefined);
+        // A frozen or unreachable server never acts on the cancel: close it and tell the client.
+        const grace = Math.min(Math.max(ms, 1000), 5000);
+        this.queryTimer = setTimeout(() => {
+          this.queryTimer = null;
+          if (this.server !== srv || this.tracker.empty) return;
+          this.ctx.log.warn({ client: this.info.id, server: srv.id, grace }, 'query_timeout: the server did not answer the cancel; closing it');
+          srv.destroy(new PgError(SQLSTATE.queryCanceled, `query_timeout (${ms} ms) reached and the server did not answer the cancel within ${grace} ms; the server connection was closed`));
+        }, grace);
       }
     }, ms);
   }
@@ -317,6 +383,22 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.toServer(srv, g.parseMessage);
     }
     return g;
+  }
+
+  /**
+   * Prepared statements are shared between clients on a server connection under pgshift names.
+   * Returns true when `sql` would PREPARE or DEALLOCATE one of those (it is then replaced by an
+   * error). DISCARD ALL / DEALLOCATE ALL drop this client's names only: the server's copies are
+   * forgotten (prepared again on demand) and dropped for certain before the server is released.
+   */
+  private touchesStatements(srv: ServerConnection, sql: string): boolean {
+    const effect = statementEffect(sql);
+    if (effect === StatementEffect.DropsAll) {
+      this.statements.clear();
+      srv.prepared.clear();
+      this.statementsDropped = true;
+    }
+    return effect === StatementEffect.Reserved;
   }
 
   private synthesize(msg: Buffer): void {
@@ -568,11 +650,17 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private transactionDone(srv: ServerConnection): void {
     this.info.stats.transactions++;
     srv.stats.transactions++;
-    if (this.pendingSets) {
+    if (this.pendingSets || this.statementsDropped) {
       const names = this.pendingSets;
+      const dropped = this.statementsDropped;
       this.pendingSets = null;
+      this.statementsDropped = false;
       this.blocked = true; // hold new client messages until parameters are recorded
-      this.refreshParams(srv, names).finally(() => {
+      const work = async () => {
+        if (names) await this.refreshParams(srv, names);
+        if (dropped) await this.dropServerStatements(srv);
+      };
+      work().finally(() => {
         this.blocked = false;
         this.maybeRelease(srv);
         this.pump();
@@ -609,6 +697,16 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       });
     } catch (err) {
       this.ctx.log.warn({ err: asPgError(err).message, client: this.info.id }, 'could not read back session parameters');
+    }
+  }
+
+  /** After a client's DISCARD ALL / DEALLOCATE ALL (which may have failed): no statement is left. */
+  private async dropServerStatements(srv: ServerConnection): Promise<void> {
+    try {
+      await srv.query('DEALLOCATE ALL');
+      srv.prepared.clear();
+    } catch (err) {
+      this.ctx.log.warn({ err: asPgError(err).message, client: this.info.id }, 'could not deallocate statements after DISCARD ALL');
     }
   }
 
@@ -706,6 +804,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       if (!this.tracker.empty) srv.cancel().catch(() => undefined);
       this.detach(this.tracker.empty && srv.txStatus === 'I' && !this.blocked);
     }
+    if (this.idleCheck) clearInterval(this.idleCheck);
+    this.statements.clear();
     this.ctx.clientGone(this.info);
     this.socket.destroy();
   }

@@ -50,4 +50,8 @@ export interface ProxyContext {
   log: Logger;
   /** `[general] query_timeout` in ms (0 = none), read per query so RELOAD applies. */
   queryTimeout(): number;
+  /** `[general] max_packet_size`: the largest client message accepted after login. */
+  maxPacketSize(): number;
+  /** `client_idle_timeout` and `client_idle_in_transaction_timeout` in ms (0 = off), read at login. */
+  clientIdleTimeouts(): { idle: number; idleInTransaction: number };
 }

@@ -13,6 +13,7 @@ import * as be from '../wire/backend-messages.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { authenticateClient } from './client-auth.js';
 import type { ClientAuthMethod } from './client-auth.js';
+import type { RateLimitedLog } from '../observe/rate-limited-log.js';
 
 export interface StartupInfo {
   socket: net.Socket;
@@ -22,12 +23,23 @@ export interface StartupInfo {
 
 export interface ListenerHooks {
   tlsContext(): tls.SecureContext | null;
+  /** Time a client has for the whole startup and authentication, from accept (fixed). */
   startupTimeoutMs(): number;
+  /** `max_client_conn`: client sockets open at once, including ones still in startup. */
+  maxClients(): number;
   /** Forwards a CancelRequest to whichever client owns (pid, secret). */
   cancel(pid: number, secret: number): void;
   /** Called once startup is complete; returns the password check to run and what to do after. */
   login(s: StartupInfo): Promise<void>;
   log: { warn(o: object, msg: string): void; debug(o: object, msg: string): void };
+  /** Rate-limited warnings for limits a client can hit at will. */
+  limits: RateLimitedLog;
+}
+
+/** Where the startup conversation is: each negotiation may happen once, as in PostgreSQL. */
+interface Negotiated {
+  ssl: boolean;
+  gssenc: boolean;
 }
 
 export class Listener {
@@ -59,6 +71,16 @@ export class Listener {
   }
 
   private accept(socket: net.Socket): void {
+    const max = this.hooks.maxClients();
+    if (this.sockets.size >= max) {
+      this.hooks.limits.warn('max_client_conn', { max, addr: socket.remoteAddress }, 'max_client_conn reached: refusing new client connections');
+      const e = new PgError(SQLSTATE.tooManyConnections, `sorry, too many clients already (max_client_conn = ${max})`);
+      e.severity = 'FATAL';
+      socket.on('error', () => socket.destroy());
+      socket.end(be.errorResponse(e), () => socket.destroy());
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, 30_000);
     this.sockets.add(socket);
@@ -73,16 +95,26 @@ export class Listener {
       // io.socket, not socket: after a TLS upgrade the error must go through the TLS layer.
       const out = io.socket;
       if (!out.destroyed) {
-        out.end(be.errorResponse(e));
-        setTimeout(() => out.destroy(), 1000).unref();
+        // Stop reading at once: a rejected client that keeps sending must cost nothing more.
+        io.detach();
+        out.pause();
+        out.end(be.errorResponse(e), () => out.destroy());
+        setTimeout(() => out.destroy(), 1000).unref(); // if the client never reads the error
       }
     });
   }
 
   private async startup(io: PacketIO): Promise<void> {
+    const done: Negotiated = { ssl: false, gssenc: false };
     for (;;) {
       const body = await io.startupPacket();
       const code = body.readInt32BE(0);
+      if (code === SSL_REQUEST_CODE || code === GSSENC_REQUEST_CODE) {
+        const kind = code === SSL_REQUEST_CODE ? 'ssl' : 'gssenc';
+        // Repeats would keep a connection in startup for free; PostgreSQL refuses them too.
+        if (done[kind]) throw new PgError(SQLSTATE.protocolViolation, `${kind === 'ssl' ? 'SSLRequest' : 'GSSENCRequest'} sent twice on one connection`);
+        done[kind] = true;
+      }
       if (code === SSL_REQUEST_CODE) {
         const ctx = this.hooks.tlsContext();
         if (io.buffered > 0) throw new PgError(SQLSTATE.protocolViolation, 'received unencrypted data after SSL request');
@@ -126,7 +158,13 @@ export async function runClientAuth(io: PacketIO, method: ClientAuthMethod, user
   await authenticateClient(io, method, user, password);
 }
 
-/** A (pid, secret) pair for BackendKeyData. */
-export function newBackendKey(nextPid: number): { pid: number; secret: number } {
-  return { pid: nextPid, secret: randomInt(1, 0x7fffffff) };
+/**
+ * A (pid, secret) pair for BackendKeyData, both from the CSPRNG: a CancelRequest must not be
+ * forgeable from another client's key or the order of connections. `taken` rejects a pid in use.
+ */
+export function newBackendKey(taken: (pid: number) => boolean): { pid: number; secret: number } {
+  let pid: number;
+  do pid = randomInt(1, 0x7fffffff);
+  while (taken(pid));
+  return { pid, secret: randomInt(1, 0x7fffffff) };
 }

@@ -7,12 +7,24 @@ import { FrameReader } from '../wire/frame-reader.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { MAX_STARTUP_LENGTH } from '../wire/protocol.js';
 
+/** More than this unread during startup and authentication is not a legitimate client. */
+const MAX_BUFFERED = 2 << 20;
+
 export class PacketIO {
+  /** Received bytes not yet consumed: `buf` plus chunks joined only once enough arrived. */
   private buf: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private total = 0;
   private waiter: (() => void) | null = null;
   private ended: PgError | null = null;
+  private overflow: PgError | null = null;
   private readonly onData = (c: Buffer) => {
-    this.buf = this.buf.length ? Buffer.concat([this.buf, c]) : c;
+    this.chunks.push(c);
+    this.total += c.length;
+    if (this.total > MAX_BUFFERED && !this.overflow) {
+      this.overflow = new PgError(SQLSTATE.protocolViolation, `client sent more than ${MAX_BUFFERED} bytes before completing authentication`);
+      this.socket.pause();
+    }
     this.wake();
   };
   private readonly onEnd = () => {
@@ -20,7 +32,11 @@ export class PacketIO {
     this.wake();
   };
 
+  /** Fixed at accept: SSLRequest, GSSENCRequest or slow authentication steps do not extend it. */
+  private readonly deadline: number;
+
   constructor(public socket: net.Socket, private readonly timeoutMs: number) {
+    this.deadline = Date.now() + timeoutMs;
     this.attach();
   }
 
@@ -37,8 +53,10 @@ export class PacketIO {
     this.socket.off('end', this.onEnd);
     this.socket.off('close', this.onEnd);
     this.socket.off('error', this.onEnd);
+    this.join();
     const rest = this.buf;
     this.buf = Buffer.alloc(0);
+    this.total = 0;
     return rest;
   }
 
@@ -55,9 +73,17 @@ export class PacketIO {
     w?.();
   }
 
+  /** Joins pending chunks into `buf` (once per completed read, so reading stays linear). */
+  private join(): void {
+    if (this.chunks.length === 0) return;
+    this.buf = Buffer.concat([this.buf, ...this.chunks]);
+    this.chunks.length = 0;
+  }
+
   private async need(n: number): Promise<void> {
-    const deadline = Date.now() + this.timeoutMs;
-    while (this.buf.length < n) {
+    if (this.overflow) throw this.overflow;
+    const deadline = this.deadline;
+    while (this.total < n) {
       if (this.ended) throw this.ended;
       const left = deadline - Date.now();
       if (left <= 0) throw new PgError(SQLSTATE.protocolViolation, `client did not complete startup within ${this.timeoutMs} ms`);
@@ -69,11 +95,13 @@ export class PacketIO {
         };
       });
     }
+    if (this.buf.length < n) this.join();
   }
 
   private take(n: number): Buffer {
     const out = this.buf.subarray(0, n);
     this.buf = this.buf.subarray(n);
+    this.total -= n;
     return out;
   }
 
@@ -97,7 +125,7 @@ export class PacketIO {
   }
 
   get buffered(): number {
-    return this.buf.length;
+    return this.total;
   }
 
   write(b: Buffer): void {

@@ -79,6 +79,7 @@ export class ShardedClient implements GateHolder {
     readonly info: ClientInfo,
     readonly params: Map<string, string>,
   ) {
+    this.reader.limit = ctx.maxPacketSize();
     this.tx = new ShardTransaction({ pool: (shard, readOnly) => ctx.shardPool(info, shard, readOnly) }, params, () => ctx.twoPhaseCommit());
   }
 

@@ -13,6 +13,8 @@ export interface MetricsSource {
   clients(): ClientInfo[];
   readonly gate: PauseGate;
   databaseNames(): string[];
+  /** Failed client logins since start (wrong password, unknown user or database). */
+  readonly loginFailures: { total: number };
   /** Migration tasks: lag and copy progress (empty when none). */
   migrationMetrics(): Promise<MigrationMetrics>;
 }
@@ -52,6 +54,9 @@ export function createMetrics(src: MetricsSource): Registry {
   g('pgshift_transactions_total', 'Transactions run through each pool (counter semantics)', ['database', 'shard'], function () {
     this.reset();
     for (const p of src.pools()) this.inc({ database: p.key.database, shard: String(p.key.shard) }, p.totals().transactions);
+  });
+  g('pgshift_login_failures_total', 'Failed client logins since start: wrong password, unknown user or database (counter semantics)', [], function () {
+    this.set(src.loginFailures.total);
   });
   g('pgshift_paused', '1 when new transactions on the database wait at the pause gate', ['database'], function () {
     this.reset();

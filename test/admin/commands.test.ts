@@ -120,7 +120,7 @@ test('admin login needs the admin password (28P01) and the admin user', async ()
   const c = new pgLib.Client({ host: '127.0.0.1', port: px.port, user: 'admin', password: 'nope', database: 'admin' });
   c.on('error', () => undefined);
   await assert.rejects(c.connect(), (e: { code?: string }) => e.code === '28P01');
-  await assert.rejects(runPsql(px.url('app', 'secret', 'admin'), 'SHOW VERSION'), /may not connect to the admin database/);
+  await assert.rejects(runPsql(px.url('app', 'secret', 'admin'), 'SHOW VERSION'), /password authentication failed for user "app"/);
 });
 
 test('unknown and malformed commands get clear errors and the session keeps working', async () => {
@@ -167,7 +167,7 @@ test('PAUSE and RESUME show in SHOW POOLS; PAUSE of an unknown database is refus
 });
 
 test('RELOAD re-reads the files: a new user can log in; a broken file is refused and nothing changes', async () => {
-  await assert.rejects(runPsql(px.url('newbie', 'pw2'), 'SELECT 1'), /no user "newbie"/);
+  await assert.rejects(runPsql(px.url('newbie', 'pw2'), 'SELECT 1'), /password authentication failed for user "newbie"/);
   appendFileSync(px.usersPath, `\n[[users]]\nname = "newbie"\ndatabase = "app"\npassword = "pw2"\nserver_user = "postgres"\nserver_password = "postgres"\n`);
   await px.admin('RELOAD');
   assert.deepEqual(await runPsql(px.url('newbie', 'pw2'), 'SELECT 5 AS v'), [{ v: '5' }]);

@@ -23,7 +23,7 @@ after(async () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function opts(o: Partial<PoolOptions> = {}): PoolOptions {
-  return { size: 2, minSize: 0, mode: 'transaction', connectTimeout: 5000, checkoutTimeout: 5000, idleTimeout: 60_000, healthcheckInterval: 30_000, ...o };
+  return { size: 2, minSize: 0, mode: 'transaction', connectTimeout: 5000, checkoutTimeout: 5000, idleTimeout: 60_000, healthcheckInterval: 30_000, healthcheckTimeout: 5000, ...o };
 }
 
 function pool(o: Partial<PoolOptions> = {}, user = 'postgres', password = 'postgres'): Pool {
@@ -138,6 +138,26 @@ test('an idle connection killed on the server is detected by the health check an
   assert.equal((await b.query('SELECT 1')).rows[0][0], '1');
   p.release(b);
   p.close();
+});
+
+test('a frozen server (SIGSTOP) fails its health check after healthcheck_timeout and is replaced', async () => {
+  const p = pool({ size: 1, healthcheckInterval: 0, healthcheckTimeout: 300 });
+  const a = await p.checkout();
+  const pid = a.pid;
+  p.release(a);
+  await sleep(5);
+  process.kill(pid, 'SIGSTOP');
+  try {
+    const t0 = Date.now();
+    const b = await p.checkout();
+    assert.ok(Date.now() - t0 < 3000, `checkout waited ${Date.now() - t0} ms behind the health check`);
+    assert.notEqual(b.pid, pid, 'a new server connection');
+    assert.equal(a.closed, true, 'the frozen one was closed');
+    p.release(b);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+    p.close();
+  }
 });
 
 test('concurrent checkouts during health checks never exceed the pool size', async () => {

@@ -10,6 +10,7 @@ import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, runPsql, type ProxyFixture } from '../harness/proxy.js';
 import { RawConn, errorFields } from './raw.js';
 import * as fe from '../../src/wire/frontend-messages.js';
+import { ScramClient } from '../../src/wire/scram.js';
 
 const USERS = `
 [[users]]
@@ -86,25 +87,45 @@ test('a wrong password is rejected with 28P01 "password authentication failed" (
   assert.deepEqual(await runPsql(scram.url(), 'SELECT 1 AS x'), [{ x: '1' }]);
 });
 
-test('an unknown user gets a clear 28000 error naming the user and database', async () => {
-  const c = await RawConn.connect(scram.port);
-  c.write(fe.startupMessage({ user: 'nobody', database: 'app' }));
-  const m = await c.next();
-  assert.equal(m.type, 'E');
-  const f = errorFields(m);
-  assert.equal(f.C, '28000');
-  assert.equal(f.S, 'FATAL');
-  assert.match(f.M, /"nobody"/);
-  assert.match(f.M, /"app"/);
-  assert.ok(await c.closesWithin(2000), 'proxy closes the connection after a FATAL error');
-  await assert.rejects(runPsql(scram.url('nobody', 'x'), 'SELECT 1'), /no user "nobody" for database "app"/);
-});
-
-test('an unknown database gets a clear error naming the database', async () => {
-  await assert.rejects(runPsql(scram.url('app', 'secret', 'nosuchdb'), 'SELECT 1'), /"nosuchdb"/);
+test('an unknown user or database runs the full SCRAM exchange and only then gets 28P01, like a wrong password', async () => {
+  for (const [user, database] of [['nobody', 'app'], ['app', 'nosuchdb']]) {
+    const c = await RawConn.connect(scram.port);
+    c.write(fe.startupMessage({ user, database }));
+    const req = await c.next();
+    assert.equal(req.type, 'R', 'an authentication request comes first, not an error');
+    assert.equal(req.body.readInt32BE(0), 10, 'AuthenticationSASL');
+    const client = new ScramClient('guess');
+    c.write(fe.saslInitialResponse('SCRAM-SHA-256', client.clientFirst()));
+    const cont = await c.next();
+    assert.equal(cont.type, 'R');
+    assert.equal(cont.body.readInt32BE(0), 11, 'AuthenticationSASLContinue with a salt and iterations');
+    assert.match(cont.body.subarray(4).toString(), /,s=[A-Za-z0-9+/=]+,i=4096$/);
+    c.write(fe.saslResponse(client.clientFinal(cont.body.subarray(4).toString('utf8'))));
+    const m = await c.next();
+    assert.equal(m.type, 'E');
+    const f = errorFields(m);
+    assert.equal(f.S, 'FATAL');
+    assert.equal(f.C, '28P01');
+    assert.equal(f.M, `password authentication failed for user "${user}"`);
+    assert.ok(await c.closesWithin(2000), 'proxy closes the connection after a FATAL error');
+  }
+  // With real clients it looks exactly like a wrong password.
+  await assert.rejects(runPsql(scram.url('nobody', 'x'), 'SELECT 1'), /password authentication failed for user "nobody"/);
   const c = new pgLib.Client({ host: '127.0.0.1', port: scram.port, user: 'app', password: 'secret', database: 'nosuchdb' });
   c.on('error', () => undefined);
-  await assert.rejects(c.connect(), (e: { code?: string; message: string }) => /^(28000|3D000)$/.test(e.code ?? '') && /nosuchdb/.test(e.message));
+  await assert.rejects(c.connect(), (e: { code?: string }) => e.code === '28P01');
+});
+
+test('with md5, an unknown user is asked for an md5 password and then gets 28P01', async () => {
+  const c = await RawConn.connect(md5.port);
+  c.write(fe.startupMessage({ user: 'nobody', database: 'app' }));
+  const req = await c.next();
+  assert.equal(req.type, 'R');
+  assert.equal(req.body.readInt32BE(0), 5, 'AuthenticationMD5Password');
+  c.write(fe.passwordMessage('md5' + '0'.repeat(32)));
+  const f = errorFields(await c.next());
+  assert.equal(f.C, '28P01');
+  assert.equal(f.M, 'password authentication failed for user "nobody"');
 });
 
 test('server roles with md5- and SCRAM-stored passwords both work as server_user', async () => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
 import { Proxy } from '../../src/proxy.js';
-import { silentLogger, createLogger } from '../../src/observe/log.js';
+import { silentLogger, createLogger, type Logger } from '../../src/observe/log.js';
 import { freePort, type PgCluster } from './pg-cluster.js';
 
 export interface ProxyFixture {
@@ -35,6 +35,8 @@ export interface ProxySetup {
   /** Full users.toml; defaults to user "app"/"secret" for database "app" logging in as postgres. */
   users?: string;
   extra?: string;
+  /** The proxy's logger (default: silent, or PGSHIFT_TEST_LOG). */
+  log?: Logger;
 }
 
 export async function startProxy(cluster: PgCluster, setup: ProxySetup = {}): Promise<ProxyFixture> {
@@ -51,7 +53,7 @@ export async function startProxy(cluster: PgCluster, setup: ProxySetup = {}): Pr
   writeFileSync(configPath, toml);
   writeFileSync(usersPath, users);
   const config = parseConfig(toml, users, { config: configPath, users: usersPath });
-  const proxy = new Proxy(config, { log: process.env.PGSHIFT_TEST_LOG ? createLogger(process.env.PGSHIFT_TEST_LOG) : silentLogger() });
+  const proxy = new Proxy(config, { log: setup.log ?? (process.env.PGSHIFT_TEST_LOG ? createLogger(process.env.PGSHIFT_TEST_LOG) : silentLogger()) });
   const port = await proxy.start();
   const opened: pg.Client[] = [];
   return {
