@@ -68,6 +68,8 @@ export const SQLSTATE = {
   duplicatePreparedStatement: '42P05',
   invalidSqlStatementName: '26000',
   configFileError: 'F0000',
+  ioError: '58030',
+  warning: '01000',
 } as const;
 
 /** Turns any thrown value into a PgError without losing its message. */
