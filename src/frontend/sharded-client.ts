@@ -160,16 +160,30 @@ export class ShardedClient implements GateHolder {
       }
       case F.Sync:
         if (this.skipUntilSync) this.skipUntilSync = false;
-        else await this.withGate(() => this.runBatch());
+        else
+          await this.withGate(async () => {
+            await this.runBatch();
+          });
         this.batch = [];
         this.write(be.readyForQuery(this.status));
+        return;
+      case F.Flush:
+        // The client waits for the answers so far before sending more (postgres.js: Parse,
+        // Describe, Flush, then Bind/Execute/Sync once it knows the parameter types).
+        if (!this.skipUntilSync && this.batch.length) {
+          let ok = true;
+          await this.withGate(async () => {
+            ok = await this.runBatch();
+          });
+          if (!ok) this.skipUntilSync = true;
+        }
+        this.batch = [];
         return;
       case F.Parse:
       case F.Bind:
       case F.Describe:
       case F.Execute:
       case F.Close:
-      case F.Flush:
         if (!this.skipUntilSync) this.batch.push([t, body]);
         return;
       case F.CopyData:
@@ -486,7 +500,7 @@ export class ShardedClient implements GateHolder {
 
   // ---- extended protocol --------------------------------------------------------------------
 
-  private async runBatch(): Promise<void> {
+  private async runBatch(): Promise<boolean> {
     const msgs = this.batch;
     for (let i = 0; i < msgs.length; i++) {
       const [t, body] = msgs[i];
@@ -495,7 +509,7 @@ export class ShardedClient implements GateHolder {
           const p = decodeParse(body);
           if (p.name && this.statements.has(p.name)) {
             this.fail(new PgError(SQLSTATE.duplicatePreparedStatement, `prepared statement "${p.name}" already exists`));
-            return;
+            return false;
           }
           this.statements.set(p.name, { query: p.query, paramTypes: p.paramTypes });
           this.write(be.parseComplete());
@@ -506,7 +520,7 @@ export class ShardedClient implements GateHolder {
           const stmt = this.statements.get(b.statement);
           if (!stmt) {
             this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${b.statement}" does not exist`));
-            return;
+            return false;
           }
           this.portals.set(b.portal, { stmt, params: b.params.map((p) => (p ? Buffer.from(p) : null)), formats: b.paramFormats, resultFormats: b.resultFormats });
           this.write(be.bindComplete());
@@ -515,20 +529,20 @@ export class ShardedClient implements GateHolder {
         case F.Describe: {
           const { kind, name } = decodeTarget(body);
           if (kind === 'S') {
-            if (!(await this.describeStatement(name))) return;
+            if (!(await this.describeStatement(name))) return false;
             break;
           }
           const next = msgs[i + 1];
           if (next && next[0] === F.Execute && decodeTarget(Buffer.concat([Buffer.from('P'), next[1]])).name === name) {
             i++;
-            if (!(await this.executePortal(name, true))) return;
-          } else if (!(await this.describePortal(name))) return;
+            if (!(await this.executePortal(name, true))) return false;
+          } else if (!(await this.describePortal(name))) return false;
           break;
         }
         case F.Execute: {
           const portal = decodeTarget(Buffer.concat([Buffer.from('P'), body])).name;
           this.info.stats.queries++;
-          if (!(await this.executePortal(portal, false))) return;
+          if (!(await this.executePortal(portal, false))) return false;
           break;
         }
         case F.Close: {
@@ -542,6 +556,7 @@ export class ShardedClient implements GateHolder {
           break;
       }
     }
+    return true;
   }
 
   private fail(e: PgError): void {
