@@ -354,10 +354,18 @@ export class ShardedClient implements GateHolder {
     const atomic = !tx.inTransaction && !!a && WRITE_KINDS.has(a.kind) && !a.readOnly && severalShards(decision, shards);
     const ok = atomic ? await this.implicitTransaction(() => this.execute(decision, sql, ext)) : await this.execute(decision, sql, ext);
     if (ok && a && (a.kind === 'set' || a.kind === 'reset') && a.set && !a.set.local && a.set.name !== 'transaction') {
-      // Session parameter: remember it so every shard connection this client gets has it.
-      if (a.set.name === 'all') this.params.clear();
-      else if (a.set.value === null || a.kind === 'reset') this.params.delete(a.set.name);
-      else this.params.set(a.set.name, a.set.value);
+      // Session parameter: remember it so every shard connection this client gets has it, and
+      // note that the servers that ran it now hold it, so the next client's sync undoes it.
+      const name = a.set.name;
+      const value = name === 'all' || a.kind === 'reset' ? null : a.set.value;
+      if (name === 'all') this.params.clear();
+      else if (value === null) this.params.delete(name);
+      else this.params.set(name, value);
+      for (const { srv } of this.tx.servers.values()) {
+        if (name === 'all') srv.applied.clear();
+        else if (value === null) srv.applied.delete(name);
+        else srv.applied.set(name, value);
+      }
     }
     if (!ok && this.tx.inTransaction) this.tx.failed = true;
     return ok;
