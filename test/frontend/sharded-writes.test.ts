@@ -16,6 +16,7 @@ import { PgCluster } from '../harness/pg-cluster.js';
 import { startShardedProxy } from '../harness/sharded.js';
 import type { ProxyFixture } from '../harness/proxy.js';
 import { shardOfValue } from '../../src/sharding/index.js';
+import { createMetrics } from '../../src/observe/metrics.js';
 
 // Shard key (customer_id) differs from the primary key; a deferrable unique constraint is checked
 // only at COMMIT / PREPARE TRANSACTION time; payloads are TOASTed (> 8 kB) or NULL.
@@ -196,6 +197,9 @@ test('2PC on: a constraint checked at PREPARE TRANSACTION fails on one shard and
       await c.query(`INSERT INTO orders (customer_id, amount, ref) VALUES (${customer(s, 0, 9)}, 1, 'ok-0'), (${customer(s, 1, 9)}, 1, 'ok-1')`);
       assert.equal(Number((await s.px!.admin('SHOW TWO_PHASE'))[0].committed), committed + 1, 'the autocommit cross-shard INSERT committed with two-phase commit');
       assert.equal((await s.px!.admin('SHOW TWO_PHASE'))[0].in_doubt, '0');
+      const metrics = await createMetrics(s.px!.proxy).metrics();
+      assert.match(metrics, new RegExp(`pgshift_two_phase_total\\{outcome="committed"\\} ${committed + 1}\\b`));
+      assert.match(metrics, /pgshift_two_phase_in_doubt 0\b/);
       await noPrepared(s);
     } else {
       await assert.rejects(c.query(stmt), (e: { code?: string; message: string }) => e.code === 'XX000' && /PARTIALLY COMMITTED/.test(e.message) && /shard\(s\) 1/.test(e.message));
