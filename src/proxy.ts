@@ -252,7 +252,11 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
       }, 1000).unref();
     };
     this.twoPhaseRecovered = this.recoverTwoPhase(true);
-    this.twoPhaseTimer = setInterval(() => void this.recoverTwoPhase(false), TWO_PHASE_RECOVERY_INTERVAL_MS).unref();
+    // Periodic passes only while there can be something to resolve: 2PC on, or leftovers seen.
+    this.twoPhaseTimer = setInterval(() => {
+      const s = this.twoPhase?.snapshot();
+      if (this.config_.general.two_phase_commit || (s && (s.inDoubt > 0 || s.decisionsPending > 0))) void this.recoverTwoPhase(false);
+    }, TWO_PHASE_RECOVERY_INTERVAL_MS).unref();
   }
 
   /** One recovery pass over every shard of every sharded database (passes never overlap). */
@@ -265,11 +269,9 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
         if (cluster.shardCount < 2) continue;
         for (const user of this.config_.users.filter((u) => u.database === cluster.name)) {
           for (let shard = 0; shard < cluster.shardCount; shard++) {
-            try {
-              targets.push({ database: cluster.name, shard, pool: cluster.pool(user, shard, 'primary') });
-            } catch (err) {
-              this.log.warn({ database: cluster.name, shard, err: (err as Error).message }, 'two-phase recovery cannot reach a shard');
-            }
+            const address = cluster.primaryAddress(user, shard);
+            if (address) targets.push({ database: cluster.name, shard, address, connectTimeout: this.config_.general.connect_timeout });
+            else this.log.warn({ database: cluster.name, shard }, 'two-phase recovery: the shard has no primary configured');
           }
         }
       }

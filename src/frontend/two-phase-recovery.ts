@@ -6,18 +6,22 @@
  * the periodic passes a transaction without a decision is rolled back only once it is older than
  * the safety margin. Run at start and periodically by the proxy.
  */
-import type { Pool } from '../backend/pool.js';
-import type { ServerConnection } from '../backend/server.js';
+import { ServerConnection, type ServerAddress } from '../backend/server.js';
 import type { Logger } from '../observe/log.js';
 import { asPgError, SQLSTATE } from '../wire/pg-error.js';
 import { quoteLiteral } from '../wire/quote.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 
-/** One shard of a sharded database, reached through one of its users' pools. */
+/**
+ * One shard of a sharded database, as one of its users reaches it. Recovery opens its own short
+ * connection rather than using the pools: it must not create pools (and their kept-open
+ * connections) for users or shards no client uses.
+ */
 export interface RecoveryTarget {
   database: string;
   shard: number;
-  pool: Pool;
+  address: ServerAddress;
+  connectTimeout: number;
 }
 
 export interface RecoveryOptions {
@@ -45,14 +49,14 @@ export async function recoverPrepared(coord: TwoPhaseCoordinator, targets: Recov
     targets.map(async (t) => {
       let srv: ServerConnection | null = null;
       try {
-        srv = await t.pool.checkout();
+        srv = await ServerConnection.connect({ ...t.address, connectTimeout: t.connectTimeout, params: { application_name: 'pgshift-2pc-recovery' } });
         const r = await srv.query(
           `SELECT gid, extract(epoch FROM now() - prepared)::float8 AS age FROM pg_prepared_xacts WHERE database = current_database() AND starts_with(gid, ${quoteLiteral(coord.prefix)})`,
         );
         scanned.add(`${t.database}/${t.shard}`);
         for (const [gid, age] of r.rows as [string, string][]) {
           const txid = coord.txidOf(gid);
-          const key = `${t.pool.address.host}:${t.pool.address.port}/${gid}`;
+          const key = `${t.address.host}:${t.address.port}/${gid}`;
           if (!txid || coord.inFlight.has(txid) || seen.get(key)) continue;
           const decided = coord.log.get(txid) !== undefined;
           if (!decided && !opts.atStart && Number(age) < opts.minAgeSeconds) {
@@ -76,9 +80,9 @@ export async function recoverPrepared(coord: TwoPhaseCoordinator, targets: Recov
           }
         }
       } catch (err) {
-        report.errors.push(`${t.database} shard ${t.shard} (${t.pool.address.host}:${t.pool.address.port}): ${asPgError(err).message}`);
+        report.errors.push(`${t.database} shard ${t.shard} (${t.address.host}:${t.address.port}): ${asPgError(err).message}`);
       } finally {
-        if (srv) t.pool.release(srv, !srv.closed && srv.txStatus === 'I');
+        srv?.destroy();
       }
     }),
   );
