@@ -255,14 +255,15 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     // Periodic passes only while there can be something to resolve: 2PC on, or leftovers seen.
     this.twoPhaseTimer = setInterval(() => {
       const s = this.twoPhase?.snapshot();
-      if (this.config_.general.two_phase_commit || (s && (s.inDoubt > 0 || s.decisionsPending > 0))) void this.recoverTwoPhase(false);
+      if (this.twoPhase?.persisted && (this.config_.general.two_phase_commit || (s && (s.inDoubt > 0 || s.decisionsPending > 0)))) void this.recoverTwoPhase(false);
     }, TWO_PHASE_RECOVERY_INTERVAL_MS).unref();
   }
 
   /** One recovery pass over every shard of every sharded database (passes never overlap). */
   private recoverTwoPhase(atStart: boolean): Promise<void> {
     const coord = this.twoPhase;
-    if (!coord) return Promise.resolve();
+    // Without its instance file this state directory never prepared anything: nothing to resolve.
+    if (!coord?.persisted) return Promise.resolve();
     this.twoPhasePass = this.twoPhasePass.then(async () => {
       const targets: RecoveryTarget[] = [];
       for (const cluster of this.registry.all()) {

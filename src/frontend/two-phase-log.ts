@@ -60,7 +60,8 @@ export class DecisionLog {
       if (rec.c) log.outstanding.set(rec.c, { txid: rec.c, database: rec.db ?? '', shards: rec.s ?? [], at: rec.at ?? 0 });
       else if (rec.d) log.outstanding.delete(rec.d);
     }
-    await log.compact();
+    // Created on first use: a state directory that never saw two-phase commit stays untouched.
+    if (text) await log.compact();
     return log;
   }
 
@@ -107,7 +108,7 @@ export class DecisionLog {
       while (this.queue.length) {
         const batch = this.queue.splice(0);
         try {
-          if (this.size > COMPACT_BYTES) {
+          if (!this.fh || this.size > COMPACT_BYTES) {
             // The outstanding map already holds this batch's decisions: the rewrite covers them.
             await this.compact();
           } else {

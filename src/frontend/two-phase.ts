@@ -57,6 +57,9 @@ export class TwoPhaseCoordinator {
 
   private constructor(
     readonly instance: string,
+    /** The instance file exists: this state directory may have prepared transactions somewhere. */
+    public persisted: boolean,
+    private readonly idFile: string,
     readonly log: DecisionLog,
     private readonly logger: Logger,
     private readonly hold: TwoPhaseStep | null,
@@ -66,19 +69,20 @@ export class TwoPhaseCoordinator {
     const dir = join(stateDir, 'two-phase');
     const idFile = join(dir, 'instance');
     let instance: string;
+    let persisted = true;
     try {
       instance = readFileSync(idFile, 'utf8').trim();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       instance = randomBytes(4).toString('hex');
-      writeFileDurably(idFile, instance + '\n');
+      persisted = false; // written before the first PREPARE (see begin)
     }
     if (!/^[0-9a-f]{8}$/.test(instance)) {
       throw new PgError(SQLSTATE.configFileError, `${idFile} does not hold a pgshift instance id (8 hex digits)`, { hint: 'restore the file from a backup; deleting it orphans this instance\'s prepared transactions' });
     }
     const hold = env[HOLD_ENV] ? (env[HOLD_ENV] as TwoPhaseStep) : null;
     if (hold && !TWO_PHASE_STEPS.includes(hold)) throw new PgError(SQLSTATE.invalidParameterValue, `${HOLD_ENV} must be one of ${TWO_PHASE_STEPS.join(', ')}`);
-    return new TwoPhaseCoordinator(instance, await DecisionLog.open(dir), logger, hold);
+    return new TwoPhaseCoordinator(instance, persisted, idFile, await DecisionLog.open(dir), logger, hold);
   }
 
   get prefix(): string {
@@ -87,6 +91,10 @@ export class TwoPhaseCoordinator {
 
   /** A new transaction id, registered as in flight (recovery leaves it alone) until finish(). */
   begin(): string {
+    if (!this.persisted) {
+      writeFileDurably(this.idFile, this.instance + '\n');
+      this.persisted = true;
+    }
     const txid = `${this.boot}-${++this.counter}`;
     this.inFlight.add(txid);
     return txid;

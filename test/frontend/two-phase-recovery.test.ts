@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import postgres from 'postgres';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PgCluster, freePort } from '../harness/pg-cluster.js';
@@ -169,6 +169,9 @@ test('kill -9 of pgshift between PREPARE and COMMIT PREPARED: after restart no p
 
   // Another pgshift with its own state directory on the same shards leaves D alone.
   const otherState = join(dir, 'other-state');
+  // An instance that has used 2PC before (its id file exists), so its start-up pass runs.
+  mkdirSync(join(otherState, 'two-phase'), { recursive: true });
+  writeFileSync(join(otherState, 'two-phase', 'instance'), 'abcdef01\n');
   const other = new Proxy(parseConfig(toml(await freePort()), users, {}), { stateDir: otherState, log: silentLogger() });
   await other.start();
   await other.twoPhaseRecovered;
