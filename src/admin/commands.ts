@@ -149,6 +149,14 @@ function show(what: string, ctx: AdminContext): AdminResult {
       const c = ctx.currentConfig;
       return table(['name', 'database', 'pooler_mode', ['pool_size', INT8]], c.users.map((u) => [u.name, u.database, u.pooler_mode ?? c.general.pooler_mode, u.pool_size ?? c.general.default_pool_size]));
     }
+    case 'two_phase': {
+      const s = ctx.twoPhaseStats();
+      if (!s) throw new PgError(SQLSTATE.objectNotInState, 'two-phase commit is unavailable: its decision log in the state directory could not be opened (see the log)');
+      return table(
+        ['instance', ['in_flight', INT8], ['in_doubt', INT8], ['decisions_pending', INT8], ['committed', INT8], ['rolled_back', INT8], ['recovered_commits', INT8], ['recovered_rollbacks', INT8], ['last_recovery', TIMESTAMPTZ], 'last_recovery_error'],
+        [[s.instance, s.inFlight, s.inDoubt, s.decisionsPending, s.committed, s.rolledBack, s.recoveredCommits, s.recoveredRollbacks, s.lastRecoveryAt, s.lastRecoveryError]],
+      );
+    }
     default:
       throw new PgError(SQLSTATE.featureNotSupported, `SHOW ${what.toUpperCase()} is not available in this build of pgshift`);
   }

@@ -14,7 +14,7 @@ import { PgError, SQLSTATE } from '../wire/pg-error.js';
 
 export const SHOW_ITEMS = [
   'pools', 'clients', 'servers', 'stats', 'config', 'version', 'tasks', 'table_copies', 'replication_slots',
-  'lists', 'databases', 'users', 'help', 'routing', 'orphans',
+  'lists', 'databases', 'users', 'help', 'routing', 'orphans', 'two_phase',
 ] as const;
 export type ShowItem = (typeof SHOW_ITEMS)[number];
 

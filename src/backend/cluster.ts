@@ -4,7 +4,7 @@
  * for pools; admin and migrate ask it what exists.
  */
 import { Pool, type PoolOptions } from './pool.js';
-import type { ServerConnection } from './server.js';
+import type { ServerAddress, ServerConnection } from './server.js';
 import type { Config, DatabaseConfig, UserConfig } from '../config/types.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { ShardingSchema } from '../sharding/index.js';
@@ -74,13 +74,7 @@ export class Cluster {
       };
       p = new Pool(
         { user: user.name, database: this.name, shard, role: db.role === 'replica' ? 'replica' : 'primary' },
-        {
-          host: db.host,
-          port: db.port,
-          database: db.database_name ?? db.name,
-          user: db.user ?? user.server_user ?? user.name,
-          password: db.password ?? user.server_password ?? user.password,
-        },
+        serverAddress(db, user),
         opts,
       );
       this.pools.set(key, p);
@@ -97,12 +91,28 @@ export class Cluster {
     return [...this.pools.values()];
   }
 
+  /** Where `user` reaches the primary of `shard`, without creating a pool (null when none is configured). */
+  primaryAddress(user: UserConfig, shard: number): ServerAddress | null {
+    const db = this.shards[shard]?.primary;
+    return db ? serverAddress(db, user) : null;
+  }
+
   /** Computed once: asked on every transaction of the single-shard path. */
   readonly hasReplicas: boolean = false;
 
   close(): void {
     for (const p of this.pools.values()) p.close();
   }
+}
+
+function serverAddress(db: DatabaseConfig, user: UserConfig): ServerAddress {
+  return {
+    host: db.host,
+    port: db.port,
+    database: db.database_name ?? db.name,
+    user: db.user ?? user.server_user ?? user.name,
+    password: db.password ?? user.server_password ?? user.password,
+  };
 }
 
 export class ClusterRegistry {

@@ -38,6 +38,8 @@ export interface GeneralConfig {
   passthrough_auth: 'disabled' | 'enabled';
   prepared_statements: 'disabled' | 'extended' | 'full'; // default "extended"
   two_phase_commit: boolean;
+  /** With two_phase_commit: autocommit statements that write to several shards also use 2PC. */
+  two_phase_commit_auto: boolean;
   read_write_split: 'include_primary' | 'exclude_primary';
   load_balancing_strategy: 'random' | 'round_robin' | 'least_active_connections';
   http_port?: number; // progress + metrics endpoint; off when unset

@@ -1,26 +1,41 @@
 /**
  * The server connections one client of a sharded database holds: at most one per shard, joined
- * lazily when a statement first reaches that shard. Inside an explicit transaction every joined
- * shard gets the client's BEGIN (and its open savepoints) first; COMMIT goes to all of them, with
- * two-phase commit when configured and more than one shard wrote.
+ * lazily when a statement first reaches that shard. Inside a transaction (the client's explicit
+ * one, or the implicit one pgshift opens around an autocommit statement that writes to several
+ * shards) every joined shard gets BEGIN (and the open savepoints) first; COMMIT goes to all of
+ * them, with two-phase commit when configured and more than one shard is involved.
  */
 import type { ServerConnection } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
 import * as fe from '../wire/frontend-messages.js';
 import { B } from '../wire/protocol.js';
-import { PgError, SQLSTATE, parseErrorFields } from '../wire/pg-error.js';
-import { quoteIdent } from '../wire/quote.js';
+import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
+import { quoteIdent, quoteLiteral } from '../wire/quote.js';
 import { paramSyncSql } from './session-params.js';
+import type { TwoPhaseCoordinator } from './two-phase.js';
 
 export interface ShardPools {
   pool(shard: number, readOnly: boolean): Pool;
 }
 
-let gidCounter = 0;
+export interface TwoPhaseSettings {
+  coordinator: TwoPhaseCoordinator | null;
+  /** Whether a commit across several shards uses two-phase commit (implicit: pgshift's own transaction around one statement). */
+  enabled(implicit: boolean): boolean;
+  database: string;
+}
+
+/** Outcome of a commit that succeeded; `warning` is sent to the client as a notice. */
+export interface CommitResult {
+  tag: string;
+  warning?: PgError;
+}
 
 export class ShardTransaction {
   readonly servers = new Map<number, { srv: ServerConnection; pool: Pool }>();
   inTransaction = false;
+  /** The transaction is pgshift's own, around one autocommit statement (or one multi-statement query). */
+  implicit = false;
   failed = false;
   beginSql = 'BEGIN';
   savepoints: string[] = [];
@@ -30,11 +45,18 @@ export class ShardTransaction {
   constructor(
     private readonly pools: ShardPools,
     private readonly params: Map<string, string>,
-    private readonly twoPhase: () => boolean,
+    private readonly twoPhase: TwoPhaseSettings,
   ) {}
 
   get shards(): number[] {
     return [...this.servers.keys()].sort((a, b) => a - b);
+  }
+
+  /** Opens pgshift's own transaction around a statement the client sent outside one. */
+  beginImplicit(): void {
+    this.inTransaction = true;
+    this.implicit = true;
+    this.beginSql = 'BEGIN';
   }
 
   /** The server for `shard`, checked out (and brought into the transaction) on first use. */
@@ -62,65 +84,118 @@ export class ShardTransaction {
 
   /** Runs a control statement on every joined shard; returns the first error, if any. */
   async onAll(sql: string): Promise<PgError | null> {
-    let first: PgError | null = null;
-    await Promise.all(
-      [...this.servers.values()].map(({ srv }) =>
-        srv.exchange(fe.query(sql), (t, body) => {
-          if (t === B.ErrorResponse && !first) first = PgError.fromFields(parseErrorFields(body));
-        }),
-      ),
-    );
-    return first;
+    const errors = await this.each(() => sql);
+    for (const e of errors.values()) if (e) return e;
+    return null;
   }
 
-  /** Ends the transaction everywhere. Returns the tag for the client. */
-  async commit(): Promise<string> {
+  /**
+   * Runs one statement per joined shard, in parallel; returns each shard's error (null when it
+   * succeeded). A lost connection is that shard's error, never a rejection.
+   */
+  private async each(sqlFor: (shard: number) => string, only?: number[]): Promise<Map<number, PgError | null>> {
+    const out = new Map<number, PgError | null>();
+    await Promise.all(
+      [...this.servers.entries()]
+        .filter(([shard]) => !only || only.includes(shard))
+        .map(async ([shard, { srv }]) => {
+          let error: PgError | null = null;
+          try {
+            await srv.exchange(fe.query(sqlFor(shard)), (t, body) => {
+              if (t === B.ErrorResponse && !error) error = PgError.fromFields(parseErrorFields(body));
+            });
+          } catch (err) {
+            error = asPgError(err, SQLSTATE.connectionFailure);
+          }
+          out.set(shard, error);
+        }),
+    );
+    return out;
+  }
+
+  /** Ends the transaction everywhere: COMMIT, or ROLLBACK when it failed. */
+  async commit(): Promise<CommitResult> {
     if (this.failed) {
-      await this.onAll('ROLLBACK');
-      this.end();
-      return 'ROLLBACK';
+      await this.rollback();
+      return { tag: 'ROLLBACK' };
     }
-    const n = this.servers.size;
-    if (n > 1 && this.twoPhase()) {
-      const gid = `pgshift_${process.pid}_${Date.now()}_${++gidCounter}`;
-      const prepErr = await this.onAllEach((shard) => `PREPARE TRANSACTION '${gid}_${shard}'`);
+    const shards = this.shards;
+    try {
+      if (shards.length > 1 && this.twoPhase.enabled(this.implicit)) {
+        const coord = this.twoPhase.coordinator;
+        // Never fall back to a plain commit: ending without COMMIT closes the connections, which rolls back.
+        if (!coord) throw new PgError(SQLSTATE.objectNotInState, 'two-phase commit is enabled but its decision log could not be opened (see the log at start); the transaction was rolled back');
+        return await this.commitTwoPhase(coord, shards);
+      }
+      const errors = await this.each(() => 'COMMIT');
+      const failed = shards.filter((s) => errors.get(s));
+      if (failed.length === 0) return { tag: 'COMMIT' };
+      const first = errors.get(failed[0])!;
+      if (failed.length === shards.length) throw first;
+      const committed = shards.filter((s) => !errors.get(s));
+      throw new PgError(SQLSTATE.internalError, `the transaction is PARTIALLY COMMITTED: COMMIT succeeded on shard(s) ${committed.join(', ')} and failed on shard(s) ${failed.join(', ')}: ${first.message}`, {
+        hint: 'without two_phase_commit a commit across shards is not atomic; set two_phase_commit = true in [general] to make it so',
+      });
+    } finally {
+      this.end();
+    }
+  }
+
+  /** PREPARE everywhere, record the decision durably, COMMIT PREPARED everywhere. */
+  private async commitTwoPhase(coord: TwoPhaseCoordinator, shards: number[]): Promise<CommitResult> {
+    const txid = coord.begin();
+    let outcome: 'committed' | 'rolled_back' | 'in_doubt' = 'in_doubt';
+    try {
+      const prepared = await this.each((s) => `PREPARE TRANSACTION ${quoteLiteral(coord.gid(txid, s))}`);
+      const prepErr = shards.map((s) => prepared.get(s)).find((e) => e);
       if (prepErr) {
-        // Some shard could not prepare: roll back the prepared ones; nothing is committed.
-        await this.onAllEach((shard) => `ROLLBACK PREPARED '${gid}_${shard}'`);
-        this.end();
+        // A shard could not prepare (its transaction is gone): roll back the prepared ones. One
+        // that cannot be rolled back now has no decision, so recovery rolls it back.
+        const ok = shards.filter((s) => !prepared.get(s));
+        const rb = await this.each((s) => `ROLLBACK PREPARED ${quoteLiteral(coord.gid(txid, s))}`, ok);
+        outcome = [...rb.values()].some((e) => e) ? 'in_doubt' : 'rolled_back';
         throw prepErr;
       }
-      const commitErr = await this.onAllEach((shard) => `COMMIT PREPARED '${gid}_${shard}'`);
-      this.end();
-      if (commitErr) throw new PgError(SQLSTATE.internalError, `two-phase commit ${gid}: COMMIT PREPARED failed on a shard after all shards prepared: ${commitErr.message}`, { hint: `commit the prepared transaction ${gid}_<shard> manually on the failed shard` });
-      return 'COMMIT';
+      await coord.reached('prepared', txid);
+      try {
+        await coord.decide(txid, this.twoPhase.database, shards);
+      } catch (err) {
+        const rb = await this.each((s) => `ROLLBACK PREPARED ${quoteLiteral(coord.gid(txid, s))}`);
+        outcome = [...rb.values()].some((e) => e) ? 'in_doubt' : 'rolled_back';
+        throw new PgError(SQLSTATE.ioError, `two-phase commit: could not record the commit decision in the state directory, the transaction was rolled back: ${(err as Error).message}`);
+      }
+      await coord.reached('decided', txid);
+      let order = shards;
+      if (coord.holdsAt('partially_committed')) {
+        await this.each((s) => `COMMIT PREPARED ${quoteLiteral(coord.gid(txid, s))}`, [shards[0]]);
+        await coord.reached('partially_committed', txid);
+        order = shards.slice(1);
+      }
+      const committed = await this.each((s) => `COMMIT PREPARED ${quoteLiteral(coord.gid(txid, s))}`, order);
+      const failed = order.filter((s) => committed.get(s));
+      if (failed.length === 0) {
+        outcome = 'committed';
+        return { tag: 'COMMIT' };
+      }
+      // The decision is durable: recovery completes the commit on the failed shards.
+      return {
+        tag: 'COMMIT',
+        warning: new PgError(SQLSTATE.warning, `two-phase commit: COMMIT PREPARED failed on shard(s) ${failed.join(', ')} (${committed.get(failed[0])!.message}); the transaction is committed and pgshift completes it there in the background`, { severity: 'WARNING' }),
+      };
+    } finally {
+      coord.finish(txid, outcome);
     }
-    const err = await this.onAll('COMMIT');
-    this.end();
-    if (err) throw err;
-    return 'COMMIT';
-  }
-
-  private async onAllEach(sqlFor: (shard: number) => string): Promise<PgError | null> {
-    let first: PgError | null = null;
-    await Promise.all(
-      [...this.servers.entries()].map(([shard, { srv }]) =>
-        srv.exchange(fe.query(sqlFor(shard)), (t, body) => {
-          if (t === B.ErrorResponse && !first) first = PgError.fromFields(parseErrorFields(body));
-        }),
-      ),
-    );
-    return first;
   }
 
   async rollback(): Promise<void> {
-    await this.onAll('ROLLBACK');
+    await this.each(() => 'ROLLBACK');
     this.end();
   }
 
   /** Forgets the transaction and releases every server. */
   end(): void {
     this.inTransaction = false;
+    this.implicit = false;
     this.failed = false;
     this.savepoints = [];
     this.releaseAll();

@@ -18,6 +18,7 @@ import { ResultMerger } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
 import type { Pool } from '../backend/pool.js';
 import { ShardTransaction } from './shard-transaction.js';
+import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
@@ -35,8 +36,14 @@ export interface ShardedContext extends ProxyContext {
   shardPool(info: ClientInfo, shard: number, readOnly?: boolean): Pool;
   tableColumns(info: ClientInfo): TableColumnSource;
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
-  twoPhaseCommit(): boolean;
+  /** Whether a commit across shards uses 2PC: explicit transactions need two_phase_commit, pgshift's implicit ones also two_phase_commit_auto. */
+  twoPhaseCommit(implicit: boolean): boolean;
+  /** Null until the decision log is open (or when it could not be opened). */
+  twoPhaseCoordinator(): TwoPhaseCoordinator | null;
 }
+
+/** Statements that change rows: several shards written by one of them are made atomic. */
+const WRITE_KINDS = new Set(['insert', 'update', 'delete', 'merge', 'copy_from', 'select', 'explain']);
 
 interface Extended {
   paramTypes: number[];
@@ -71,6 +78,9 @@ export class ShardedClient implements GateHolder {
   private paramsBeforeTx: Map<string, string> | null = null;
   private rr = 0;
   private inGate = false;
+  /** Inside pgshift's implicit transaction the last CommandComplete waits for the commit (as PostgreSQL reports commit errors instead of it). */
+  private holdTag = false;
+  private heldTag: string | null = null;
   readonly tx: ShardTransaction;
 
   constructor(
@@ -80,7 +90,13 @@ export class ShardedClient implements GateHolder {
     readonly params: Map<string, string>,
   ) {
     this.reader.limit = ctx.maxPacketSize();
-    this.tx = new ShardTransaction({ pool: (shard, readOnly) => ctx.shardPool(info, shard, readOnly) }, params, () => ctx.twoPhaseCommit());
+    this.tx = new ShardTransaction({ pool: (shard, readOnly) => ctx.shardPool(info, shard, readOnly) }, params, {
+      get coordinator() {
+        return ctx.twoPhaseCoordinator();
+      },
+      enabled: (implicit) => ctx.twoPhaseCommit(implicit),
+      database: info.database,
+    });
   }
 
   start(leftover: Buffer): void {
@@ -231,19 +247,30 @@ export class ShardedClient implements GateHolder {
       return;
     }
     if (q.ok && q.statements.length > 1) {
-      for (const s of q.statements) {
-        const text = statementText(q, s);
-        if (!(await this.statement(parseStatement(text), text, null))) return;
+      const run = async () => {
+        for (const s of q.statements) {
+          const text = statementText(q, s);
+          if (!(await this.statement(parseStatement(text), text, null))) return false;
+        }
+        return true;
+      };
+      // Like PostgreSQL, a multi-statement query outside a transaction is one transaction, so a
+      // failing statement undoes the earlier ones on every shard (unless it manages transactions itself).
+      const stmts = analyze(q).statements;
+      if (!this.tx.inTransaction && stmts.some((s) => WRITE_KINDS.has(s.kind) && !s.readOnly) && !stmts.some((s) => s.transactionControl)) {
+        await this.statement(q, sql, null, () => this.implicitTransaction(run));
+        return;
       }
+      await run();
       return;
     }
     await this.statement(q, sql, null);
   }
 
-  /** Runs one statement; returns false when it failed (the error was sent). */
-  private async statement(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+  /** Runs one statement (or `body` instead); returns false when it failed (the error was sent). */
+  private async statement(q: ParsedQuery, sql: string, ext: Extended | null, body?: () => Promise<boolean>): Promise<boolean> {
     try {
-      return await this.statementInner(q, sql, ext);
+      return await (body ? body() : this.statementInner(q, sql, ext));
     } catch (err) {
       const e = asPgError(err);
       this.schemaError(e.code);
@@ -286,7 +313,9 @@ export class ShardedClient implements GateHolder {
             return true;
           }
           this.paramsBeforeTx = null;
-          this.write(be.commandComplete(await tx.commit()));
+          const r = await tx.commit();
+          if (r.warning) this.write(be.noticeResponse(r.warning));
+          this.write(be.commandComplete(r.tag));
           return true;
         }
         case 'rollback':
@@ -343,9 +372,12 @@ export class ShardedClient implements GateHolder {
       rctx.columnsFresh = true;
       decision = route(q, rctx, bound);
     }
+    const routed = decision;
+    // A statement that writes to several shards outside a transaction runs in pgshift's own.
+    const atomic = !tx.inTransaction && !!a && WRITE_KINDS.has(a.kind) && !a.readOnly && severalShards(routed, shards);
     let ok = false;
     try {
-      ok = await this.execute(decision, sql, ext);
+      ok = atomic ? await this.implicitTransaction(() => this.execute(routed, sql, ext)) : await this.execute(routed, sql, ext);
     } finally {
       // ALTER TABLE changes positions; a failed INSERT may have used a stale column order.
       if (a?.kind === 'ddl' || (!ok && a?.kind === 'insert')) columns.invalidate();
@@ -401,6 +433,48 @@ export class ShardedClient implements GateHolder {
     if (code && SCHEMA_CHANGED.has(code)) this.ctx.tableColumns(this.info).invalidate();
   }
 
+  /**
+   * Runs `body` inside pgshift's own transaction on the shards it reaches: committed (with 2PC
+   * when two_phase_commit and two_phase_commit_auto are on) when it succeeded, rolled back on
+   * every shard when it failed.
+   */
+  private async implicitTransaction(body: () => Promise<boolean>): Promise<boolean> {
+    const tx = this.tx;
+    tx.beginImplicit();
+    this.holdTag = true;
+    this.heldTag = null;
+    try {
+      let ok: boolean;
+      try {
+        ok = await body();
+      } catch (err) {
+        await tx.rollback();
+        throw err;
+      }
+      if (!ok || tx.failed) {
+        await tx.rollback();
+        return false;
+      }
+      const r = await tx.commit();
+      if (r.warning) this.write(be.noticeResponse(r.warning));
+      if (this.heldTag !== null) this.write(be.commandComplete(this.heldTag));
+      return true;
+    } finally {
+      this.holdTag = false;
+      this.heldTag = null;
+    }
+  }
+
+  /** Sends a merged statement's CommandComplete (held back inside an implicit transaction). */
+  complete(tag: string): void {
+    if (!this.holdTag) {
+      this.write(be.commandComplete(tag));
+      return;
+    }
+    if (this.heldTag !== null) this.write(be.commandComplete(this.heldTag));
+    this.heldTag = tag;
+  }
+
   private async execute(d: RouteDecision, sql: string, ext: Extended | null): Promise<boolean> {
     switch (d.kind) {
       case 'error':
@@ -425,7 +499,7 @@ export class ShardedClient implements GateHolder {
         const res = returning.finish();
         if (res.fields && (ext === null || ext.describe)) this.write(be.rowDescriptionRaw(res.fields));
         for (const r of res.rows) this.write(be.dataRowRaw(r));
-        this.write(be.commandComplete(res.tag));
+        this.complete(res.tag);
         return true;
       }
       case 'copy':
@@ -454,14 +528,16 @@ export class ShardedClient implements GateHolder {
     }
     if (merge.kind === 'copy_out') throw new PgError(SQLSTATE.featureNotSupported, 'COPY ... TO STDOUT across shards is not supported yet; add a WHERE on the shard key or use /* pgshift_shard: N */');
     const merger = new ResultMerger(merge, shards);
-    const errors = await Promise.all(shards.map((s) => this.collect(s, sql, ext, merger)));
-    const err = errors.find((e) => e);
+    // Settle every shard before reacting to a failure: a rollback must not overtake a running statement.
+    const results = await Promise.allSettled(shards.map((s) => this.collect(s, sql, ext, merger)));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    const err = results.map((r) => (r as PromiseFulfilledResult<PgError | null>).value).find((e) => e);
     if (err) throw err;
     const res = merger.finish();
     if (res.fields && (ext === null || ext.describe)) this.write(be.rowDescriptionRaw(res.fields));
     else if (!res.fields && ext?.describe) this.write(be.noData());
     for (const r of res.rows) this.write(be.dataRowRaw(r));
-    this.write(be.commandComplete(res.tag));
+    this.complete(res.tag);
     return true;
   }
 
@@ -679,6 +755,22 @@ function splitParams(ext: Extended, numbers: number[]): Extended {
     params: numbers.map((n) => ext.params[n - 1]),
     formats: numbers.map((n) => paramFormat(ext.formats, n - 1)),
   };
+}
+
+/** Whether a decision reaches more than one shard. */
+function severalShards(d: RouteDecision, shards: number): boolean {
+  switch (d.kind) {
+    case 'shards':
+      return d.shards.length > 1;
+    case 'split':
+      return d.parts.length > 1;
+    case 'all':
+    case 'copy':
+      return shards > 1;
+    case 'columns':
+    case 'error':
+      return false;
+  }
 }
 
 function boundParams(ext: Extended): BoundParam[] {

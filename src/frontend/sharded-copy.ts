@@ -3,7 +3,6 @@
  * shard receives its rows in its own COPY, with the same statement. Rows are forwarded as the
  * client sent them (text, CSV or binary); only the key field is decoded.
  */
-import * as be from '../wire/backend-messages.js';
 import * as fe from '../wire/frontend-messages.js';
 import { B, F } from '../wire/protocol.js';
 import { PgError, SQLSTATE, parseErrorFields } from '../wire/pg-error.js';
@@ -159,7 +158,7 @@ export async function copyInSharded(client: ShardedClient, plan: CopyPlan, sql: 
   );
   if (error) throw error;
   // Broadcast copies wrote every row once per shard; report rows as the client sent them.
-  client.write(be.commandComplete(`COPY ${plan.broadcast ? Math.round(total / shards) : total}`));
+  client.complete(`COPY ${plan.broadcast ? Math.round(total / shards) : total}`);
   return true;
 }
 

@@ -7,6 +7,7 @@ import type { Pool } from '../backend/pool.js';
 import type { ClientInfo } from '../frontend/context.js';
 import type { PauseGate } from '../frontend/pause-gate.js';
 import { parseCacheStats } from '../router/index.js';
+import type { TwoPhaseStats } from '../frontend/two-phase.js';
 
 export interface MetricsSource {
   pools(): Pool[];
@@ -17,6 +18,8 @@ export interface MetricsSource {
   readonly loginFailures: { total: number };
   /** Migration tasks: lag and copy progress (empty when none). */
   migrationMetrics(): Promise<MigrationMetrics>;
+  /** Two-phase commit counters (null when 2PC is unavailable). */
+  twoPhaseStats(): TwoPhaseStats | null;
 }
 
 export interface MigrationMetrics {
@@ -71,6 +74,22 @@ export function createMetrics(src: MetricsSource): Registry {
     this.set({ kind: 'hits' }, s.hits);
     this.set({ kind: 'misses' }, s.misses);
     this.set({ kind: 'size' }, s.size);
+  });
+  g('pgshift_two_phase_in_doubt', 'Prepared transactions of this instance left unresolved at the last recovery pass', [], function () {
+    this.set(src.twoPhaseStats()?.inDoubt ?? 0);
+  });
+  g('pgshift_two_phase_in_flight', 'Two-phase commits running now', [], function () {
+    this.set(src.twoPhaseStats()?.inFlight ?? 0);
+  });
+  g('pgshift_two_phase_decisions_pending', 'Commit decisions not yet confirmed on every shard', [], function () {
+    this.set(src.twoPhaseStats()?.decisionsPending ?? 0);
+  });
+  g('pgshift_two_phase_total', 'Two-phase commits by outcome since start (counter semantics)', ['outcome'], function () {
+    const s = src.twoPhaseStats();
+    this.set({ outcome: 'committed' }, s?.committed ?? 0);
+    this.set({ outcome: 'rolled_back' }, s?.rolledBack ?? 0);
+    this.set({ outcome: 'recovered_commit' }, s?.recoveredCommits ?? 0);
+    this.set({ outcome: 'recovered_rollback' }, s?.recoveredRollbacks ?? 0);
   });
   let migration: Promise<MigrationMetrics> | null = null;
   const mig = () => (migration ??= src.migrationMetrics().finally(() => setTimeout(() => (migration = null), 0)));

@@ -75,6 +75,8 @@ export const SQLSTATE = {
   invalidSqlStatementName: '26000',
   configFileError: 'F0000',
   insufficientPrivilege: '42501',
+  ioError: '58030',
+  warning: '01000',
 } as const;
 
 /** Turns any thrown value into a PgError without losing its message. */

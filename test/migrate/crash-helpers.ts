@@ -22,6 +22,8 @@ export class PgshiftProcess {
   private child: ChildProcess | null = null;
   private exited: Promise<void> = Promise.resolve();
   output = '';
+  /** Extra environment for the next start (e.g. a test fault hook). */
+  env: Record<string, string> = {};
 
   constructor(
     private readonly configPath: string,
@@ -38,7 +40,7 @@ export class PgshiftProcess {
   async start(timeoutMs = 20000, env: Record<string, string> = {}): Promise<void> {
     assert.equal(this.child, null, 'pgshift is already running');
     const child = spawn(process.execPath, [MAIN, 'serve', '--config', this.configPath, '--users', this.usersPath], {
-      env: { ...process.env, PGSHIFT_STATE_DIR: this.stateDir, PGSHIFT_LOG: process.env.PGSHIFT_LOG ?? 'info', ...env },
+      env: { ...process.env, PGSHIFT_STATE_DIR: this.stateDir, PGSHIFT_LOG: process.env.PGSHIFT_LOG ?? 'info', ...this.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
