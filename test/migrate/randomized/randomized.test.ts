@@ -6,14 +6,14 @@
 //
 //   PGSHIFT_SEED=<n>        replay one seed
 //   PGSHIFT_SEEDS=<count>   run <count> seeds starting at PGSHIFT_SEED_BASE (default 1000)
-//   PGSHIFT_RANDOM_OFF=a,b  switch workload features off (sequenceIds, shardKeyUpdates,
+//   PGSHIFT_RANDOM_OFF=a,b  switch workload features off (sequenceIds, shardKeyUpdates, postgresJs,
 //                           positionalInserts, multiRowInserts)
 import { test } from 'node:test';
 import { featuresFromEnv } from './workload.js';
 import { planSeed, runSeed } from './scenario.js';
 
-/** The seeds `npm test` runs: one kills pgshift mid-copy, one mid-stream, one does not kill. */
-const CI_SEEDS = [8, 1, 10];
+/** The seeds `npm test` runs: 8 kills pgshift mid-copy, 1 mid-stream. */
+const CI_SEEDS = [8, 1];
 
 function seeds(): number[] {
   if (process.env.PGSHIFT_SEED) return [Number(process.env.PGSHIFT_SEED)];

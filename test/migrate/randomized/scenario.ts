@@ -2,6 +2,7 @@
 // database, seed rows, COPY_DATA (schema sync, copy, stream) to two destination shards while the
 // workload writes through pgshift, optionally a kill -9 of pgshift mid-copy or mid-stream and a
 // restart, CUTOVER, rollback (CUTOVER of the reverse task), CUTOVER again, then the checks.
+import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,7 +80,7 @@ export async function runSeed(seed: number, features: Features, note: (m: string
     const task = async (id: number): Promise<AdminRow> => {
       const t = (await p.admin('SHOW TASKS')).find((r) => Number(r.id) === id);
       if (!t) throw new Error(`task ${id} is not listed`);
-      if (t.status?.startsWith('failed')) throw new Error(`task ${id} failed: ${t.status}\n${explain()}`);
+      if (t.status?.startsWith('failed')) assert.fail(`task ${id} failed: ${t.status}\n${explain()}`);
       return t;
     };
     const replicating = (id: number, what: string) => poll(what, async () => ((await task(id)).inner_status === 'replicating' ? true : undefined), 60_000, explain);

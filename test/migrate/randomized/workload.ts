@@ -19,9 +19,11 @@ export interface Features {
   positionalInserts: boolean;
   /** Multi-row INSERT with parameters (defect 4: shifted values across shards). */
   multiRowInserts: boolean;
+  /** Every other client is postgres.js (else all are node-postgres): one hangs after cutovers on main. */
+  postgresJs: boolean;
 }
 
-export const FEATURE_NAMES = ['sequenceIds', 'shardKeyUpdates', 'positionalInserts', 'multiRowInserts'] as const;
+export const FEATURE_NAMES = ['sequenceIds', 'shardKeyUpdates', 'positionalInserts', 'multiRowInserts', 'postgresJs'] as const;
 
 /** Every feature on, except those named in PGSHIFT_RANDOM_OFF (comma-separated). */
 export function featuresFromEnv(off = process.env.PGSHIFT_RANDOM_OFF ?? ''): Features {
@@ -67,7 +69,7 @@ export class Workload {
 
   start(rng: Rng, count: number): void {
     for (let w = 0; w < count; w++) {
-      const worker = new Worker(w, this, rng.fork(), w % 2 === 0 ? 'node-postgres' : 'postgres.js');
+      const worker = new Worker(w, this, rng.fork(), w % 2 === 1 && this.features.postgresJs ? 'postgres.js' : 'node-postgres');
       this.workers.push(worker.loop());
     }
   }
