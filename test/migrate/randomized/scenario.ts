@@ -63,7 +63,7 @@ export async function runSeed(seed: number, features: Features, note: (m: string
     const port = await freePort();
     const { sharded, omni } = shardingToml(plan.schema, 'dst');
     const { toml, users } = moveConfigText([source], dests, sharded, omni);
-    const general = `[general]\nhost = "127.0.0.1"\nport = ${port}\ndefault_pool_size = 10\ncutover_timeout = 20000\ncutover_grace_period = 5000\ncutover_traffic_stop_threshold = 100000000\n`;
+    const general = `[general]\nhost = "127.0.0.1"\nport = ${port}\ndefault_pool_size = 10\ncutover_timeout = 30000\ncutover_grace_period = 15000\ncutover_traffic_stop_threshold = 100000000\n`;
     writeFileSync(join(dir, 'pgshift.toml'), toml.replace('[general]\n', general) + `\n[admin]\npassword = "adminpw"\n`);
     writeFileSync(join(dir, 'users.toml'), users);
     proc = new PgshiftProcess(join(dir, 'pgshift.toml'), join(dir, 'users.toml'), join(dir, 'state'), port);
