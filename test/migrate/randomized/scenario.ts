@@ -138,7 +138,7 @@ export async function runSeed(seed: number, features: Features, note: (m: string
     return report;
   } catch (err) {
     const e = err as Error;
-    e.message = `randomized migration, ${replayHint(plan, features)}\n\n${e.message}\n\n${proc ? `pgshift output (tail):\n${proc.tail(3000)}` : ''}`;
+    e.message = `randomized migration, ${replayHint(plan, features)}\n\n${e.message}\n\n${proc ? `pgshift output (tail):\n${proc.tail(Number(process.env.PGSHIFT_RANDOM_TAIL ?? 3000))}` : ''}`;
     throw e;
   } finally {
     await workload?.stop().catch(() => undefined);
