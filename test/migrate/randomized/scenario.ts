@@ -133,8 +133,13 @@ export async function runSeed(seed: number, features: Features, note: (m: string
     void last;
 
     const problems = [...report.errors.map((e) => `client error: ${e}`), ...(await ledgerDifferences(dests, ledger))];
-    if (problems.length) throw new Error(`${problems.length} problems; first ones:\n  ${problems.slice(0, 15).join('\n  ')}`);
-    await assertMoveCorrect(source, dests, plan.schema);
+    // Both sides are compared even when the ledger already failed: the two together locate a loss.
+    const sides = await assertMoveCorrect(source, dests, plan.schema).then(
+      () => 'source and destination are equal',
+      (err: Error) => err.message,
+    );
+    if (problems.length) throw new Error(`${problems.length} problems; first ones:\n  ${problems.slice(0, 15).join('\n  ')}\nboth sides: ${sides}`);
+    if (sides !== 'source and destination are equal') throw new Error(sides);
     return report;
   } catch (err) {
     const e = err as Error;
