@@ -19,7 +19,10 @@ export interface Features {
   positionalInserts: boolean;
   /** Multi-row INSERT with parameters (defect 4: shifted values across shards). */
   multiRowInserts: boolean;
-  /** Every other client is postgres.js (else all are node-postgres): one hangs after cutovers on main. */
+  /**
+   * Every other client is postgres.js (else all are node-postgres). On main a postgres.js query
+   * with parameters hangs on a sharded database: it sends Flush and waits, pgshift answers at Sync.
+   */
   postgresJs: boolean;
 }
 
