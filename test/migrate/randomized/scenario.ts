@@ -130,6 +130,8 @@ export async function runSeed(seed: number, features: Features, note: (m: string
     workload = null;
     note(`workload: ${JSON.stringify(report.ops)}, lost answers ${report.lost}`);
     await caughtUp(dests, explain);
+    const [st] = await b.query<{ streamed: string; spilled: string }>(`SELECT coalesce(sum(stream_txns), 0)::text AS streamed, coalesce(sum(spill_txns), 0)::text AS spilled FROM pg_stat_replication_slots`);
+    note(`reverse slots: ${st.streamed} transactions streamed in progress, ${st.spilled} spilled`);
 
     const problems = [...report.errors.map((e) => `client error: ${e}`), ...(await ledgerDifferences(dests, ledger))];
     // Both sides are compared even when the ledger already failed: the two together locate a loss.
