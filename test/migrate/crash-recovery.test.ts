@@ -48,6 +48,11 @@ const tasks = async (p: PgshiftProcess): Promise<AdminRow> => {
   return t;
 };
 
+/**
+ * End of the WAL inserted so far: at or past the end of every commit that has returned. The
+ * test clusters run with synchronous_commit = off, so pg_current_wal_lsn() (the write position)
+ * can still be before commits that have returned (by several transactions on a loaded machine).
+ */
 const currentLsn = async (p: Place): Promise<string> => (await p.pg.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`, [], p.db))[0].lsn;
 
 test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: after restarts the destination equals the source with no row lost or doubled, and STOP_TASK drops the slot', async (t) => {
@@ -158,7 +163,7 @@ test('kill -9 of pgshift mid-copy and again mid-stream, under a running writer: 
     await sc.query(`BEGIN`);
     await sc.query(`INSERT INTO events (id, customer_id, payload) VALUES ($1, -1, '{"gate": true}'), ($2, -1, '{"gate": false}')`, [uuidOnShard(gated, dests.length), uuidOnShard(ahead, dests.length)]);
     await sc.query(`COMMIT`);
-    gateLsn = (await sc.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`)).rows[0].lsn; // >= that commit's end (the write position may lag: test clusters commit asynchronously)
+    gateLsn = await currentLsn(source); // >= that commit's end
   } finally {
     await sc.end();
   }

@@ -193,7 +193,7 @@ async function seedRows(source: Place, schema: Schema, ledger: Ledger, rng: Rng)
 
 /** Waits until every slot on the destination (the reverse stream) has confirmed the current WAL. */
 async function caughtUp(dests: Place[], explain: () => string): Promise<void> {
-  const [{ lsn }] = await dests[0].pg.query<{ lsn: string }>(`SELECT pg_current_wal_lsn()::text AS lsn`);
+  const [{ lsn }] = await dests[0].pg.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`);
   await poll(
     'the reverse replication to catch up (every destination slot confirmed past the last write)',
     async () => {

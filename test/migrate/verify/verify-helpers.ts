@@ -68,7 +68,7 @@ export async function startMove(
 
 /** Waits until the stream has applied everything the source has written so far. */
 export async function caughtUp(m: Move): Promise<void> {
-  const [{ lsn }] = await m.source.pg.query<{ lsn: string }>(`SELECT pg_current_wal_lsn()::text AS lsn`, [], m.source.db);
+  const [{ lsn }] = await m.source.pg.query<{ lsn: string }>(`SELECT pg_current_wal_insert_lsn()::text AS lsn`, [], m.source.db);
   // The task reports "replicating" a moment before its stream has started.
   const until = parseLsn(lsn);
   await waitFor('caught up', () =>
