@@ -73,6 +73,9 @@ const GROUP_MAX_BYTES = 16 << 20;
 /** Stop reading the walsender while this many bytes of whole transactions wait to be applied. */
 const PAUSE_BYTES = 64 << 20;
 const PING_MS = 50;
+/** How long a transaction may wait for another source shard's stream to remove a row it collides with, and how often it retries. */
+const CONFLICT_WAIT_MS = 30_000;
+const CONFLICT_RETRY_MS = 100;
 /** How long start() waits for a slot still held by a consumer that is going away. */
 const SLOT_BUSY_WAIT_MS = 5000;
 
@@ -95,6 +98,9 @@ export class ReplicationStream {
   private paused = false;
   private client: ReplicationClient | null = null;
   private applier: ShardApplier | null = null;
+  private newApplier: (() => ShardApplier) | null = null;
+  /** Since when the head transaction has been waiting for another source shard's stream (see retryConflict). */
+  private conflictSince: number | null = null;
   private readonly probe: SourceProbe;
   private readonly waiters = new Set<Waiter>();
   private statusTimer: NodeJS.Timeout | null = null;
@@ -146,7 +152,8 @@ export class ReplicationStream {
       const sharding = n > 1 ? new ShardingSchema(o.destDatabase, o.config.sharded_tables, o.config.sharded_mappings, o.config.omnisharded_tables, n) : null;
       const sourceSharding =
         o.sourceDatabase && (o.sourceShards ?? 1) > 1 ? new ShardingSchema(o.sourceDatabase, o.config.sharded_tables, o.config.sharded_mappings, o.config.omnisharded_tables, o.sourceShards!) : null;
-      this.applier = new ShardApplier({ destination: o.destination, sharding, originName: o.originName, log: o.log, binary: o.binary ?? false, hooks: o.hooks, sourceSharding, sourceShard: o.source.shard });
+      this.newApplier = () => new ShardApplier({ destination: o.destination, sharding, originName: o.originName, log: o.log, binary: o.binary ?? false, hooks: o.hooks, sourceSharding, sourceShard: o.source.shard });
+      this.applier = this.newApplier();
       await this.applier.open();
       this.client = await ReplicationClient.connect(o.source);
       this.protoVersion = protoVersionFor(this.client.serverMajor);
@@ -236,14 +243,15 @@ export class ReplicationStream {
   }
 
   private async applyLoop(): Promise<void> {
-    const applier = this.applier!;
     while (this.ready.length > 0 && this.running) {
+      const applier = this.applier!;
       const limit = this.hold?.lsn ?? null;
       if (limit !== null && this.ready[0].commitLsn >= limit) break;
       let changes = 0;
       let bytes = 0;
       let k = 0;
-      while (k < this.ready.length && (limit === null || this.ready[k].commitLsn < limit) && (k === 0 || (changes + this.ready[k].changes.length <= GROUP_MAX_CHANGES && bytes + this.ready[k].bytes <= GROUP_MAX_BYTES))) {
+      // While waiting out a cross-stream conflict, one source transaction at a time.
+      while (k < this.ready.length && (limit === null || this.ready[k].commitLsn < limit) && (k === 0 || (this.conflictSince === null && changes + this.ready[k].changes.length <= GROUP_MAX_CHANGES && bytes + this.ready[k].bytes <= GROUP_MAX_BYTES))) {
         changes += this.ready[k].changes.length;
         bytes += this.ready[k].bytes;
         k++;
@@ -253,9 +261,12 @@ export class ReplicationStream {
       try {
         counts = await applier.apply(group);
       } catch (err) {
-        this.fail(asPgError(err));
+        const e = asPgError(err);
+        if (await this.retryConflict(e, group)) continue;
+        this.fail(e);
         return;
       }
+      this.conflictSince = null;
       const last = group[group.length - 1];
       this.stats.transactions += group.length - counts.skipped;
       this.stats.skipped += counts.skipped;
@@ -274,6 +285,35 @@ export class ReplicationStream {
       this.settleWaiters();
     }
     queueMicrotask(() => this.advanceIfIdle());
+  }
+
+  /**
+   * With several source shards, a row the application moved from shard A to shard B (one
+   * transaction: DELETE on A, INSERT on B) reaches this destination through two independent
+   * streams, in no fixed order. When B's INSERT comes first it collides with the copy A's stream
+   * has not deleted yet (23505). Nothing of the failed group committed (or, if a shard did, its
+   * origin skips it on replay), so the group goes back to the head of the queue and is retried
+   * one transaction at a time on a fresh applier until the other stream has caught up, for at
+   * most CONFLICT_WAIT_MS; a conflict that outlasts that is real and fails the stream.
+   */
+  private async retryConflict(e: PgError, group: SourceTransaction[]): Promise<boolean> {
+    if (e.code !== '23505' || (this.opts.sourceShards ?? 1) < 2 || !this.newApplier || !this.running) return false;
+    const now = Date.now();
+    this.conflictSince ??= now;
+    if (now - this.conflictSince > CONFLICT_WAIT_MS) return false;
+    this.ready.unshift(...group);
+    this.opts.log.info({ shard: this.opts.source.shard, waitedMs: now - this.conflictSince, err: e.message }, 'unique conflict while applying from several source shards: waiting for the other streams (a row moved between shards)');
+    await new Promise((r) => setTimeout(r, CONFLICT_RETRY_MS));
+    if (!this.running) return true;
+    const applier = this.newApplier();
+    try {
+      await applier.open();
+    } catch (err) {
+      this.fail(asPgError(err));
+      return true;
+    }
+    this.applier = applier;
+    return true;
   }
 
   private sendStatus(replyRequested: boolean): void {

@@ -123,7 +123,7 @@ export async function runSeed(seed: number, features: Features, note: (m: string
     };
     const back = await cutover(forward, 'cutover');
     const again = await cutover(back, 'rollback');
-    await cutover(again, 'cutover again');
+    const last = await cutover(again, 'cutover again');
 
     note('stopping the workload');
     const report = await w.stop();
@@ -141,6 +141,16 @@ export async function runSeed(seed: number, features: Features, note: (m: string
     );
     if (problems.length) throw new Error(`${problems.length} problems; first ones:\n  ${problems.slice(0, 15).join('\n  ')}\nboth sides: ${sides}`);
     if (sides !== 'source and destination are equal') throw new Error(sides);
+    // pgshift's own VERIFY on the reverse task that now streams (serving cluster -> old source)
+    // must agree: zero missing, extra, different and misplaced rows, no sequence risk.
+    const verified = await p.admin(`VERIFY ${last}`);
+    const total = verified.find((r) => r.table === 'TOTAL');
+    const counts = (r: AdminRow) => [r.missing, r.extra, r.different, r.misplaced].map(Number);
+    const differing = verified.filter((r) => r.table !== 'TOTAL' && (r.status !== 'ok' || counts(r).some((n) => n > 0)));
+    if (!total || total.status !== 'ok' || differing.length > 0) {
+      throw new Error(`VERIFY ${last} disagrees with the comparison of both sides:\n${verified.map((r) => JSON.stringify(r)).join('\n')}`);
+    }
+    note(`VERIFY ${last}: ${total.rows_checked} rows checked, no difference`);
     return report;
   } catch (err) {
     const e = err as Error;
