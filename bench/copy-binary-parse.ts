@@ -5,8 +5,8 @@
  *
  *   node dist/bench/copy-binary-parse.js [megabytes]
  */
-import { BinaryCopyParser, binaryCopyHeader, binaryCopyTrailer, encodeBinaryTuple } from '../src/migrate/copy-binary.js';
-import { TextCopyRowSplitter } from '../src/migrate/tuple-text.js';
+import { BinaryCopyParser, binaryCopyHeader, binaryCopyTrailer, encodeBinaryTuple } from '../src/wire/copy-binary.js';
+import { TextCopyRowSplitter } from '../src/wire/copy-text.js';
 
 const targetMb = Number(process.argv[2] ?? 100);
 const CHUNK = 64 * 1024;

@@ -4,7 +4,7 @@
  *
  *   pipe        psql `COPY t TO STDOUT (FORMAT binary)` | psql `COPY t FROM STDIN (FORMAT binary)`
  *               into one database: the limit a copier is measured against;
- *   pgshift     the product path of COPY_DATA (src/migrate/copy-data.ts `copyData`): a slot with an
+ *   pgshift     the product path of COPY_DATA (src/migrate/copy/copy-data.ts `copyData`): a slot with an
  *               exported snapshot, binary COPY out, each tuple's key hashed in place, binary COPY
  *               into each destination shard; 1 → 1 and 1 → 2 shards, with 1 worker and with
  *               `resharding_parallel_copies` workers over ctid ranges;
@@ -21,9 +21,9 @@ import { join } from 'node:path';
 import { LocalPostgres, SUPERUSER, SUPERUSER_PASSWORD } from '../src/cli/local-postgres.js';
 import { connect, type Endpoint } from '../src/migrate/endpoints.js';
 import { createSlotWithSnapshot, dropSlot } from '../src/migrate/snapshot.js';
-import { copyData, DEFAULT_CHUNK_BLOCKS } from '../src/migrate/copy-data.js';
+import { copyData, DEFAULT_CHUNK_BLOCKS } from '../src/migrate/copy/copy-data.js';
 import { publishedTables, serverVersionNum, tableKey } from '../src/migrate/catalog.js';
-import type { TableCopy } from '../src/migrate/table-progress.js';
+import type { TableCopy } from '../src/migrate/copy/table-progress.js';
 import { ShardingSchema } from '../src/sharding/index.js';
 import { silentLogger } from '../src/observe/log.js';
 import { formatTable, formatMarkdown } from './lib/table.js';

@@ -12,6 +12,16 @@ function find(dir, out = []) {
   return out;
 }
 const filter = process.argv.slice(2);
+
+// The house's import rules (docs/architecture.md, .dependency-cruiser.cjs) are part of the suite:
+// an import cycle or an import against the flow fails it before any test runs.
+if (!filter.length) {
+  const dep = spawnSync(process.execPath, ['node_modules/dependency-cruiser/bin/dependency-cruise.mjs', 'src', '--config', '.dependency-cruiser.cjs'], { stdio: 'inherit' });
+  if (dep.status !== 0) {
+    console.error('dependency rules violated (see above); docs/architecture.md explains them');
+    process.exit(1);
+  }
+}
 let files = find('dist/test').sort();
 if (filter.length) files = files.filter((f) => filter.some((x) => f.includes(x)));
 const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=300000', ...files], { stdio: 'inherit' });

@@ -8,7 +8,7 @@ import type { Logger } from '../observe/log.js';
 import type { Pool } from '../backend/pool.js';
 import { runMigrationCommand } from './migration-commands.js';
 import { runRoutingCommand } from './routing-commands.js';
-import { cutoverTask, reshard } from '../migrate/cutover-task.js';
+import { cutoverTask, reshard } from '../migrate/cutover/cutover-task.js';
 
 export async function runAdminCommand(cmd: AdminCommand, ctx: AdminContext, log: Logger): Promise<AdminResult> {
   switch (cmd.kind) {

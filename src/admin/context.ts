@@ -4,7 +4,7 @@ import type { Pool } from '../backend/pool.js';
 import type { PauseGate } from '../frontend/pause-gate.js';
 import type { ClientInfo } from '../frontend/context.js';
 import type { TwoPhaseStats } from '../frontend/two-phase.js';
-import type { CutoverContext } from '../migrate/cutover-task.js';
+import type { CutoverContext } from '../migrate/cutover/cutover-task.js';
 
 export interface AdminContext extends CutoverContext {
   readonly version: string;

@@ -6,19 +6,20 @@
  */
 import type { AdminCommand } from './parser.js';
 import { table, INT8, TEXT, type AdminResult, type Cell } from './result.js';
-import { migrationRegistry, startCopyData, startReplicate, startSchemaSync, stopTask, type MigrationContext, type Task } from '../migrate/tasks.js';
+import { migrationRegistry, startCopyData, startReplicate, startSchemaSync, stopTask, type MigrationContext, type Task } from '../migrate/tasks/tasks.js';
 import { connect, type Endpoint } from '../migrate/endpoints.js';
-import { resolveBound } from '../migrate/task-runner.js';
+import { resolveBound } from '../migrate/tasks/task-runner.js';
 import { slotInfo } from '../migrate/snapshot.js';
-import { formatLsn } from '../migrate/lsn.js';
-import { cutoverJournal, type CutoverJournalFile } from '../migrate/cutover-journal.js';
+import { formatLsn } from '../wire/lsn.js';
+import { cutoverJournal, type CutoverJournalFile } from '../migrate/cutover/cutover-journal.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { shardsOf } from '../config/index.js';
-import { startVerify, verifyOutcome } from '../migrate/verify/verify-task.js';
+import { verifyOutcome } from '../migrate/verify/verify-task.js';
+import { startVerify } from '../migrate/verify/verify-start.js';
 import { REPORT_COLUMNS, reportRows } from '../migrate/verify/report.js';
-import type { TaskRegistry } from '../migrate/task-registry.js';
+import type { TaskRegistry } from '../migrate/tasks/task-registry.js';
 
-export type { MigrationContext } from '../migrate/tasks.js';
+export type { MigrationContext } from '../migrate/tasks/tasks.js';
 
 export async function runMigrationCommand(cmd: AdminCommand, ctx: MigrationContext): Promise<AdminResult> {
   const reg = await migrationRegistry(ctx);

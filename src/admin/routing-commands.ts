@@ -7,9 +7,9 @@ import type { AdminCommand } from './parser.js';
 import type { AdminContext } from './context.js';
 import { table, INT8, BOOL, type AdminResult, type Cell } from './result.js';
 import { loadConfig, saveConfig, fingerprint, type Config } from '../config/index.js';
-import { cutoverJournal, checkDiscardRouting, type RoutingSwap } from '../migrate/cutover-journal.js';
-import { migrationRegistry } from '../migrate/tasks.js';
-import { listOrphans, dropOrphans, type Orphan } from '../migrate/orphans.js';
+import { cutoverJournal, checkDiscardRouting, type RoutingSwap } from '../migrate/cutover/cutover-journal.js';
+import { migrationRegistry } from '../migrate/tasks/tasks.js';
+import { listOrphans, dropOrphans, type Orphan } from '../migrate/tasks/orphans.js';
 import { formatTimestamp } from './migration-commands.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 

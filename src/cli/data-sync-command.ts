@@ -17,8 +17,8 @@ import { join } from 'node:path';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../observe/log.js';
-import { TaskRegistry, type Task } from '../migrate/task-registry.js';
-import { startCopyData, startReplicate, stopTask, type MigrationContext } from '../migrate/tasks.js';
+import { TaskRegistry, type Task } from '../migrate/tasks/task-registry.js';
+import { startCopyData, startReplicate, stopTask, type MigrationContext } from '../migrate/tasks/tasks.js';
 import { formatBytes } from '../admin/migration-commands.js';
 import { asPgError } from '../wire/pg-error.js';
 

@@ -15,7 +15,7 @@ import { Proxy } from '../proxy.js';
 import { createLogger } from '../observe/log.js';
 import { ServerConnection } from '../backend/server.js';
 import { startWorkload, percentile } from './playground-workload.js';
-import { cutoverHistory } from '../migrate/cutover-task.js';
+import { cutoverHistory } from '../migrate/cutover/cutover-task.js';
 import { asPgError } from '../wire/pg-error.js';
 
 const CUSTOMERS = 20_000;

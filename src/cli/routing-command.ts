@@ -6,9 +6,9 @@
  * it runs, use the admin database.
  */
 import { loadConfig, saveConfig, applyRecordedRouting, type Config } from '../config/index.js';
-import { cutoverJournal, checkDiscardRouting } from '../migrate/cutover-journal.js';
-import { TaskRegistry } from '../migrate/task-registry.js';
-import { listOrphans, dropOrphans } from '../migrate/orphans.js';
+import { cutoverJournal, checkDiscardRouting } from '../migrate/cutover/cutover-journal.js';
+import { TaskRegistry } from '../migrate/tasks/task-registry.js';
+import { listOrphans, dropOrphans } from '../migrate/tasks/orphans.js';
 import { routingRows, orphanRows } from '../admin/routing-commands.js';
 import { stateDirFor } from '../proxy.js';
 import { createLogger } from '../observe/log.js';

@@ -8,8 +8,8 @@ import { parseCommandArgs, MOVE_OPTIONS } from './args.js';
 import { createLogger } from '../observe/log.js';
 import { shardEndpoints } from '../migrate/endpoints.js';
 import { ShardingSchema } from '../sharding/index.js';
-import { runPreflight } from '../migrate/preflight.js';
-import { schemaSync, type SchemaPhase } from '../migrate/schema-sync.js';
+import { runPreflight } from '../migrate/schema/preflight.js';
+import { schemaSync, type SchemaPhase } from '../migrate/schema/schema-sync.js';
 import { asPgError } from '../wire/pg-error.js';
 
 const USAGE = `usage: pgshift schema-sync --from-database <src> --to-database <dst> --publication <pub>

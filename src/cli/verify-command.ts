@@ -15,9 +15,10 @@ import { join } from 'node:path';
 import { parseCommandArgs, MOVE_OPTIONS } from './args.js';
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../observe/log.js';
-import { TaskRegistry, type Task } from '../migrate/task-registry.js';
-import { resumeTasks, stopTask, type MigrationContext } from '../migrate/tasks.js';
-import { startVerify, verifyOutcome } from '../migrate/verify/verify-task.js';
+import { TaskRegistry, type Task } from '../migrate/tasks/task-registry.js';
+import { resumeTasks, stopTask, type MigrationContext } from '../migrate/tasks/tasks.js';
+import { verifyOutcome } from '../migrate/verify/verify-task.js';
+import { startVerify } from '../migrate/verify/verify-start.js';
 import { REPORT_COLUMNS, reportRows, summaryText } from '../migrate/verify/report.js';
 import { asPgError } from '../wire/pg-error.js';
 

@@ -34,7 +34,7 @@ export interface RecoveryOptions {
 export interface RecoveryReport {
   committed: number;
   rolledBack: number;
-  /** Prepared transactions seen and left unresolved (too young, or an error). */
+  /** Prepared transactions seen and left unresolved (resolving them failed; retried next pass). */
   unresolved: number;
   errors: string[];
 }
@@ -59,10 +59,9 @@ export async function recoverPrepared(coord: TwoPhaseCoordinator, targets: Recov
           const key = `${t.address.host}:${t.address.port}/${gid}`;
           if (!txid || coord.inFlight.has(txid) || seen.get(key)) continue;
           const decided = coord.log.get(txid) !== undefined;
-          if (!decided && !opts.atStart && Number(age) < opts.minAgeSeconds) {
-            seen.set(key, false);
-            continue;
-          }
+          // A young one without a decision is most likely a commit of this process that finished
+          // between the query and this loop (or one still preparing): neither resolved nor in doubt.
+          if (!decided && !opts.atStart && Number(age) < opts.minAgeSeconds) continue;
           try {
             await srv.query(`${decided ? 'COMMIT' : 'ROLLBACK'} PREPARED ${quoteLiteral(gid)}`);
             if (decided) report.committed++;

@@ -9,7 +9,7 @@
  */
 import type { ServerConnection } from '../backend/server.js';
 import { connect, describeEndpoint, type Endpoint } from './endpoints.js';
-import { parseLsn, type Lsn } from './lsn.js';
+import { parseLsn, type Lsn } from '../wire/lsn.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { quoteIdent, quoteLiteral } from '../wire/quote.js';
 

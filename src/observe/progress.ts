@@ -4,10 +4,10 @@
  * (`canWrite`: the gate is open), lag in bytes and seconds per source shard, per-table copy
  * progress, and the last cutover's measured pause.
  */
-import type { TaskRegistry } from '../migrate/task-registry.js';
+import type { TaskRegistry } from '../migrate/tasks/task-registry.js';
 import type { Config } from '../config/types.js';
 import type { PauseGate } from '../frontend/pause-gate.js';
-import { cutoverHistory } from '../migrate/cutover-task.js';
+import { cutoverHistory } from '../migrate/cutover/cutover-task.js';
 
 export interface ProgressSource {
   readonly gate: PauseGate;

@@ -8,7 +8,7 @@ import { writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../harness/proxy.js';
 import { loadConfig, swapDatabases, fingerprint } from '../../src/config/index.js';
-import { CutoverJournalFile, type CutoverJournal } from '../../src/migrate/cutover-journal.js';
+import { CutoverJournalFile, type CutoverJournal } from '../../src/migrate/cutover/cutover-journal.js';
 import { PGDOG_STYLE_CONFIG, PGDOG_STYLE_USERS, tempDir } from '../config/fixtures.js';
 
 function setup() {

@@ -5,8 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
-import { ReplicationStream } from '../../src/migrate/stream.js';
-import type { ApplyHooks } from '../../src/migrate/applier.js';
+import { ReplicationStream } from '../../src/migrate/replicate/stream.js';
+import type { ApplyHooks } from '../../src/migrate/replicate/applier.js';
 import { shardEndpoints } from '../../src/migrate/endpoints.js';
 import { createLogger, silentLogger } from '../../src/observe/log.js';
 import { NULL_KEY_SHARD, shardOfValue } from '../../src/sharding/index.js';

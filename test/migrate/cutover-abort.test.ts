@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
-import type { CutoverStep } from '../../src/migrate/cutover.js';
+import type { CutoverStep } from '../../src/migrate/cutover/cutover.js';
 import type { GeneralConfig } from '../../src/config/types.js';
 
 let source: PgCluster;

@@ -6,9 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
-import { TaskRegistry } from '../../src/migrate/task-registry.js';
-import { startCopyData, stopTask } from '../../src/migrate/tasks.js';
-import { parseLsn } from '../../src/migrate/lsn.js';
+import { TaskRegistry } from '../../src/migrate/tasks/task-registry.js';
+import { startCopyData, stopTask } from '../../src/migrate/tasks/tasks.js';
+import { parseLsn } from '../../src/wire/lsn.js';
 import {
   moveConfig, moveContext, SCHEMA, seedSql, startWriter, destFingerprint, fingerprint, assertPlacedByPostgres, slotNames, waitFor, type Place,
 } from './move-helpers.js';

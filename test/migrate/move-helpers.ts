@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger, silentLogger } from '../../src/observe/log.js';
-import type { MigrationContext } from '../../src/migrate/tasks.js';
+import type { MigrationContext } from '../../src/migrate/tasks/tasks.js';
 import type { PgCluster } from '../harness/pg-cluster.js';
 import type pg from 'pg';
 

@@ -4,9 +4,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { PgError } from '../../src/wire/pg-error.js';
-import { TaskRegistry } from '../../src/migrate/task-registry.js';
-import { startCopyData } from '../../src/migrate/tasks.js';
-import { runPreflight } from '../../src/migrate/preflight.js';
+import { TaskRegistry } from '../../src/migrate/tasks/task-registry.js';
+import { startCopyData } from '../../src/migrate/tasks/tasks.js';
+import { runPreflight } from '../../src/migrate/schema/preflight.js';
 import { shardEndpoints } from '../../src/migrate/endpoints.js';
 import { moveConfig, moveContext, SCHEMA, slotNames, tableNames, type Place } from './move-helpers.js';
 

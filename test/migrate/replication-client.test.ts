@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { protoVersionFor, serverMajorVersion, startReplicationSql } from '../../src/migrate/replication-client.js';
-import { pgTimestampText } from '../../src/migrate/origin.js';
-import { dateToPgTimestamp } from '../../src/migrate/pgoutput.js';
+import { protoVersionFor, serverMajorVersion, startReplicationSql } from '../../src/migrate/replicate/replication-client.js';
+import { pgTimestampText } from '../../src/migrate/replicate/origin.js';
+import { dateToPgTimestamp } from '../../src/wire/pgoutput.js';
 
 test('pgoutput protocol version follows the source major version: 14 → 2, 15 → 3, 16+ → 4, older → 1', () => {
   assert.deepEqual([13, 14, 15, 16, 17].map(protoVersionFor), [1, 2, 3, 4, 4]);

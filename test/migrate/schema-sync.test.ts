@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
-import { schemaSync } from '../../src/migrate/schema-sync.js';
+import { schemaSync } from '../../src/migrate/schema/schema-sync.js';
 import { shardEndpoints } from '../../src/migrate/endpoints.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { ShardingSchema } from '../../src/sharding/index.js';

@@ -1,11 +1,11 @@
 /**
- * The pure half of "sequences across shards" (src/migrate/sequences.ts): the values and settings
+ * The pure half of "sequences across shards" (src/migrate/cutover/sequences.ts): the values and settings
  * each destination shard gets, for ascending and descending sequences, increments ≠ 1, bounds,
  * CYCLE, the round trip 1 → N → 1 → M, and the overlap check VERIFY uses.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planSequence, baseSettings, sequenceProblems, futureValues, firstCommonValue, alterSequenceSql, type SequenceState, type ShardSequencePlan } from '../../src/migrate/sequences.js';
+import { planSequence, baseSettings, sequenceProblems, futureValues, firstCommonValue, alterSequenceSql, type SequenceState, type ShardSequencePlan } from '../../src/migrate/cutover/sequences.js';
 
 const I8MAX = 2n ** 63n - 1n;
 const I8MIN = -(2n ** 63n);

@@ -2,10 +2,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { PgCluster } from '../harness/pg-cluster.js';
-import { ReplicationStream } from '../../src/migrate/stream.js';
+import { ReplicationStream } from '../../src/migrate/replicate/stream.js';
 import { silentLogger } from '../../src/observe/log.js';
-import { formatLsn } from '../../src/migrate/lsn.js';
-import { protoVersionFor } from '../../src/migrate/replication-client.js';
+import { formatLsn } from '../../src/wire/lsn.js';
+import { protoVersionFor } from '../../src/migrate/replicate/replication-client.js';
 import { assertPlacement, assertSameRows, currentWalLsn, topology, until, type Topology } from './stream-helpers.js';
 
 // Source and destination are separate clusters; the destination's two shards are two databases.

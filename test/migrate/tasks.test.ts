@@ -4,8 +4,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
-import { TaskRegistry } from '../../src/migrate/task-registry.js';
-import { startCopyData, resumeTasks, stopTask, getTask } from '../../src/migrate/tasks.js';
+import { TaskRegistry } from '../../src/migrate/tasks/task-registry.js';
+import { startCopyData, resumeTasks, stopTask, getTask } from '../../src/migrate/tasks/tasks.js';
 import { runMigrationCommand } from '../../src/admin/migration-commands.js';
 import { moveConfig, moveContext, SCHEMA, seedSql, destFingerprint, fingerprint, slotNames, waitFor, type Place } from './move-helpers.js';
 

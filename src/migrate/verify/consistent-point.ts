@@ -24,8 +24,8 @@
  */
 import type { ServerConnection } from '../../backend/server.js';
 import { connect, describeEndpoint, type Endpoint } from '../endpoints.js';
-import { formatLsn, parseLsn } from '../lsn.js';
-import type { ReplicationStream } from '../stream.js';
+import { formatLsn, parseLsn } from '../../wire/lsn.js';
+import type { ReplicationStream } from '../replicate/stream.js';
 import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
 import { quoteIdent, quoteLiteral } from '../../wire/quote.js';
 import { SESSION_SETTINGS } from './chunk-hash.js';

@@ -10,54 +10,20 @@ import { ShardingSchema } from '../../sharding/index.js';
 import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
 import { shardEndpoints, withConn } from '../endpoints.js';
 import { qualifiedName, tableKey } from '../catalog.js';
-import { keyColumn } from '../table-plan.js';
-import { TableCopy } from '../table-progress.js';
-import { launch, type MigrationContext, type Task } from '../tasks.js';
-import type { TaskRegistry } from '../task-registry.js';
+import { keyColumn } from '../copy/table-plan.js';
+import { TableCopy } from '../copy/table-progress.js';
+import type { MigrationContext, Task } from '../tasks/tasks.js';
+import type { TaskRegistry } from '../tasks/task-registry.js';
 import { openVerifyPoint, type VerifyPoint } from './consistent-point.js';
 import { compareTable } from './table-compare.js';
 import { newTableState, summarize, summaryText, type TableVerifyState, type VerifyStateJson } from './report.js';
-import { checkSequences } from '../sequences.js';
+import { checkSequences } from '../cutover/sequences.js';
 import { verifyTables, type VerifyTable } from './verify-tables.js';
 
-export type VerifyRequest = { taskId?: number; tables?: string[] } | { source: string; destination: string; publication?: string; tables?: string[] };
 
 /** How often progress is written to the task state file while chunks finish. */
 const SAVE_EVERY_MS = 1000;
 const STREAM_START_WAIT_MS = 15_000;
-
-function isMoveTask(t: Task): boolean {
-  return !t.terminal && t.kind !== 'verify' && t.kind !== 'schema_sync';
-}
-
-/** Creates and launches the VERIFY task (returns at once; `task.done` settles when it ends). */
-export async function startVerify(reg: TaskRegistry, ctx: MigrationContext, req: VerifyRequest): Promise<Task> {
-  const config = ctx.config();
-  let fields: { source: string; destination: string; publication: string; fromUser?: string; toUser?: string; verifyOf?: number };
-  if ('source' in req) {
-    fields = { source: req.source, destination: req.destination, publication: req.publication ?? '' };
-  } else {
-    const target = req.taskId !== undefined ? reg.get(req.taskId) : reg.list().reverse().find(isMoveTask);
-    if (!target) throw new PgError(SQLSTATE.undefinedObject, req.taskId !== undefined ? `task ${req.taskId} not found` : 'no running move task to verify; name one (VERIFY <task_id>) or two databases (VERIFY <source> <destination>)');
-    if (target.kind === 'verify' || target.kind === 'schema_sync') throw new PgError(SQLSTATE.objectNotInState, `task ${target.id} (${target.type}) moves no data; VERIFY needs a copy, replication or reshard task`);
-    fields = { source: target.source, destination: target.destination, publication: target.publication, fromUser: target.options.fromUser, toUser: target.options.toUser, verifyOf: target.id };
-  }
-  // Fail now, not in the background, when a database is not configured.
-  shardEndpoints(config, fields.source, fields.fromUser);
-  shardEndpoints(config, fields.destination, fields.toUser);
-  const id = reg.reserveId();
-  const type = `verify ${fields.source} -> ${fields.destination}${fields.verifyOf !== undefined ? ` (task ${fields.verifyOf})` : ''}`;
-  const task = reg.create(id, 'verify', type, {
-    source: fields.source,
-    destination: fields.destination,
-    publication: fields.publication,
-    slots: [],
-    options: { fromUser: fields.fromUser, toUser: fields.toUser, verifyOf: fields.verifyOf, tables: req.tables && req.tables.length > 0 ? req.tables : undefined },
-  });
-  await task.save();
-  launch(task, ctx);
-  return task;
-}
 
 export async function runVerify(task: Task, ctx: MigrationContext): Promise<void> {
   const config = ctx.config();
@@ -147,7 +113,7 @@ export async function runVerify(task: Task, ctx: MigrationContext): Promise<void
 
 /**
  * Sequences of the destination that could hand out the same value on two shards, or copies of
- * one sequence that are out of step (the cutover's own check, src/migrate/sequences.ts).
+ * one sequence that are out of step (the cutover's own check, src/migrate/cutover/sequences.ts).
  * The tables are looked up again on the destination: sequences are found by table oid there.
  */
 async function sequenceRisks(point: VerifyPoint, sharding: ShardingSchema, tables: VerifyTable[]): Promise<string[]> {
@@ -180,18 +146,4 @@ function progressText(task: Task): string {
 export function verifyOutcome(task: Task): { state: VerifyStateJson; ok: boolean } {
   const state = task.verify ?? { point: '', tables: [], sequences: [] };
   return { state, ok: task.status === 'finished' && summarize(state).ok };
-}
-
-/**
- * cutover_verify: VERIFY the task before its cutover pauses traffic; any difference (or a
- * VERIFY that cannot finish) refuses the cutover with the findings in the message.
- */
-export async function verifyBeforeCutover(reg: TaskRegistry, ctx: MigrationContext, task: Task): Promise<void> {
-  const v = await startVerify(reg, ctx, { taskId: task.id });
-  await v.done;
-  const { state, ok } = verifyOutcome(v);
-  if (ok) return;
-  throw new PgError(SQLSTATE.objectNotInState, `CUTOVER refused by cutover_verify: VERIFY task ${v.id} ${v.status === 'finished' ? summaryText(state) : v.status}`, {
-    hint: `see the differences with VERIFY ${task.id}, fix them, then CUTOVER again`,
-  });
 }

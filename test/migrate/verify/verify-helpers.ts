@@ -4,11 +4,12 @@
  * TOAST value) and `audit` (no primary key, REPLICA IDENTITY FULL, sharded by customer_id).
  */
 import { PgCluster } from '../../harness/pg-cluster.js';
-import { TaskRegistry } from '../../../src/migrate/task-registry.js';
-import { startCopyData, type MigrationContext, type Task } from '../../../src/migrate/tasks.js';
-import { startVerify, verifyOutcome, type VerifyRequest } from '../../../src/migrate/verify/verify-task.js';
+import { TaskRegistry } from '../../../src/migrate/tasks/task-registry.js';
+import { startCopyData, type MigrationContext, type Task } from '../../../src/migrate/tasks/tasks.js';
+import { verifyOutcome } from '../../../src/migrate/verify/verify-task.js';
+import { startVerify, type VerifyRequest } from '../../../src/migrate/verify/verify-start.js';
 import type { TableVerifyState, VerifyStateJson } from '../../../src/migrate/verify/report.js';
-import { parseLsn } from '../../../src/migrate/lsn.js';
+import { parseLsn } from '../../../src/wire/lsn.js';
 import { before, after } from 'node:test';
 import { moveConfig, moveContext, SCHEMA, SHARDED, seedSql, startLoop, waitFor, type Place } from '../move-helpers.js';
 

@@ -3,12 +3,13 @@
 // exactly once), and cutover_verify refusing a cutover before the gate closes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TaskRegistry } from '../../../src/migrate/task-registry.js';
-import { migrationRegistry, resumeTasks, stopTask } from '../../../src/migrate/tasks.js';
+import { TaskRegistry } from '../../../src/migrate/tasks/task-registry.js';
+import { migrationRegistry, resumeTasks, stopTask } from '../../../src/migrate/tasks/tasks.js';
 import { runMigrationCommand } from '../../../src/admin/migration-commands.js';
-import { cutoverTask, type CutoverContext } from '../../../src/migrate/cutover-task.js';
+import { cutoverTask, type CutoverContext } from '../../../src/migrate/cutover/cutover-task.js';
 import { PauseGate } from '../../../src/frontend/pause-gate.js';
-import { startVerify, verifyOutcome } from '../../../src/migrate/verify/verify-task.js';
+import { verifyOutcome } from '../../../src/migrate/verify/verify-task.js';
+import { startVerify } from '../../../src/migrate/verify/verify-start.js';
 import { summarize } from '../../../src/migrate/verify/report.js';
 import { moveContext, waitFor } from '../move-helpers.js';
 import { startMove, caughtUp, tableState, useClusters } from './verify-helpers.js';

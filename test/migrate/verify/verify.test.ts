@@ -3,7 +3,7 @@
 // difference reported with the right key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { stopTask } from '../../../src/migrate/tasks.js';
+import { stopTask } from '../../../src/migrate/tasks/tasks.js';
 import { shardOfValue } from '../../../src/sharding/index.js';
 import { startWriter } from '../move-helpers.js';
 import { startMove, caughtUp, verify, tableState, startOrdersWriter, type Move, useClusters } from './verify-helpers.js';
