@@ -202,7 +202,11 @@ export class ShardTransaction {
   }
 
   releaseAll(): void {
-    for (const { srv, pool } of this.servers.values()) pool.release(srv, !srv.closed && srv.txStatus === 'I');
+    // One client transaction ends on each server it used (SHOW STATS, SHOW SERVERS, metrics).
+    for (const { srv, pool } of this.servers.values()) {
+      srv.stats.transactions++;
+      pool.release(srv, !srv.closed && srv.txStatus === 'I');
+    }
     this.servers.clear();
   }
 

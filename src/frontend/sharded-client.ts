@@ -511,6 +511,7 @@ export class ShardedClient implements GateHolder {
   private async runOn(shards: number[], sql: string, ext: Extended | null, merge: MergePlan): Promise<boolean> {
     if (merge.kind === 'none') {
       const srv = await this.tx.server(shards[0]);
+      srv.stats.queries++;
       let failed = false;
       await srv.exchange(this.requestBytes(sql, ext), (t, body, raw) => {
         if (t === B.ParseComplete || t === B.BindComplete || t === B.ReadyForQuery) return;
@@ -544,6 +545,7 @@ export class ShardedClient implements GateHolder {
   /** Runs `sql` on one shard, feeding rows into `merger`; returns the shard's error, if any. */
   private async collect(shard: number, sql: string, ext: Extended | null, merger: ResultMerger): Promise<PgError | null> {
     const srv = await this.tx.server(shard);
+    srv.stats.queries++;
     let error: PgError | null = null;
     const bytes = this.requestBytes(sql, ext ? { ...ext, describe: true } : null);
     await srv.exchange(bytes, (t, body) => {
