@@ -9,6 +9,7 @@ import type { ServerConnection } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
 import * as fe from '../wire/frontend-messages.js';
 import { B } from '../wire/protocol.js';
+import { decodeCommandComplete } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
 import { quoteIdent, quoteLiteral } from '../wire/quote.js';
 import { paramSyncSql } from './session-params.js';
@@ -52,11 +53,20 @@ export class ShardTransaction {
     return [...this.servers.keys()].sort((a, b) => a - b);
   }
 
+  /** The client's BEGIN (`sql` as it wrote it, replayed on each shard the transaction joins). */
+  begin(sql: string): void {
+    // A server still held from outside a transaction (a Describe answered after a Flush) never
+    // got this transaction's BEGIN: release it, so every shard joins through server() with BEGIN
+    // (else its part autocommits and PREPARE TRANSACTION finds no transaction there).
+    this.releaseAll();
+    this.inTransaction = true;
+    this.beginSql = sql;
+  }
+
   /** Opens pgshift's own transaction around a statement the client sent outside one. */
   beginImplicit(): void {
-    this.inTransaction = true;
+    this.begin('BEGIN');
     this.implicit = true;
-    this.beginSql = 'BEGIN';
   }
 
   /** The server for `shard`, checked out (and brought into the transaction) on first use. */
@@ -100,9 +110,15 @@ export class ShardTransaction {
         .filter(([shard]) => !only || only.includes(shard))
         .map(async ([shard, { srv }]) => {
           let error: PgError | null = null;
+          const sql = sqlFor(shard);
           try {
-            await srv.exchange(fe.query(sqlFor(shard)), (t, body) => {
+            await srv.exchange(fe.query(sql), (t, body) => {
               if (t === B.ErrorResponse && !error) error = PgError.fromFields(parseErrorFields(body));
+              // PREPARE TRANSACTION in a transaction that had already failed rolls it back and
+              // answers ROLLBACK, not an error: it must count as this shard's failure.
+              else if (t === B.CommandComplete && !error && sql.startsWith('PREPARE TRANSACTION') && decodeCommandComplete(body) === 'ROLLBACK') {
+                error = new PgError(SQLSTATE.inFailedSqlTransaction, `shard ${shard}: its part of the transaction had failed, so PREPARE TRANSACTION rolled it back`);
+              }
             });
           } catch (err) {
             error = asPgError(err, SQLSTATE.connectionFailure);

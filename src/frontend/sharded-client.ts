@@ -295,8 +295,7 @@ export class ShardedClient implements GateHolder {
           if (tx.inTransaction) {
             this.write(be.noticeResponse(new PgError('25001', 'there is already a transaction in progress', { severity: 'WARNING' })));
           } else {
-            tx.inTransaction = true;
-            tx.beginSql = a.text;
+            tx.begin(a.text);
           }
           this.write(be.commandComplete('BEGIN'));
           return true;

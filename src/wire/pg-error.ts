@@ -74,6 +74,7 @@ export const SQLSTATE = {
   duplicatePreparedStatement: '42P05',
   invalidSqlStatementName: '26000',
   configFileError: 'F0000',
+  inFailedSqlTransaction: '25P02',
   insufficientPrivilege: '42501',
   ioError: '58030',
   warning: '01000',

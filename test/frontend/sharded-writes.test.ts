@@ -196,7 +196,8 @@ test('2PC on: a constraint checked at PREPARE TRANSACTION fails on one shard and
       assert.equal(Number(t.rolled_back) >= 1, true, 'the failed 2PC is counted as rolled back');
       await c.query(`INSERT INTO orders (customer_id, amount, ref) VALUES (${customer(s, 0, 9)}, 1, 'ok-0'), (${customer(s, 1, 9)}, 1, 'ok-1')`);
       assert.equal(Number((await s.px!.admin('SHOW TWO_PHASE'))[0].committed), committed + 1, 'the autocommit cross-shard INSERT committed with two-phase commit');
-      assert.equal((await s.px!.admin('SHOW TWO_PHASE'))[0].in_doubt, '0');
+      const tp = (await s.px!.admin('SHOW TWO_PHASE'))[0];
+      assert.equal(tp.in_doubt, '0', JSON.stringify(tp));
       const metrics = await createMetrics(s.px!.proxy).metrics();
       assert.match(metrics, new RegExp(`pgshift_two_phase_total\\{outcome="committed"\\} ${committed + 1}\\b`));
       assert.match(metrics, /pgshift_two_phase_in_doubt 0\b/);
