@@ -11,6 +11,8 @@ import type { Task } from '../../src/migrate/tasks/task-registry.js';
 import { moveConfig, moveContext, SCHEMA, seedSql, waitFor, type Place } from './move-helpers.js';
 import { assertFullCopies, assertSame, compareSharded, sleep, startMixedWriter } from './crash-helpers.js';
 import { currentWalLsn } from './stream-helpers.js';
+import { isConnectionLoss, reconnectDelay } from '../../src/migrate/replicate/reconnect.js';
+import { PgError } from '../../src/wire/pg-error.js';
 
 let srcPg: PgCluster;
 let dstPg: PgCluster;
@@ -118,4 +120,11 @@ test('an immediate restart of the destination PostgreSQL during streaming: the t
     await dstPg.startServer();
   });
   assert.ok(seen.some((s) => /^replicating \(reconnecting, attempt [2-9]\/10: /.test(s)), `several attempts while the destination was down (saw ${JSON.stringify(seen)})`);
+});
+
+test('only a lost connection is retried (08xxx, 57P01-57P05, 53300; not 23505, 42P01, 42704, 55006), with delays doubling from the minimum up to 30 s', () => {
+  for (const code of ['08006', '08000', '08P01', '57P01', '57P02', '57P03', '57P05', '53300']) assert.ok(isConnectionLoss(new PgError(code, 'x')), code);
+  for (const code of ['23505', '23503', '42P01', '42704', '55006', '57014', 'XX000']) assert.ok(!isConnectionLoss(new PgError(code, 'x')), code);
+  const policy = { maxAttempts: 10, minDelayMs: 1000 };
+  assert.deepEqual([1, 2, 3, 4, 5, 6, 10].map((a) => reconnectDelay(policy, a)), [1000, 2000, 4000, 8000, 16000, 30000, 30000]);
 });
