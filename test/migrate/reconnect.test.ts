@@ -29,7 +29,7 @@ const SEEDED = 500;
  * A COPY_DATA task streaming src → two destination shards, a mixed writer on the source, then
  * `fault`; the task must reconnect (never terminal) and end with the destination equal to the source.
  */
-async function survives(prefix: string, fault: () => Promise<void>): Promise<string[]> {
+async function survives(prefix: string, fault: Fault): Promise<string[]> {
   const source: Place = { pg: srcPg, db: `${prefix}_src` };
   const dests: Place[] = [{ pg: dstPg, db: `${prefix}_d0` }, { pg: dstPg, db: `${prefix}_d1` }];
   await srcPg.createDatabase(source.db);
@@ -54,8 +54,11 @@ async function survives(prefix: string, fault: () => Promise<void>): Promise<str
   }
 }
 
+/** The fault may pause the writer (a source going down cuts its connection too). */
+type Fault = (writer: { pause(): Promise<void>; resume(): void }) => Promise<void>;
+
 /** Writer on, fault, reconnect, writer off, caught up; returns every inner status the task showed (it must never end). */
-async function faultWhileWriting(task: Task, source: Place, fault: () => Promise<void>): Promise<string[]> {
+async function faultWhileWriting(task: Task, source: Place, fault: Fault): Promise<string[]> {
   const seen: string[] = [];
   let watching = true;
   let ended: string | null = null;
@@ -66,18 +69,22 @@ async function faultWhileWriting(task: Task, source: Place, fault: () => Promise
       await sleep(10);
     }
   })();
-  const writer = startMixedWriter(source, SEEDED);
+  let writer = startMixedWriter(source, SEEDED);
+  let written = 0;
+  const pauseWriter = async () => {
+    written += (await writer.stop()).inserts;
+  };
   try {
     await sleep(700);
-    await fault();
+    await fault({ pause: pauseWriter, resume: () => (writer = startMixedWriter(source, SEEDED)) });
     await waitFor('the task to reconnect', () => {
       assert.ok(!task.terminal, `the task ended: ${task.status}`);
       return seen.some((s) => s.startsWith('replicating (reconnecting')) && task.innerStatus === 'replicating' && task.streams[0].streaming;
     }, 30_000);
     await sleep(700); // the writer goes on after the reconnect
   } finally {
-    const counts = await writer.stop();
-    assert.ok(counts.inserts > 0 && counts.updates > 0, 'the writer wrote');
+    await pauseWriter();
+    assert.ok(written > 0, 'the writer wrote');
     watching = false;
     await watcher;
   }
@@ -111,6 +118,17 @@ test('pg_terminate_backend of the apply connections on the destination during st
     assert.equal(await terminate(dstPg, 'pgshift-apply'), 2, 'both shards\' apply connections terminated');
   });
   assert.ok(seen.some((s) => /^replicating \(reconnecting, attempt 1\/10: /.test(s)), `SHOW TASKS showed the reconnect (saw ${JSON.stringify(seen)})`);
+});
+
+test('an immediate restart of the source PostgreSQL during streaming: the task retries until it is back, replays from the slot and the destination ends equal to the source', async () => {
+  const seen = await survives('sr', async (writer) => {
+    await writer.pause();
+    await srcPg.stopServer('immediate');
+    await sleep(1500);
+    await srcPg.startServer();
+    writer.resume();
+  });
+  assert.ok(seen.some((s) => /^replicating \(reconnecting, attempt [2-9]\/10: /.test(s)), `several attempts while the source was down (saw ${JSON.stringify(seen)})`);
 });
 
 test('an immediate restart of the destination PostgreSQL during streaming: the task retries until it is back and the destination ends equal to the source', async () => {
