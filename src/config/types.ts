@@ -49,6 +49,10 @@ export interface GeneralConfig {
   // Resharding / cutover (PgDog keys)
   resharding_parallel_copies: number; // default 4
   resharding_copy_format: 'binary' | 'text';
+  /** Reconnects of a replication stream whose source or destination connection was lost, before its task fails; 0 = fail at once. */
+  resharding_replication_retry_max_attempts: number; // default 10
+  /** ms before the first reconnect; doubles on each attempt, up to 30 s. */
+  resharding_replication_retry_min_delay: number; // default 1000
   cutover_traffic_stop_threshold: number; // bytes of lag before the pause starts; default 1_000_000
   cutover_replication_lag_threshold: number; // bytes; default 0
   cutover_last_transaction_delay: number; // ms; default 1000

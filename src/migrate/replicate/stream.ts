@@ -9,6 +9,12 @@
  * an idle keepalive, when nothing is received-but-unapplied), and it is the only position ever
  * confirmed to the slot. Restarting from the slot and skipping, per shard, what that shard's
  * replication origin says it has makes the stream exactly-once across crashes.
+ *
+ * The same restart, in place, survives a lost connection: when the walsender or an apply
+ * connection dies (a server restart, pg_terminate_backend), everything received but not applied
+ * is dropped and, after a backoff, the stream reconnects and restarts from the slot
+ * (reconnect.ts says which errors qualify and how long to wait). Waiters and holds stay pending
+ * meanwhile, so a cutover waiting on the barrier just waits, bounded by its own timeout.
  */
 import type { Config } from '../../config/types.js';
 import type { Logger } from '../../observe/log.js';
@@ -21,6 +27,7 @@ import { formatLsn } from '../../wire/lsn.js';
 import { RelationCache, decodePgOutput, pgTimestampToDate } from '../../wire/pgoutput.js';
 import { ReplicationClient, protoVersionFor, type ReplicationFrame } from './replication-client.js';
 import { TransactionAssembler, type SourceTransaction } from './transactions.js';
+import { RECONNECT_STABLE_MS, isConnectionLoss, reconnectDelay, type ReconnectPolicy } from './reconnect.js';
 
 export interface StreamOptions {
   source: Endpoint;
@@ -79,8 +86,18 @@ const CONFLICT_RETRY_MS = 100;
 /** How long start() waits for a slot still held by a consumer that is going away. */
 const SLOT_BUSY_WAIT_MS = 5000;
 
+/**
+ * new → starting → streaming ⇄ waiting (connection lost, backing off) → resuming (reconnecting)
+ * → streaming …; stopping → stopped; failed from anywhere.
+ */
+type StreamState = 'new' | 'starting' | 'streaming' | 'waiting' | 'resuming' | 'stopping' | 'stopped' | 'failed';
+
 export class ReplicationStream {
   onError: ((e: PgError) => void) | null = null;
+  /** A connection was lost; attempt `attempt` of `max` to reconnect follows. */
+  onReconnecting: ((attempt: number, max: number, err: PgError) => void) | null = null;
+  /** Streaming again after a reconnect. */
+  onReconnected: (() => void) | null = null;
   stats: StreamStats = { transactions: 0, inserts: 0, updates: 0, deletes: 0, truncates: 0, skipped: 0 };
   /** pgoutput protocol version in use (after start). */
   protoVersion = 0;
@@ -105,7 +122,12 @@ export class ReplicationStream {
   private readonly waiters = new Set<Waiter>();
   private statusTimer: NodeJS.Timeout | null = null;
   private pingTimer: NodeJS.Timeout | null = null;
-  private state: 'new' | 'starting' | 'streaming' | 'stopping' | 'stopped' | 'failed' = 'new';
+  private state: StreamState = 'new';
+  private readonly policy: ReconnectPolicy;
+  /** Reconnect attempts since the stream last made progress (or stayed up RECONNECT_STABLE_MS). */
+  private attempt = 0;
+  private streamingSince = 0;
+  private backoff: { timer: NodeJS.Timeout; wake: () => void } | null = null;
   private failure: PgError | null = null;
   private hold: Hold | null = null;
 
@@ -116,6 +138,10 @@ export class ReplicationStream {
     if (opts.destination.length === 0) throw new PgError(SQLSTATE.invalidParameterValue, 'replication stream needs at least one destination shard');
     this.assembler = new TransactionAssembler(this.relations, (t) => this.onTransaction(t), opts.skipOriginated ?? false);
     this.probe = new SourceProbe(opts.source);
+    this.policy = {
+      maxAttempts: opts.config.general.resharding_replication_retry_max_attempts,
+      minDelayMs: opts.config.general.resharding_replication_retry_min_delay,
+    };
   }
 
   /** Started and applying (holdAt and waitForLsn need it). */
@@ -133,49 +159,16 @@ export class ReplicationStream {
     this.state = 'starting';
     const o = this.opts;
     try {
-      let slot = await this.probe.slot(o.slot);
-      // After a crash the old walsender may need a moment to notice and release the slot.
-      for (let waited = 0; slot.active && waited < SLOT_BUSY_WAIT_MS; waited += 100) {
-        await new Promise((r) => setTimeout(r, 100));
-        slot = await this.probe.slot(o.slot);
-      }
-      if (slot.plugin !== 'pgoutput') {
-        throw new PgError(SQLSTATE.objectNotInState, `replication slot "${o.slot}" uses plugin ${slot.plugin ?? '(physical)'}; pgshift needs a pgoutput logical slot`);
-      }
-      if (slot.active) {
-        throw new PgError('55006', `replication slot "${o.slot}" on ${describeEndpoint(o.source)} is in use by PID ${slot.activePid}`, {
-          hint: 'another stream (or a subscription) is consuming it; stop that first',
-        });
-      }
-      this.applied = slot.confirmedFlush ?? 0n;
-      const n = o.destination.length;
-      const sharding = n > 1 ? new ShardingSchema(o.destDatabase, o.config.sharded_tables, o.config.sharded_mappings, o.config.omnisharded_tables, n) : null;
-      const sourceSharding =
-        o.sourceDatabase && (o.sourceShards ?? 1) > 1 ? new ShardingSchema(o.sourceDatabase, o.config.sharded_tables, o.config.sharded_mappings, o.config.omnisharded_tables, o.sourceShards!) : null;
-      this.newApplier = () => new ShardApplier({ destination: o.destination, sharding, originName: o.originName, log: o.log, binary: o.binary ?? false, hooks: o.hooks, sourceSharding, sourceShard: o.source.shard });
-      this.applier = this.newApplier();
-      await this.applier.open();
-      this.client = await ReplicationClient.connect(o.source);
-      this.protoVersion = protoVersionFor(this.client.serverMajor);
+      await this.open();
       if (this.protoVersion < 2) {
-        o.log.warn({ server: this.client.conn.params.get('server_version') }, 'source is older than PostgreSQL 14: pgoutput protocol 1, large transactions arrive only after they commit');
+        o.log.warn({ server: this.client!.conn.params.get('server_version') }, 'source is older than PostgreSQL 14: pgoutput protocol 1, large transactions arrive only after they commit');
       }
-      this.client.onEnd((err) => {
-        if (this.state === 'starting' || this.state === 'streaming') {
-          this.fail(err ?? new PgError(SQLSTATE.connectionFailure, `replication stream from ${describeEndpoint(o.source)} ended`));
-        }
-      });
-      await this.client.startReplication(
-        { slot: o.slot, publication: o.publication, startLsn: 0n, protoVersion: this.protoVersion, binary: o.binary ?? false },
-        (f) => this.onFrame(f),
-      );
       if (this.state !== 'starting') throw this.failure ?? new PgError(SQLSTATE.objectNotInState, 'replication stream stopped while starting');
-      this.state = 'streaming';
-      this.kick();
+      this.streamOn();
       this.statusTimer = setInterval(() => this.sendStatus(this.nothingPending()), o.statusIntervalMs ?? 1000);
       this.statusTimer.unref();
       o.log.info(
-        { slot: o.slot, publication: o.publication, proto: this.protoVersion, from: formatLsn(this.applied), shards: o.destination.length, progress: this.applier.sessions.map((s) => formatLsn(s.progress)) },
+        { slot: o.slot, publication: o.publication, proto: this.protoVersion, from: formatLsn(this.applied), shards: o.destination.length, progress: this.applier!.sessions.map((s) => formatLsn(s.progress)) },
         'replication stream started',
       );
     } catch (err) {
@@ -187,8 +180,134 @@ export class ReplicationStream {
     }
   }
 
+  /** Checks the slot, opens the applier (reading each shard's origin) and starts the walsender from the slot. */
+  private async open(): Promise<void> {
+    const o = this.opts;
+    let slot = await this.probe.slot(o.slot);
+    // After a crash the old walsender may need a moment to notice and release the slot.
+    for (let waited = 0; slot.active && waited < SLOT_BUSY_WAIT_MS; waited += 100) {
+      await new Promise((r) => setTimeout(r, 100));
+      slot = await this.probe.slot(o.slot);
+    }
+    if (slot.plugin !== 'pgoutput') {
+      throw new PgError(SQLSTATE.objectNotInState, `replication slot "${o.slot}" uses plugin ${slot.plugin ?? '(physical)'}; pgshift needs a pgoutput logical slot`);
+    }
+    if (slot.active) {
+      throw new PgError('55006', `replication slot "${o.slot}" on ${describeEndpoint(o.source)} is in use by PID ${slot.activePid}`, {
+        hint: 'another stream (or a subscription) is consuming it; stop that first',
+      });
+    }
+    // After a reconnect what was applied may be ahead of what the slot had been told.
+    if ((slot.confirmedFlush ?? 0n) > this.applied) this.applied = slot.confirmedFlush ?? 0n;
+    if (!this.newApplier) {
+      const n = o.destination.length;
+      const sharding = n > 1 ? new ShardingSchema(o.destDatabase, o.config.sharded_tables, o.config.sharded_mappings, o.config.omnisharded_tables, n) : null;
+      const sourceSharding =
+        o.sourceDatabase && (o.sourceShards ?? 1) > 1 ? new ShardingSchema(o.sourceDatabase, o.config.sharded_tables, o.config.sharded_mappings, o.config.omnisharded_tables, o.sourceShards!) : null;
+      this.newApplier = () => new ShardApplier({ destination: o.destination, sharding, originName: o.originName, log: o.log, binary: o.binary ?? false, hooks: o.hooks, sourceSharding, sourceShard: o.source.shard });
+    }
+    this.applier = this.newApplier();
+    await this.applier.open();
+    this.client = await ReplicationClient.connect(o.source);
+    this.protoVersion = protoVersionFor(this.client.serverMajor);
+    await this.client.startReplication(
+      { slot: o.slot, publication: o.publication, startLsn: 0n, protoVersion: this.protoVersion, binary: o.binary ?? false },
+      (f) => this.onFrame(f),
+    );
+  }
+
+  /** Streaming from here: the walsender's end is watched (it may have ended already). */
+  private streamOn(): void {
+    this.state = 'streaming';
+    this.streamingSince = Date.now();
+    const client = this.client!;
+    client.onEnd((err) => {
+      if (client === this.client && this.state === 'streaming') this.lost(err ?? new PgError(SQLSTATE.connectionFailure, `replication stream from ${describeEndpoint(this.opts.source)} ended`));
+    });
+    this.kick();
+  }
+
+  /**
+   * A connection broke or applying failed. Connection loss while streaming: reconnect (up to the
+   * configured attempts); anything else fails the stream.
+   */
+  private lost(e: PgError): void {
+    if (this.state !== 'streaming') {
+      // waiting/resuming: already reconnecting (this is the old connections' end); stopped/failed: nothing to do.
+      if (this.state === 'starting' || this.state === 'stopping') this.fail(e);
+      return;
+    }
+    if (!isConnectionLoss(e) || this.policy.maxAttempts === 0) {
+      this.fail(e);
+      return;
+    }
+    if (Date.now() - this.streamingSince >= RECONNECT_STABLE_MS) this.attempt = 0;
+    this.state = 'waiting';
+    this.client?.destroy();
+    this.applier?.destroy();
+    void this.reconnect(e);
+  }
+
+  /** Backs off, then restarts from the slot; fails the stream once the attempts are used up. */
+  private async reconnect(first: PgError): Promise<void> {
+    const o = this.opts;
+    let err = first;
+    // The group being applied ends with its connections; whatever was received is resent.
+    if (this.loop) await this.loop;
+    this.ready.length = 0;
+    this.readyBytes = 0;
+    this.paused = false;
+    this.assembler.reset();
+    this.received = this.idleMark = this.applied;
+    this.conflictSince = null;
+    while (this.state === 'waiting') {
+      this.attempt++;
+      const max = this.policy.maxAttempts;
+      if (this.attempt > max) {
+        this.fail(
+          new PgError(err.code, `replication stream from ${describeEndpoint(o.source)} lost its connection and ${max} reconnect attempts failed: ${err.message}`, {
+            hint: 'check that the source and destination servers are up; resharding_replication_retry_max_attempts sets the number of attempts',
+          }),
+        );
+        return;
+      }
+      const delayMs = reconnectDelay(this.policy, this.attempt);
+      o.log.warn({ slot: o.slot, attempt: this.attempt, max, delayMs, code: err.code, err: err.message }, 'replication connection lost; reconnecting');
+      this.onReconnecting?.(this.attempt, max, err);
+      await new Promise<void>((wake) => {
+        this.backoff = { timer: setTimeout(wake, delayMs), wake };
+      });
+      this.backoff = null;
+      if (this.state !== 'waiting') return;
+      this.state = 'resuming';
+      try {
+        await this.open();
+      } catch (e) {
+        err = asPgError(e);
+        if (this.state !== 'resuming') return; // stopped or failed meanwhile; that cleaned up
+        this.client?.destroy();
+        this.applier?.destroy();
+        // 55006: the old walsender or apply backend has not let go of the slot or origin yet.
+        if (!isConnectionLoss(err) && err.code !== '55006') {
+          this.fail(err);
+          return;
+        }
+        this.state = 'waiting';
+        continue;
+      }
+      if (this.state !== 'resuming') {
+        this.client?.destroy();
+        this.applier?.destroy();
+        return;
+      }
+      this.streamOn();
+      o.log.info({ slot: o.slot, attempt: this.attempt, from: formatLsn(this.applied), progress: this.applier!.sessions.map((s) => formatLsn(s.progress)) }, 'replication stream reconnected');
+      this.onReconnected?.();
+    }
+  }
+
   private onFrame(f: ReplicationFrame): void {
-    if (!this.running) return; // stopping: whatever arrives now is resent after a restart
+    if (!this.running && this.state !== 'resuming') return; // stopping: whatever arrives now is resent after a restart
     try {
       if (f.kind === 'xlog') {
         if (f.walStart > this.received) this.received = f.walStart;
@@ -224,6 +343,11 @@ export class ReplicationStream {
         this.checkHold();
       });
     }
+  }
+
+  /** Streaming, or reconnecting after a lost connection (waiters and holds stay pending). */
+  private get alive(): boolean {
+    return this.state === 'streaming' || this.state === 'waiting' || this.state === 'resuming';
   }
 
   /** Applying is allowed once the applier is open (frames may arrive before start() returns). */
@@ -263,10 +387,11 @@ export class ReplicationStream {
       } catch (err) {
         const e = asPgError(err);
         if (await this.retryConflict(e, group)) continue;
-        this.fail(e);
+        this.lost(e);
         return;
       }
       this.conflictSince = null;
+      if (counts.skipped < group.length) this.attempt = 0; // progress: a later loss gets every attempt again
       const last = group[group.length - 1];
       this.stats.transactions += group.length - counts.skipped;
       this.stats.skipped += counts.skipped;
@@ -309,7 +434,7 @@ export class ReplicationStream {
     try {
       await applier.open();
     } catch (err) {
-      this.fail(asPgError(err));
+      this.lost(asPgError(err));
       return true;
     }
     this.applier = applier;
@@ -344,7 +469,7 @@ export class ReplicationStream {
   waitForLsn(lsn: bigint, timeoutMs: number): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.applied >= lsn) return Promise.resolve();
-    if (this.state !== 'streaming') return Promise.reject(new PgError(SQLSTATE.objectNotInState, `replication stream is ${this.state}`));
+    if (!this.alive) return Promise.reject(new PgError(SQLSTATE.objectNotInState, `replication stream is ${this.state}`));
     return new Promise<void>((resolve, reject) => {
       const w: Waiter = {
         lsn,
@@ -379,7 +504,7 @@ export class ReplicationStream {
    */
   holdAt(lsn: bigint, timeoutMs: number): Promise<void> {
     if (this.failure) return Promise.reject(this.failure);
-    if (this.state !== 'streaming') return Promise.reject(new PgError(SQLSTATE.objectNotInState, `replication stream is ${this.state}`));
+    if (!this.alive) return Promise.reject(new PgError(SQLSTATE.objectNotInState, `replication stream is ${this.state}`));
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         reject(new PgError(SQLSTATE.queryCanceled, `replication did not reach ${formatLsn(lsn)} within ${timeoutMs} ms (applied up to ${formatLsn(this.applied)})`));
@@ -470,6 +595,10 @@ export class ReplicationStream {
     if (this.statusTimer) clearInterval(this.statusTimer);
     if (this.pingTimer) clearInterval(this.pingTimer);
     this.statusTimer = this.pingTimer = null;
+    if (this.backoff) {
+      clearTimeout(this.backoff.timer);
+      this.backoff.wake();
+    }
     this.client?.destroy();
     if (graceful) this.applier?.close();
     else this.applier?.destroy();

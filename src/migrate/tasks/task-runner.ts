@@ -218,10 +218,32 @@ async function startStreams(task: Task, r: Resolved, log: Logger): Promise<void>
   });
   failure.catch(() => undefined); // observed through Promise.race below
   for (const s of streams) s.onError = (e) => failed?.(e);
+  showReconnects(task, streams, r.src, log);
   await Promise.race([Promise.all(streams.map((s) => s.start())), failure]);
   // Streams run in the background from here; keep the task's `done` pending until one fails
   // or the task is stopped, so errors surface through the same path.
   await Promise.race([failure, abortPromise(task)]);
+}
+
+/** SHOW TASKS' inner status follows the streams' reconnects ("replicating (reconnecting, attempt 2/10: …)"). */
+function showReconnects(task: Task, streams: ReplicationStream[], src: Endpoint[], log: Logger): void {
+  const reconnecting = new Map<number, string>();
+  const show = (): void => {
+    const inner = reconnecting.size === 0 ? 'replicating' : `replicating (${[...reconnecting.values()].join('; ')})`;
+    if (task.terminal || task.innerStatus === inner) return;
+    task.update({ inner }).catch((e) => log.warn({ err: asPgError(e).message }, 'cannot save the task state'));
+  };
+  streams.forEach((s, i) => {
+    const shard = src.length > 1 ? ` shard ${src[i].shard}` : '';
+    s.onReconnecting = (attempt, max, err) => {
+      reconnecting.set(i, `reconnecting${shard}, attempt ${attempt}/${max}: ${err.message}`);
+      show();
+    };
+    s.onReconnected = () => {
+      reconnecting.delete(i);
+      show();
+    };
+  });
 }
 
 function abortPromise(task: Task): Promise<void> {
