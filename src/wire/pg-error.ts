@@ -85,10 +85,11 @@ export function asPgError(err: unknown, fallbackCode: string = SQLSTATE.internal
   if (err instanceof PgError) return err;
   const e = err as { code?: unknown; message?: unknown };
   const msg = typeof e?.message === 'string' ? e.message : String(err);
-  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return new PgError(e.code, msg);
+  // Node socket errors (ECONNREFUSED, ECONNRESET, EPIPE …): the server is unreachable. Tested
+  // first: 'EPIPE' also looks like a SQLSTATE, and no SQLSTATE class starts with E.
   if (typeof e?.code === 'string' && e.code.startsWith('E')) {
-    // Node socket errors (ECONNREFUSED, ECONNRESET …): the server is unreachable.
     return new PgError(SQLSTATE.connectionFailure, `server connection failed: ${msg}`);
   }
+  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return new PgError(e.code, msg);
   return new PgError(fallbackCode, msg);
 }
