@@ -12,6 +12,7 @@ import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
 import type { CutoverStep } from '../../src/migrate/cutover/cutover.js';
 import type { GeneralConfig } from '../../src/config/types.js';
+import { prodDatabases, taskPolling } from './cutover-helpers.js';
 
 let source: PgCluster;
 let dest: PgCluster;
@@ -32,13 +33,7 @@ before(async () => {
     INSERT INTO events (note) SELECT 'seed' FROM generate_series(1, 50);
     CREATE PUBLICATION pub FOR TABLE orders, events;`, [], 'shop');
   for (const d of ['shop_0', 'shop_1']) await dest.createDatabase(d);
-  const databases = `
-[[databases]]
-name = "prod"
-host = "127.0.0.1"
-port = ${source.port}
-database_name = "shop"
-${[0, 1].map((i) => `\n[[databases]]\nname = "prod_new"\nhost = "127.0.0.1"\nport = ${dest.port}\ndatabase_name = "shop_${i}"\nshard = ${i}\n`).join('')}`;
+  const databases = prodDatabases(source.port, dest.port);
   const users = ['prod', 'prod_new'].map((db) => `[[users]]\nname = "app"\ndatabase = "${db}"\npassword = "secret"\nserver_user = "postgres"\nserver_password = "postgres"\n`).join('\n');
   px = await startProxy(source, {
     databases,
@@ -62,22 +57,8 @@ after(async () => {
   await Promise.all([source?.stop(), dest?.stop()]);
 });
 
-const admin = (sql: string) => px.admin(sql);
+const { admin, waitFor, taskRow } = taskPolling(() => px);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; tasks: ${JSON.stringify(await admin('SHOW TASKS'))}`);
-    await sleep(50);
-  }
-}
-
-async function taskRow(id: number) {
-  return (await admin('SHOW TASKS')).find((r) => Number(r.id) === id);
-}
 
 /** Changes [general] in memory, as RELOAD of an edited file would. */
 function setGeneral(patch: Partial<GeneralConfig>): void {

@@ -14,6 +14,7 @@ import pg from 'pg';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
 import { loadConfig, type Config } from '../../src/config/index.js';
+import { prodDatabases, taskPolling } from './cutover-helpers.js';
 
 let source: PgCluster;
 let dest: PgCluster;
@@ -30,13 +31,7 @@ before(async () => {
     INSERT INTO orders SELECT g, 'seed' FROM generate_series(1, 200) g;
     CREATE PUBLICATION pub FOR TABLE orders;`, [], 'shop');
   for (const d of ['shop_0', 'shop_1']) await dest.createDatabase(d);
-  const databases = `
-[[databases]]
-name = "prod"
-host = "127.0.0.1"
-port = ${source.port}
-database_name = "shop"
-${[0, 1].map((i) => `\n[[databases]]\nname = "prod_new"\nhost = "127.0.0.1"\nport = ${dest.port}\ndatabase_name = "shop_${i}"\nshard = ${i}\n`).join('')}`;
+  const databases = prodDatabases(source.port, dest.port);
   // Different passwords per database, so the users swap is visible in users.toml.
   const users = [
     ['prod', 'old-secret'],
@@ -59,21 +54,7 @@ after(async () => {
   await Promise.all([source?.stop(), dest?.stop()]);
 });
 
-const admin = (sql: string) => px.admin(sql);
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; tasks: ${JSON.stringify(await admin('SHOW TASKS'))}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function taskRow(id: number) {
-  return (await admin('SHOW TASKS')).find((r) => Number(r.id) === id);
-}
+const { admin, waitFor, taskRow } = taskPolling(() => px);
 
 /** The physical databases behind a logical name, e.g. ['shop'] or ['shop_0', 'shop_1']. */
 function physical(config: Config, name: string): string[] {

@@ -11,6 +11,7 @@ import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, runPsql, type ProxyFixture } from '../harness/proxy.js';
 import { freePort } from '../harness/pg-cluster.js';
 import { shardOfValue } from '../../src/sharding/index.js';
+import { prodDatabases, taskPolling } from './cutover-helpers.js';
 
 let source: PgCluster;
 let dest: PgCluster;
@@ -72,17 +73,7 @@ after(async () => {
   await dest?.stop();
 });
 
-const admin = (sql: string) => px.admin(sql);
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined | null | false>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; tasks: ${JSON.stringify(await admin('SHOW TASKS'))}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const { admin, waitFor, taskRow } = taskPolling(() => px, 60_000, 100);
 
 interface LoadResult {
   errors: string[];
@@ -135,11 +126,6 @@ function startLoad(clients: number, idBase: number): { stop: () => Promise<LoadR
 function percentile(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? 0;
-}
-
-async function taskRow(id: number) {
-  const rows = await admin('SHOW TASKS');
-  return rows.find((r) => Number(r.id) === id);
 }
 
 async function rowsOn(cluster: PgCluster, dbs: string[], sql: string): Promise<Record<string, unknown>[]> {

@@ -17,6 +17,7 @@ import { startProxy, type ProxyFixture } from '../harness/proxy.js';
 import { checkClusterSequences } from '../../src/migrate/cutover/sequences.js';
 import { shardEndpoints } from '../../src/migrate/endpoints.js';
 import { ShardingSchema } from '../../src/sharding/index.js';
+import { prodDatabases, taskPolling } from './cutover-helpers.js';
 
 let source: PgCluster;
 let dest: PgCluster;
@@ -47,13 +48,7 @@ before(async () => {
     'shop',
   );
   for (const d of ['shop_0', 'shop_1']) await dest.createDatabase(d);
-  const databases = `
-[[databases]]
-name = "prod"
-host = "127.0.0.1"
-port = ${source.port}
-database_name = "shop"
-${[0, 1].map((i) => `\n[[databases]]\nname = "prod_new"\nhost = "127.0.0.1"\nport = ${dest.port}\ndatabase_name = "shop_${i}"\nshard = ${i}\n`).join('')}`;
+  const databases = prodDatabases(source.port, dest.port);
   const users = ['prod', 'prod_new'].map((db) => `[[users]]\nname = "app"\ndatabase = "${db}"\npassword = "secret"\nserver_user = "postgres"\nserver_password = "postgres"\n`).join('\n');
   px = await startProxy(source, {
     databases,
@@ -68,21 +63,7 @@ after(async () => {
   await Promise.all([source?.stop(), dest?.stop()]);
 });
 
-const admin = (sql: string) => px.admin(sql);
-
-async function waitFor<T>(what: string, f: () => Promise<T | undefined | null | false>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await f();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; tasks: ${JSON.stringify(await admin('SHOW TASKS'))}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function taskRow(id: number) {
-  return (await admin('SHOW TASKS')).find((r) => Number(r.id) === id);
-}
+const { admin, waitFor, taskRow } = taskPolling(() => px);
 
 const SHARDS = [
   { pg: () => dest, db: 'shop_0' },
