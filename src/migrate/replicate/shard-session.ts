@@ -99,6 +99,13 @@ export class ShardSession {
   }
 
   private bindExecute(name: string, values: readonly ParamValue[], n: number, format: 0 | 1): void {
+    this.bindParams(name, values, n, format);
+    this.w.int16(0).end();
+    this.w.start(F.Execute).cstr('').int32(0).end();
+  }
+
+  /** A Bind of `name` up to its parameter values; the caller adds the result formats and ends it. */
+  private bindParams(name: string, values: readonly ParamValue[], n: number, format: 0 | 1): void {
     const w = this.w;
     w.start(F.Bind).cstr('').cstr(name);
     if (format === 1 && n > 0) w.int16(1).int16(1);
@@ -110,8 +117,6 @@ export class ShardSession {
       else if (typeof v === 'string') w.int32(Buffer.byteLength(v)).str(v);
       else w.int32(v.length).bytes(v);
     }
-    w.int16(0).end();
-    w.start(F.Execute).cstr('').int32(0).end();
   }
 
   private bindExecuteUnnamed(): void {
@@ -175,16 +180,7 @@ export class ShardSession {
     await this.drain();
     this.prepare(s);
     const w = this.w;
-    w.start(F.Bind).cstr('').cstr(s.name);
-    if (format === 1 && n > 0) w.int16(1).int16(1);
-    else w.int16(0);
-    w.int16(n);
-    for (let i = 0; i < n; i++) {
-      const v = values[i];
-      if (v === null) w.int32(-1);
-      else if (typeof v === 'string') w.int32(Buffer.byteLength(v)).str(v);
-      else w.int32(v.length).bytes(v);
-    }
+    this.bindParams(s.name, values, n, format);
     w.int16(1).int16(format).end();
     w.start(F.Execute).cstr('').int32(0).end();
     w.start(F.Sync).end();
