@@ -419,15 +419,20 @@ export class ReplicationStream {
    * has not deleted yet (23505). Nothing of the failed group committed (or, if a shard did, its
    * origin skips it on replay), so the group goes back to the head of the queue and is retried
    * one transaction at a time on a fresh applier until the other stream has caught up, for at
-   * most CONFLICT_WAIT_MS; a conflict that outlasts that is real and fails the stream.
+   * most CONFLICT_WAIT_MS; a conflict that outlasts that is real and fails the stream. A deadlock
+   * (40P01) or serialization failure (40001) is retried the same way, for any stream.
    */
   private async retryConflict(e: PgError, group: SourceTransaction[]): Promise<boolean> {
-    if (e.code !== '23505' || (this.opts.sourceShards ?? 1) < 2 || !this.newApplier || !this.running) return false;
+    // A deadlock or serialization failure is transient whatever the sources (several streams,
+    // or the application, write the same destination rows); a unique conflict only with
+    // several source shards, as explained above.
+    const transient = e.code === '40P01' || e.code === '40001';
+    if (!(transient || (e.code === '23505' && (this.opts.sourceShards ?? 1) >= 2)) || !this.newApplier || !this.running) return false;
     const now = Date.now();
     this.conflictSince ??= now;
     if (now - this.conflictSince > CONFLICT_WAIT_MS) return false;
     this.ready.unshift(...group);
-    this.opts.log.info({ shard: this.opts.source.shard, waitedMs: now - this.conflictSince, err: e.message }, 'unique conflict while applying from several source shards: waiting for the other streams (a row moved between shards)');
+    this.opts.log.info({ shard: this.opts.source.shard, waitedMs: now - this.conflictSince, err: e.message }, transient ? 'deadlock or serialization failure while applying: retrying the group' : 'unique conflict while applying from several source shards: waiting for the other streams (a row moved between shards)');
     await new Promise((r) => setTimeout(r, CONFLICT_RETRY_MS));
     if (!this.running) return true;
     const applier = this.newApplier();
