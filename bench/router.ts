@@ -25,7 +25,7 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { LocalPostgres, SUPERUSER, SUPERUSER_PASSWORD } from '../src/cli/local-postgres.js';
 import { parseConfig } from '../src/config/index.js';
-import { Proxy } from '../src/proxy.js';
+import { ProxyServer } from '../src/proxy.js';
 import { silentLogger } from '../src/observe/log.js';
 import { parseCacheStats } from '../src/router/index.js';
 import { pgbenchRun, type Endpoint, type PgbenchResult, type Workload } from './lib/pgbench.js';
@@ -169,7 +169,7 @@ export async function main(argv: string[]): Promise<number> {
     ].join('\n');
   console.log(note());
   const pgs = await LocalPostgres.start({ settings: { max_connections: 200, shared_buffers: "'256MB'" } });
-  let proxy: Proxy | null = null;
+  let proxy: ProxyServer | null = null;
   try {
     for (const d of ['plain', 'shard0', 'shard1']) {
       await pgs.sql(`CREATE DATABASE ${d}`);
@@ -177,7 +177,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     await pgs.sql(`INSERT INTO kv SELECT g, g % 1000, md5(g::text) FROM generate_series(1, ${s.rows}) g`, 'plain');
     const { config, users } = proxyToml(pgs.port, s.poolSize);
-    proxy = new Proxy(parseConfig(config, users), { log: silentLogger() });
+    proxy = new ProxyServer(parseConfig(config, users), { log: silentLogger() });
     const port = await proxy.start();
 
     // The shards are filled through pgshift itself: COPY FROM STDIN routed row by row.

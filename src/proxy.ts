@@ -14,7 +14,8 @@ import { listOrphans } from './migrate/tasks/orphans.js';
 import { autoCutover } from './migrate/cutover/cutover-task.js';
 import type { TaskRegistry } from './migrate/tasks/task-registry.js';
 import { dirname, join } from 'node:path';
-import { migrationRegistry } from './migrate/tasks/tasks.js';
+import { MigrationTasks } from './migrate/tasks/tasks.js';
+import { CutoverHistory } from './migrate/cutover/cutover-history.js';
 import type { CutoverContext } from './migrate/cutover/cutover-task.js';
 import type { CutoverTraffic } from './migrate/cutover/cutover.js';
 import { ClusterRegistry } from './backend/cluster.js';
@@ -65,7 +66,7 @@ export interface ProxyOptions {
   stateDir?: string;
 }
 
-export class Proxy implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
+export class ProxyServer implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
   readonly gate: PauseGate;
   readonly statements = new StatementRegistry(() => this.config_.general.prepared_statements_limit);
   readonly registry: ClusterRegistry;
@@ -85,6 +86,9 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   private shuttingDown: Promise<void> | null = null;
   port = 0;
   readonly stateDir: string;
+  /** The task registry of this proxy's state directory (opened by start()). */
+  readonly tasks = new MigrationTasks(this);
+  readonly cutovers = new CutoverHistory();
   private http: HttpEndpoint | null = null;
   httpPort = 0;
   httpHost = '';
@@ -133,9 +137,9 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     this.registry.startMaintenance();
     // Tasks interrupted by a restart resume now (streams continue from their slots), after the
     // interrupted cutovers are rolled back or forward.
-    let reg: Awaited<ReturnType<typeof migrationRegistry>>;
+    let reg: TaskRegistry;
     try {
-      reg = await migrationRegistry(this);
+      reg = await this.tasks.registry();
     } finally {
       for (const db of recovering) this.gate.open(db);
     }
@@ -440,7 +444,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
    * transaction and confirm, copies stop; the next start resumes them from their slots.
    */
   private async suspendTasks(): Promise<void> {
-    const reg = await migrationRegistry(this).catch(() => null);
+    const reg = await this.tasks.registry().catch(() => null);
     if (!reg) return;
     await Promise.all(
       reg
@@ -461,7 +465,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   }
 
   async progress(): Promise<unknown> {
-    return buildProgress(this, await migrationRegistry(this));
+    return buildProgress(this, await this.tasks.registry());
   }
 
   async migrationMetrics(): Promise<MigrationMetrics> {
