@@ -263,6 +263,12 @@ test('unsupported writes on sharded tables are 0A000 errors naming the construct
   }
 });
 
+test('COPY FROM STDIN with a column list into a table a name-less entry shards is split by that column, as the copy and the applier place it', () => {
+  const schema = new ShardingSchema('db', [{ database: 'db', column: 'tenant_id', data_type: 'bigint' }], [], [], N);
+  const d = route(parseStatement('copy invoices (id, tenant_id, total) from stdin'), { schema, shards: N, roundRobin: 0 });
+  assert.ok(d.kind === 'copy' && !d.copy.broadcast && d.copy.keyColumn === 1 && d.copy.sharder?.column === 'tenant_id', JSON.stringify(d));
+});
+
 test('COPY FROM STDIN on a sharded table returns the split plan; on an omnisharded table it broadcasts', () => {
   const d = route(parseStatement("copy users (name, id) from stdin with (format csv, header true, delimiter ';', null 'NULL')"), ctx);
   assert.equal(d.kind, 'copy');

@@ -25,7 +25,6 @@ import type { ServerConnection } from '../../backend/server.js';
 import type { Logger } from '../../observe/log.js';
 import type { ShardingSchema } from '../../sharding/index.js';
 import { qualifiedName, publishedTables, type PublishedTable } from '../catalog.js';
-import { keyColumn } from '../copy/table-plan.js';
 import { connect, describeEndpoint, type Endpoint } from '../endpoints.js';
 import { quoteIdent, quoteLiteral, quoteQualified } from '../../wire/quote.js';
 import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
@@ -104,7 +103,7 @@ export async function listSequences(c: ServerConnection, tables: PublishedTable[
       const users = tables.filter((t) => seq.columns.some((x) => x.schema === t.schema && x.table === t.name));
       const sharded = users.filter((t) => {
         try {
-          return keyColumn(sharding, t) !== null;
+          return sharding.shardKey(t) !== null;
         } catch {
           return true;
         }
