@@ -1,13 +1,17 @@
 /**
- * The proxy: owns the config, the cluster registry, the pause gate, the listener and every
- * client. It is the composition root; the data path and admin reach each other only through
- * the small interfaces in frontend/context.ts and admin/context.ts.
+ * The composition root: ProxyServer builds every long-lived object of one proxy once — the
+ * config, the cluster registry, the pause gate, the listener, the authentication state, the
+ * migration task registry and the cutover history — and hands each part only the small
+ * interface it needs (frontend/context.ts, frontend/login.ts, admin/context.ts, the cutover's
+ * CutoverTraffic, observe's ProgressSource and MetricsSource). Nothing is reached through a
+ * module-level singleton.
  */
 import tls from 'node:tls';
+import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { loadModule } from 'libpg-query';
 import type { Config, UserConfig } from './config/types.js';
-import { reloadConfig, applyRecordedRouting, describeMissingUser } from './config/index.js';
+import { reloadConfig, applyRecordedRouting } from './config/index.js';
 import { cutoverJournal, type CutoverJournalFile } from './migrate/cutover/cutover-journal.js';
 import { recoverCutovers } from './migrate/cutover/cutover-recovery.js';
 import { listOrphans } from './migrate/tasks/orphans.js';
@@ -22,17 +26,15 @@ import { ClusterRegistry } from './backend/cluster.js';
 import type { Pool } from './backend/pool.js';
 import { PauseGate } from './frontend/pause-gate.js';
 import { StatementRegistry } from './frontend/prepared-statements.js';
-import { Listener, newBackendKey, type StartupInfo } from './frontend/listener.js';
-import { authenticateClient, mockAuthentication } from './frontend/client-auth.js';
+import { Listener } from './frontend/listener.js';
+import { ClientAuth } from './frontend/client-auth.js';
 import { LoginFailures } from './frontend/login-failures.js';
-import { Client } from './frontend/client.js';
+import { login, type LoginContext } from './frontend/login.js';
 import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
 import type { TableColumnsCache } from './backend/table-columns.js';
 import { initParser } from './router/index.js';
 import type { ShardingSchema } from './sharding/index.js';
-import { startupSessionParams } from './frontend/session-params.js';
 import type { ClientInfo, ProxyContext } from './frontend/context.js';
-import * as be from './wire/backend-messages.js';
 import { PgError, SQLSTATE } from './wire/pg-error.js';
 import { AdminSession } from './admin/session.js';
 import type { AdminContext } from './admin/context.js';
@@ -66,7 +68,7 @@ export interface ProxyOptions {
   stateDir?: string;
 }
 
-export class ProxyServer implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
+export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
   readonly gate: PauseGate;
   readonly statements = new StatementRegistry(() => this.config_.general.prepared_statements_limit);
   readonly registry: ClusterRegistry;
@@ -81,6 +83,7 @@ export class ProxyServer implements ProxyContext, ShardedContext, AdminContext, 
   /** BackendKeyData pids in use (random, so they must be checked for collisions). */
   private pids = new Set<number>();
   readonly loginFailures = new LoginFailures(() => this.config_.general.auth_failure_delay);
+  readonly auth = new ClientAuth();
   private nextClientId = 1;
   private tls: tls.SecureContext | null = null;
   private shuttingDown: Promise<void> | null = null;
@@ -116,7 +119,7 @@ export class ProxyServer implements ProxyContext, ShardedContext, AdminContext, 
       maxClients: () => this.config_.general.max_client_conn,
       limits: this.limits,
       cancel: (pid, secret) => this.byKey.get(`${pid}:${secret}`)?.cancel?.(),
-      login: (s) => this.login(s),
+      login: (s) => login(this, s),
       log: this.log,
     });
   }
@@ -190,94 +193,36 @@ export class ProxyServer implements ProxyContext, ShardedContext, AdminContext, 
     );
   }
 
-  // ---- login -------------------------------------------------------------------------------
+  // ---- LoginContext -------------------------------------------------------------------------
 
-  private async login(s: StartupInfo): Promise<void> {
-    const addr = s.socket.remoteAddress ?? '';
-    const why: { reason?: string } = {};
-    try {
-      await this.loginOrThrow(s, why);
-    } catch (err) {
-      if (!(err instanceof PgError) || err.code !== SQLSTATE.invalidPassword) throw err;
-      const { user, database } = s.params;
-      this.limits.warn('login_failed', { user, database, addr, reason: why.reason ?? 'wrong password' }, 'client login failed');
-      const delay = this.loginFailures.failed(addr);
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-      throw err;
-    }
-    this.loginFailures.succeeded(addr);
+  get sessions(): ProxyContext & ShardedContext {
+    return this;
   }
 
-  /** Authenticates and starts the session; `why.reason` says what an unknown login lacked (for the log only). */
-  private async loginOrThrow(s: StartupInfo, why: { reason?: string }): Promise<void> {
-    const { params, io } = s;
-    const user = params.user;
-    const database = params.database;
-    if (this.shuttingDown) throw new PgError(SQLSTATE.cannotConnectNow, 'pgshift is shutting down');
-    const g = this.config_.general;
-    const method = g.auth_type === 'trust' ? 'scram' : g.auth_type;
-    if (database === this.config_.admin.name) {
-      if (user !== this.config_.admin.user) {
-        why.reason = `user "${user}" may not connect to the admin database; use the [admin] user`;
-        await mockAuthentication(io, method, user);
-      }
-      await authenticateClient(io, method, user, this.config_.admin.password);
-      const leftover = io.detach();
-      s.socket.write(Buffer.concat([be.authOk(), be.parameterStatus('server_version', `15.0 (pgshift ${VERSION})`), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('server_encoding', 'UTF8'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('integer_datetimes', 'on'), be.backendKeyData(0, 0), be.readyForQuery('I')]));
-      new AdminSession(s.socket, this, this.log).start(leftover);
-      return;
-    }
-    const cluster = this.registry.get(database);
-    const userCfg = cluster ? this.findUser(user, database) : undefined;
-    if (!cluster || !userCfg) {
-      why.reason = cluster ? describeMissingUser(this.config_, user, database) : `database "${database}" does not exist in pgshift.toml`;
-      // As PostgreSQL: the same password exchange as for a real user, then 28P01, so names cannot be probed.
-      if (g.auth_type === 'trust') throw new PgError(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`);
-      return mockAuthentication(io, method, user);
-    }
-    await authenticateClient(io, g.auth_type, user, userCfg.password);
-    const id = this.nextClientId++;
-    const info: ClientInfo = {
-      id,
-      user,
-      database,
-      addr: s.socket.remoteAddress ?? '',
-      port: s.socket.remotePort ?? 0,
-      applicationName: params.application_name ?? '',
-      connectTime: new Date(),
-      state: 'idle',
-      serverId: null,
-      poolerMode: userCfg.pooler_mode ?? g.pooler_mode,
-      ...newBackendKey((pid) => this.pids.has(pid)),
-      stats: { queries: 0, transactions: 0, errors: 0, bytesReceived: 0, bytesSent: 0 },
-    };
-    // Server parameters for the client come from a real server of this database.
-    const pool = this.poolFor(info);
-    if (pool.serverParams.size === 0) {
-      const srv = await pool.checkout();
-      pool.release(srv);
-    }
-    const sessionParams = startupSessionParams(params);
-    const reported = new Map(pool.serverParams);
-    for (const [k] of reported) {
-      const mine = sessionParams.get(k.toLowerCase());
-      if (mine !== undefined) reported.set(k, mine);
-    }
-    if (!reported.has('application_name')) reported.set('application_name', info.applicationName);
-    const leftover = io.detach();
-    const out: Buffer[] = [be.authOk()];
-    for (const [k, v] of reported) out.push(be.parameterStatus(k, v));
-    out.push(be.backendKeyData(info.pid, info.secret), be.readyForQuery('I'));
-    s.socket.write(Buffer.concat(out));
-    const client = cluster.shardCount > 1 ? new ShardedClient(s.socket, this, info, sessionParams) : new Client(s.socket, this, info, sessionParams);
-    info.cancel = () => client.cancel();
-    this.clientsById.set(id, { info, close: () => client.close() });
+  isShuttingDown(): boolean {
+    return this.shuttingDown !== null;
+  }
+
+  startAdminSession(socket: Socket, leftover: Buffer): void {
+    new AdminSession(socket, this, this.log).start(leftover);
+  }
+
+  newClientId(): number {
+    return this.nextClientId++;
+  }
+
+  pidInUse(pid: number): boolean {
+    return this.pids.has(pid);
+  }
+
+  clientStarted(info: ClientInfo, session: { cancel(): void; close(): void }): void {
+    info.cancel = () => session.cancel();
+    this.clientsById.set(info.id, { info, close: () => session.close() });
     this.byKey.set(`${info.pid}:${info.secret}`, info);
     this.pids.add(info.pid);
-    client.start(leftover);
   }
 
-  private findUser(name: string, database: string): UserConfig | undefined {
+  findUser(name: string, database: string): UserConfig | undefined {
     return this.config_.users.find((u) => u.name === name && u.database === database);
   }
 
