@@ -27,7 +27,6 @@ import { LocalPostgres, SUPERUSER, SUPERUSER_PASSWORD } from '../src/cli/local-p
 import { parseConfig } from '../src/config/index.js';
 import { ProxyServer } from '../src/proxy.js';
 import { silentLogger } from '../src/observe/log.js';
-import { parseCacheStats } from '../src/router/index.js';
 import { pgbenchRun, type Endpoint, type PgbenchResult, type Workload } from './lib/pgbench.js';
 import { cpuTimes } from './lib/proc-cpu.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
@@ -225,11 +224,11 @@ export async function main(argv: string[]): Promise<number> {
         const w: Workload = { name: mode.name, args: ['-f', scripts[mode.script], '-M', mode.protocol] };
         for (const t of TARGETS) {
           if (s.warmup > 0) await pgbenchRun(ep(t), w, { ...s, seconds: s.warmup });
-          const pc0 = parseCacheStats();
+          const pc0 = proxy.parseCache.stats();
           const cpu0 = cpuTimes(process.pid);
           const r = await pgbenchRun(ep(t), w, s);
           const cpu1 = cpuTimes(process.pid);
-          const pc1 = parseCacheStats();
+          const pc1 = proxy.parseCache.stats();
           let m = ms.find((x) => x.target === t && x.mode === mode);
           if (!m) ms.push((m = { target: t, mode, runs: [], cpuUs: [], hits: 0, misses: 0 }));
           m.runs.push(r);

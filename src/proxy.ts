@@ -32,7 +32,7 @@ import { LoginFailures } from './frontend/login-failures.js';
 import { login, type LoginContext } from './frontend/login.js';
 import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
 import type { TableColumnsCache } from './backend/table-columns.js';
-import { initParser } from './router/index.js';
+import { initParser, ParseCache } from './router/index.js';
 import type { ShardingSchema } from './sharding/index.js';
 import type { ClientInfo, ProxyContext } from './frontend/context.js';
 import { PgError, SQLSTATE } from './wire/pg-error.js';
@@ -84,6 +84,7 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
   private pids = new Set<number>();
   readonly loginFailures = new LoginFailures(() => this.config_.general.auth_failure_delay);
   readonly auth = new ClientAuth();
+  readonly parseCache = new ParseCache();
   private nextClientId = 1;
   private tls: tls.SecureContext | null = null;
   private shuttingDown: Promise<void> | null = null;

@@ -12,7 +12,7 @@ import * as be from '../wire/backend-messages.js';
 import * as fe from '../wire/frontend-messages.js';
 import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
-import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
+import { analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
 import { statementText } from '../router/parse-cache.js';
 import { ResultMerger } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
@@ -241,7 +241,7 @@ export class ShardedClient implements GateHolder {
   // ---- simple protocol ----------------------------------------------------------------------
 
   private async simpleQuery(sql: string): Promise<void> {
-    const q = parseStatement(sql);
+    const q = this.ctx.parseCache.parse(sql);
     if (q.ok && q.statements.length === 0) {
       this.write(be.emptyQueryResponse());
       return;
@@ -250,7 +250,7 @@ export class ShardedClient implements GateHolder {
       const run = async () => {
         for (const s of q.statements) {
           const text = statementText(q, s);
-          if (!(await this.statement(parseStatement(text), text, null))) return false;
+          if (!(await this.statement(this.ctx.parseCache.parse(text), text, null))) return false;
         }
         return true;
       };
@@ -653,7 +653,7 @@ export class ShardedClient implements GateHolder {
       this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
       return false;
     }
-    const q = parseStatement(p.stmt.query);
+    const q = this.ctx.parseCache.parse(p.stmt.query);
     if (q.ok && q.statements.length === 0) {
       this.write(be.emptyQueryResponse());
       return true;

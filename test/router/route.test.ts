@@ -7,8 +7,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { ShardingSchema } from '../../src/sharding/index.js';
-import { initParser, parseStatement, route } from '../../src/router/index.js';
+import { initParser, ParseCache, route } from '../../src/router/index.js';
 import type { BoundParam, RouteContext, RouteDecision } from '../../src/router/index.js';
+
+const cache = new ParseCache();
+const parseStatement = (sql: string) => cache.parse(sql);
 
 const N = 3;
 let pg: PgCluster;
