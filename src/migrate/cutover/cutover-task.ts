@@ -10,7 +10,7 @@ import { quoteIdent, quoteLiteral } from '../../wire/quote.js';
 import { withConn, connect, describeEndpoint, type Endpoint } from '../endpoints.js';
 import { publishedTables, qualifiedName } from '../catalog.js';
 import { slotName } from '../snapshot.js';
-import { prepareSequenceSync, finishSequenceSync, type SequenceSync } from './sequences.js';
+import { prepareSequenceSync, finishSequenceSync, type SequenceSync } from './sequence-sync.js';
 import { dropTaskSlots, resolveTask, resolveBound } from '../tasks/task-runner.js';
 import { startCopyData, startReplicate, type TasksContext, type Task } from '../tasks/tasks.js';
 import type { CutoverHistory } from './cutover-history.js';
@@ -139,7 +139,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     async beforePause() {
       // Everything the pause needs is prepared while traffic still flows: connections to every
       // destination shard, the sequences with everything slow about them (max() of the columns
-      // they feed, their settings set on the destination; sequences.ts), and warm destination pools.
+      // they feed, their settings set on the destination; sequence-sync.ts), and warm destination pools.
       for (const e of dst) destConns.push(await connect(e, { applicationName: 'pgshift cutover' }));
       const sharding = resolveTask(ctx.config(), task).sharding;
       sequences = await prepareSequenceSync(probes, destConns, await publishedTables(probes[0], task.publication), sharding, ctx.log, (d) => `destination ${describeEndpoint(dst[d])}`);

@@ -16,7 +16,7 @@ import type { TaskRegistry } from '../tasks/task-registry.js';
 import { openVerifyPoint, type VerifyPoint } from './consistent-point.js';
 import { compareTable } from './table-compare.js';
 import { newTableState, summarize, summaryText, type TableVerifyState, type VerifyStateJson } from './report.js';
-import { checkSequences } from '../cutover/sequences.js';
+import { checkSequences } from '../cutover/sequence-check.js';
 import { verifyTables, type VerifyTable } from './verify-tables.js';
 
 
@@ -112,7 +112,7 @@ export async function runVerify(task: Task, ctx: MigrationContext): Promise<void
 
 /**
  * Sequences of the destination that could hand out the same value on two shards, or copies of
- * one sequence that are out of step (the cutover's own check, src/migrate/cutover/sequences.ts).
+ * one sequence that are out of step (the cutover's own check, src/migrate/cutover/sequence-check.ts).
  * The tables are looked up again on the destination: sequences are found by table oid there.
  */
 async function sequenceRisks(point: VerifyPoint, sharding: ShardingSchema, tables: VerifyTable[]): Promise<string[]> {
