@@ -42,15 +42,11 @@ import { createLogger, type Logger } from './observe/log.js';
 import { RateLimitedLog } from './observe/rate-limited-log.js';
 import { HttpEndpoint } from './observe/http-server.js';
 import { createMetrics, type MetricsSource, type MigrationMetrics } from './observe/metrics.js';
-import { TwoPhaseCoordinator, type TwoPhaseStats } from './frontend/two-phase.js';
-import { recoverPrepared, type RecoveryTarget } from './frontend/two-phase-recovery.js';
+import type { TwoPhaseCoordinator, TwoPhaseStats } from './frontend/two-phase.js';
+import { TwoPhaseService } from './frontend/two-phase-service.js';
 import { buildProgress } from './observe/progress.js';
 
 export const VERSION = '0.1.0';
-
-/** How often prepared transactions left behind are looked for, and how old one without a decision must be to be rolled back. */
-const TWO_PHASE_RECOVERY_INTERVAL_MS = 10_000;
-const TWO_PHASE_MIN_AGE_SECONDS = 10;
 
 let parserReady: Promise<void> | null = null;
 export function ensureParser(): Promise<void> {
@@ -100,11 +96,7 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
   inject?: CutoverContext['inject'];
   /** Called after the proxy stopped (serve exits the process). */
   onShutdown: (() => void) | null = null;
-  private twoPhase: TwoPhaseCoordinator | null = null;
-  private twoPhaseTimer: NodeJS.Timeout | null = null;
-  private twoPhasePass: Promise<void> = Promise.resolve();
-  /** The first recovery pass after start (tests wait for it). */
-  twoPhaseRecovered: Promise<void> = Promise.resolve();
+  readonly twoPhase: TwoPhaseService;
 
   constructor(private config_: Config, opts: ProxyOptions = {}) {
     const config = config_;
@@ -113,6 +105,7 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
     this.gate = new PauseGate(config.general.pause_timeout);
     this.registry = new ClusterRegistry(config);
     this.stateDir = stateDirFor(config, opts.stateDir);
+    this.twoPhase = new TwoPhaseService(this.stateDir, this.registry, () => this.config_, this.log);
     this.loadTls();
     this.listener = new Listener({
       tlsContext: () => this.tls,
@@ -136,7 +129,7 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
     // Databases of a cutover interrupted by a crash wait behind the gate until it is recovered.
     const recovering = [...new Set(this.journal.unsettled().flatMap((j) => [j.source, j.destination]))];
     for (const db of recovering) this.gate.close(db, 'cutover recovery');
-    await this.openTwoPhase();
+    await this.twoPhase.open();
     this.port = await this.listener.listen(this.config_.general.host, this.config_.general.port);
     this.registry.startMaintenance();
     // Tasks interrupted by a restart resume now (streams continue from their slots), after the
@@ -267,64 +260,11 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
   }
 
   twoPhaseCoordinator(): TwoPhaseCoordinator | null {
-    return this.twoPhase;
+    return this.twoPhase.coordinator;
   }
 
   twoPhaseStats(): TwoPhaseStats | null {
-    return this.twoPhase?.snapshot() ?? null;
-  }
-
-  /**
-   * Opens the 2PC decision log and resolves what an earlier run left prepared: at once (in the
-   * background, so an unreachable shard does not hold up the start) and then periodically.
-   */
-  private async openTwoPhase(): Promise<void> {
-    try {
-      this.twoPhase = await TwoPhaseCoordinator.open(this.stateDir, this.log);
-    } catch (err) {
-      this.log.error({ err: (err as Error).message, stateDir: this.stateDir }, 'two-phase commit decision log unavailable: commits across shards with two_phase_commit are refused');
-      return;
-    }
-    let soon: NodeJS.Timeout | null = null;
-    this.twoPhase.onInDoubt = () => {
-      soon ??= setTimeout(() => {
-        soon = null;
-        void this.recoverTwoPhase(false);
-      }, 1000).unref();
-    };
-    this.twoPhaseRecovered = this.recoverTwoPhase(true);
-    // Periodic passes only while there can be something to resolve: 2PC on, or leftovers seen.
-    this.twoPhaseTimer = setInterval(() => {
-      const s = this.twoPhase?.snapshot();
-      if (this.twoPhase?.persisted && (this.config_.general.two_phase_commit || (s && (s.inDoubt > 0 || s.decisionsPending > 0)))) void this.recoverTwoPhase(false);
-    }, TWO_PHASE_RECOVERY_INTERVAL_MS).unref();
-  }
-
-  /** One recovery pass over every shard of every sharded database (passes never overlap). */
-  private recoverTwoPhase(atStart: boolean): Promise<void> {
-    const coord = this.twoPhase;
-    // Without its instance file this state directory never prepared anything: nothing to resolve.
-    if (!coord?.persisted) return Promise.resolve();
-    this.twoPhasePass = this.twoPhasePass.then(async () => {
-      const targets: RecoveryTarget[] = [];
-      for (const cluster of this.registry.all()) {
-        if (cluster.shardCount < 2) continue;
-        for (const user of this.config_.users.filter((u) => u.database === cluster.name)) {
-          for (let shard = 0; shard < cluster.shardCount; shard++) {
-            const address = cluster.primaryAddress(user, shard);
-            if (address) targets.push({ database: cluster.name, shard, address, connectTimeout: this.config_.general.connect_timeout });
-            else this.log.warn({ database: cluster.name, shard }, 'two-phase recovery: the shard has no primary configured');
-          }
-        }
-      }
-      if (targets.length === 0 && coord.log.pending().length === 0) return;
-      try {
-        await recoverPrepared(coord, targets, { atStart, minAgeSeconds: TWO_PHASE_MIN_AGE_SECONDS }, this.log);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'two-phase recovery pass failed');
-      }
-    });
-    return this.twoPhasePass;
+    return this.twoPhase.stats();
   }
 
   clientIdleTimeouts(): { idle: number; idleInTransaction: number } {
@@ -472,9 +412,7 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
       await this.suspendTasks();
       for (const c of [...this.clientsById.values()]) c.close();
       this.listener.destroyAll();
-      if (this.twoPhaseTimer) clearInterval(this.twoPhaseTimer);
-      await this.twoPhasePass;
-      await this.twoPhase?.log.close();
+      await this.twoPhase.close();
       this.registry.close();
       await this.http?.close();
       this.log.info('pgshift stopped');

@@ -174,7 +174,7 @@ test('kill -9 of pgshift between PREPARE and COMMIT PREPARED: after restart no p
   writeFileSync(join(otherState, 'two-phase', 'instance'), 'abcdef01\n');
   const other = new ProxyServer(parseConfig(toml(await freePort()), users, {}), { stateDir: otherState, log: silentLogger() });
   await other.start();
-  await other.twoPhaseRecovered;
+  await other.twoPhase.recovered;
   await other.shutdown();
   assert.deepEqual(await preparedGids(), gidsD, 'a different instance did not touch the prepared transactions');
 
