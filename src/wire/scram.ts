@@ -48,8 +48,9 @@ function sameBytes(a: Buffer, b: Buffer): boolean {
 }
 
 // PBKDF2 at 4096 iterations costs milliseconds of blocked event loop; a proxy logging in
-// thousands of clients (and opening server connections) must derive each key set once. The cache
-// key is a hash so plaintext passwords are not kept as map keys.
+// thousands of clients (and opening server connections) must derive each key set once. A memo of
+// a pure function (same inputs, same keys), so sharing it across the process changes no result.
+// The cache key is a hash so plaintext passwords are not kept as map keys.
 const CACHE_LIMIT = 1024;
 const derivedCache = new Map<string, DerivedKeys>();
 
@@ -75,26 +76,15 @@ function deriveKeys(password: string, salt: Buffer, iterations: number): Derived
   return keys;
 }
 
-// A salt per password for secrets pgshift makes up itself, so repeated calls hit the cache.
-const generatedSalts = new Map<string, Buffer>();
-
 /**
- * Derives a SCRAM secret from a plaintext password. Without `salt`, a random salt is chosen once
- * per (password, iterations) for the life of the process, so callers may call this per login.
+ * Derives a SCRAM secret from a plaintext password. Without `salt`, a new random salt is chosen:
+ * a caller that authenticates many logins keeps the secret (frontend/client-auth.ts ClientAuth).
  */
 export function scramSecretFromPassword(password: string, salt?: Buffer, iterations = DEFAULT_SCRAM_ITERATIONS): ScramSecret {
   if (!Number.isInteger(iterations) || iterations < 1) {
     throw new PgError(SQLSTATE.invalidParameterValue, `SCRAM iteration count must be a positive integer, got ${iterations}`);
   }
-  if (!salt) {
-    const k = createHash('sha256').update(password, 'utf8').update(`\0${iterations}`).digest('base64');
-    salt = generatedSalts.get(k);
-    if (!salt) {
-      salt = randomBytes(16);
-      if (generatedSalts.size >= CACHE_LIMIT) generatedSalts.delete(generatedSalts.keys().next().value!);
-      generatedSalts.set(k, salt);
-    }
-  }
+  salt ??= randomBytes(16);
   const { storedKey, serverKey } = deriveKeys(password, salt, iterations);
   return { iterations, salt, storedKey, serverKey };
 }
