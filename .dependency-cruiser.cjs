@@ -15,6 +15,13 @@ module.exports = {
     forbid('router-does-not-reach-connections', layer('router'), '^src/(frontend|backend|admin|migrate|cli)/', 'the router decides routes; it never touches a connection'),
     forbid('backend-does-not-import-upstream', layer('backend'), '^src/(frontend|router|admin|migrate|cli)/', 'the backend is downstream of the frontend and the router'),
     forbid('frontend-does-not-import-migrate', layer('frontend'), '^src/(migrate|admin|cli)/', 'migrate and admin talk to the data path through small interfaces, not the other way'),
+    {
+      name: 'observe-reads-through-interfaces',
+      comment: 'observe/ reports what the composition root hands it (ProgressSource, MetricsSource): types only, no running code of the data path or migrate',
+      severity: 'error',
+      from: { path: layer('observe') },
+      to: { path: '^src/(frontend|backend|router|admin|migrate|cli)/', dependencyTypesNot: ['type-only'] },
+    },
     forbid('config-is-a-leaf', layer('config'), '^src/(?!config/)(?!wire/)', 'config/ loads and validates files; it knows no runtime object'),
   ],
   options: {
