@@ -12,7 +12,7 @@ import type { Logger } from '../../observe/log.js';
 import { PgError, asPgError } from '../../wire/pg-error.js';
 import { pgTimestampToDate } from '../../wire/pgoutput.js';
 import type { ShardApplier } from './applier.js';
-import { CONFLICT_RETRY_MS, ConflictWait } from './cross-stream-order.js';
+import { CONFLICT_RETRY_MS, ConflictWait, cancelEndedLives } from './cross-stream-order.js';
 import type { StreamProgress } from './stream-progress.js';
 import type { SourceTransaction } from './transactions.js';
 
@@ -125,16 +125,19 @@ export class ApplyQueue {
       let changes = 0;
       let bytes = 0;
       let k = 0;
-      // While waiting out a cross-stream conflict, one source transaction at a time.
-      while (k < this.ready.length && (limit === null || this.ready[k].commitLsn < limit) && (k === 0 || (!this.conflict.waiting && changes + this.ready[k].changes.length <= GROUP_MAX_CHANGES && bytes + this.ready[k].bytes <= GROUP_MAX_BYTES))) {
+      // While waiting out a cross-stream conflict, one source transaction at a time, or the head
+      // through the end of lives it starts that ended in this stream (those left out).
+      const cancelled = this.conflict.onUniqueConflict ? cancelEndedLives(this.ready, limit) : null;
+      while (k < this.ready.length && (limit === null || this.ready[k].commitLsn < limit) && (k < (cancelled?.count ?? 1) || (!this.conflict.waiting && changes + this.ready[k].changes.length <= GROUP_MAX_CHANGES && bytes + this.ready[k].bytes <= GROUP_MAX_BYTES))) {
         changes += this.ready[k].changes.length;
         bytes += this.ready[k].bytes;
         k++;
       }
       const group = this.ready.splice(0, k);
+      if (cancelled) this.log.info({ shard: this.sourceShard, transactions: k, dropped: cancelled.dropped }, 'unique conflict: rows this stream inserted and deleted again are left out (their life here ended before the copy they collide with)');
       let counts;
       try {
-        counts = await applier.apply(group);
+        counts = await applier.apply(cancelled?.group ?? group);
       } catch (err) {
         const e = asPgError(err);
         if (await this.retryConflict(e, group)) continue;
