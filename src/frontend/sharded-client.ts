@@ -14,7 +14,7 @@ import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeRowDescriptio
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
 import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
 import { statementText } from '../router/parse-cache.js';
-import { ResultMerger } from '../router/merger.js';
+import { ResultMerger, shardResultFormats } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
 import type { Pool } from '../backend/pool.js';
 import { ShardTransaction } from './shard-transaction.js';
@@ -528,8 +528,9 @@ export class ShardedClient implements GateHolder {
     }
     if (merge.kind === 'copy_out') throw new PgError(SQLSTATE.featureNotSupported, 'COPY ... TO STDOUT across shards is not supported yet; add a WHERE on the shard key or use /* pgshift_shard: N */');
     const merger = new ResultMerger(merge, shards);
+    const shardExt = ext && { ...ext, resultFormats: [...shardResultFormats(ext.resultFormats, merge)] };
     // Settle every shard before reacting to a failure: a rollback must not overtake a running statement.
-    const results = await Promise.allSettled(shards.map((s) => this.collect(s, sql, ext, merger)));
+    const results = await Promise.allSettled(shards.map((s) => this.collect(s, sql, shardExt, merger)));
     for (const r of results) if (r.status === 'rejected') throw r.reason;
     const err = results.map((r) => (r as PromiseFulfilledResult<PgError | null>).value).find((e) => e);
     if (err) throw err;
