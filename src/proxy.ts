@@ -42,6 +42,7 @@ import { createMetrics, type MetricsSource, type MigrationMetrics } from './obse
 import { TwoPhaseCoordinator, type TwoPhaseStats } from './frontend/two-phase.js';
 import { recoverPrepared, type RecoveryTarget } from './frontend/two-phase-recovery.js';
 import { buildProgress } from './observe/progress.js';
+import { UniqueIdGenerator, uniqueIdNode } from './router/unique-id.js';
 
 export const VERSION = '0.1.0';
 
@@ -93,6 +94,8 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
   /** Called after the proxy stopped (serve exits the process). */
   onShutdown: (() => void) | null = null;
   private twoPhase: TwoPhaseCoordinator | null = null;
+  /** pgshift.unique_id(): one generator per process, its node id from NODE_ID. */
+  private readonly uniqueIdGenerator = new UniqueIdGenerator(uniqueIdNode(process.env));
   private twoPhaseTimer: NodeJS.Timeout | null = null;
   private twoPhasePass: Promise<void> = Promise.resolve();
   /** The first recovery pass after start (tests wait for it). */
@@ -318,6 +321,10 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
 
   twoPhaseCoordinator(): TwoPhaseCoordinator | null {
     return this.twoPhase;
+  }
+
+  uniqueIds(): UniqueIdGenerator {
+    return this.uniqueIdGenerator;
   }
 
   twoPhaseStats(): TwoPhaseStats | null {
