@@ -1,7 +1,8 @@
 /**
  * What the merger must do with the results of a SELECT sent to several shards, derived from the
  * AST: concatenate, k-way merge on ORDER BY, apply LIMIT/OFFSET after merging, re-aggregate
- * count/sum/min/max (with or without GROUP BY). Anything that cannot be merged exactly is an
+ * count/sum/min/max, avg/stddev/variance from partial states and count(DISTINCT) (with or without
+ * GROUP BY). Anything that cannot be merged exactly is an
  * error 0A000 naming the construct: a clear error beats a silently wrong answer.
  */
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
