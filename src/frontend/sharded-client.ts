@@ -677,7 +677,10 @@ export class ShardedClient implements GateHolder {
       return false;
     }
     const text = await this.describableText(stmt.query);
-    if (text instanceof PgError) return (this.fail(text), false);
+    if (text instanceof PgError) {
+      this.fail(text);
+      return false;
+    }
     return this.describeOn(Buffer.concat([fe.parse('', text, stmt.paramTypes), fe.describe('S', ''), fe.sync()]));
   }
 
@@ -697,7 +700,10 @@ export class ShardedClient implements GateHolder {
       return false;
     }
     const text = await this.describableText(p.stmt.query);
-    if (text instanceof PgError) return (this.fail(text), false);
+    if (text instanceof PgError) {
+      this.fail(text);
+      return false;
+    }
     return this.describeOn(Buffer.concat([fe.parse('', text, p.stmt.paramTypes), fe.bind('', '', p.params, p.formats, p.resultFormats), fe.describe('P', ''), fe.sync()]));
   }
 

@@ -131,23 +131,28 @@ function aggregateEdits(q: ParsedQuery, s: ParsedStatement, agg: AggregatePlan):
   return edits;
 }
 
+/** Index of the token closing the parenthesis (or bracket) opened at `open`; tokens.length when unbalanced. */
+function closingIndex(tokens: ScanToken[], open: number): number {
+  let depth = 0;
+  for (let j = open; j < tokens.length; j++) {
+    const x = tokens[j].text;
+    if (x === '(' || x === '[') depth++;
+    else if (x === ')' || x === ']') depth--;
+    if (depth === 0) return j;
+  }
+  return tokens.length;
+}
+
 /** The argument text of the aggregate call at byte `location` (without DISTINCT / ALL). */
 function argumentText(q: ParsedQuery, location: number): string {
   const tokens = queryTokens(q);
   let i = tokens.findIndex((t) => t.start >= location);
   while (i >= 0 && i < tokens.length && tokens[i].text !== '(') i++;
   if (i < 0 || i >= tokens.length) throw new PgError(SQLSTATE.internalError, 'aggregate call not found while rewriting a cross-shard query');
-  let depth = 0;
-  let j = i;
-  for (; j < tokens.length; j++) {
-    const x = tokens[j].text;
-    if (x === '(' || x === '[') depth++;
-    else if (x === ')' || x === ']') depth--;
-    if (depth === 0) break;
-  }
+  const j = closingIndex(tokens, i);
   let first = i + 1;
   if (first < j && (kw(tokens[first], 'distinct') || kw(tokens[first], 'all'))) first++;
-  if (first >= j) throw new PgError(SQLSTATE.internalError, 'aggregate argument not found while rewriting a cross-shard query');
+  if (first >= j || j >= tokens.length) throw new PgError(SQLSTATE.internalError, 'aggregate argument not found while rewriting a cross-shard query');
   return queryBytes(q).toString('utf8', tokens[first].start, tokens[j].start).trim();
 }
 
@@ -177,14 +182,7 @@ export function insertTemplate(q: ParsedQuery, s: ParsedStatement, rowCount: num
     while (i < tokens.length && (tokens[i].tokenName === 'C_COMMENT' || tokens[i].tokenName === 'SQL_COMMENT')) i++;
     if (i >= tokens.length || tokens[i].text !== '(') return null;
     const open = tokens[i];
-    let depth = 0;
-    let j = i;
-    for (; j < tokens.length; j++) {
-      const x = tokens[j].text;
-      if (x === '(' || x === '[') depth++;
-      else if (x === ')' || x === ']') depth--;
-      if (depth === 0) break;
-    }
+    const j = closingIndex(tokens, i);
     if (j >= tokens.length) return null;
     rows.push([open.start, tokens[j].end]);
     i = j + 1;
