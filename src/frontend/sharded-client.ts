@@ -20,6 +20,7 @@ import type { Pool } from '../backend/pool.js';
 import { ShardTransaction } from './shard-transaction.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
+import { moveRows } from './row-move.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
@@ -45,7 +46,7 @@ export interface ShardedContext extends ProxyContext {
 /** Statements that change rows: several shards written by one of them are made atomic. */
 const WRITE_KINDS = new Set(['insert', 'update', 'delete', 'merge', 'copy_from', 'select', 'explain']);
 
-interface Extended {
+export interface Extended {
   paramTypes: number[];
   params: (Buffer | null)[];
   formats: number[];
@@ -503,6 +504,8 @@ export class ShardedClient implements GateHolder {
       }
       case 'copy':
         return copyInSharded(this, d.copy, sql);
+      case 'move':
+        return moveRows(this, d.move, d.shards, ext);
     }
   }
 
@@ -768,6 +771,8 @@ function severalShards(d: RouteDecision, shards: number): boolean {
     case 'all':
     case 'copy':
       return shards > 1;
+    case 'move':
+      return true; // rows may move to another shard
     case 'columns':
     case 'error':
       return false;
