@@ -298,7 +298,8 @@ export class ShardedClient implements GateHolder {
           } else {
             tx.begin(a.text);
           }
-          this.write(be.commandComplete('BEGIN'));
+          // PostgreSQL answers START TRANSACTION with its own tag (drivers may check it).
+          this.write(be.commandComplete(q.statements[0].node.TransactionStmt?.kind === 'TRANS_STMT_START' ? 'START TRANSACTION' : 'BEGIN'));
           return true;
         case 'commit': {
           if (ext?.describe) this.write(be.noData());
