@@ -92,6 +92,8 @@ export class OrmWorkload {
   private nextId = 1;
   private nextOrder = 1;
   private step = 0;
+  /** A statement of the transaction being generated may move users rows: its later statements see tenants the reference's committed rows do not show. */
+  private movedInTx = false;
 
   constructor(
     seed: number,
@@ -143,6 +145,7 @@ export class OrmWorkload {
 
   private async transaction(): Promise<Step[]> {
     const steps: Step[] = [{ text: this.chance(0.5) ? 'BEGIN' : 'START TRANSACTION ISOLATION LEVEL READ COMMITTED' }];
+    this.movedInTx = false;
     const n = 2 + this.int(4);
     const savepoint = this.chance(0.3) ? 1 + this.int(n) : -1;
     for (let i = 0; i < n; i++) {
@@ -151,6 +154,7 @@ export class OrmWorkload {
       if (i === savepoint && this.chance(0.7)) steps.push({ text: 'ROLLBACK TO SAVEPOINT sp' });
     }
     steps.push({ text: this.chance(0.75) ? 'COMMIT' : 'ROLLBACK' });
+    this.movedInTx = false;
     return steps;
   }
 
@@ -204,7 +208,10 @@ export class OrmWorkload {
 
   private async insertUsers(): Promise<Step> {
     const n = 1 + this.int(5);
-    const fault = this.pick<'dup_email' | 'dup_id' | 'check' | null>(['dup_email', 'dup_id', 'check', null, null, null]) ?? null;
+    let fault = this.pick<'dup_email' | 'dup_id' | 'check' | null>(['dup_email', 'dup_id', 'check', null, null, null]) ?? null;
+    // The row may have moved to another tenant (and shard) earlier in this transaction, where
+    // a duplicate id is no longer on the same shard.
+    if (fault === 'dup_id' && this.movedInTx) fault = 'dup_email';
     const existing = fault === 'dup_email' || fault === 'dup_id' ? this.pick(await this.users()) : undefined;
     const faultAt = this.int(n);
     const rows: unknown[][] = [];
@@ -260,6 +267,7 @@ export class OrmWorkload {
 
   /** One row to another tenant (often another shard); may collide with (tenant, email) there. */
   private async moveUser(): Promise<Step> {
+    this.movedInTx = true;
     const users = await this.users();
     const u = this.pick(users);
     const other = this.pick(users);
@@ -275,6 +283,7 @@ export class OrmWorkload {
    * outcome would depend on the order the rows are visited).
    */
   private async moveUsers(): Promise<Step> {
+    this.movedInTx = true;
     const offset = 1000 * (this.step + 1) + this.int(1000) * 100000;
     if (this.chance(0.5)) return { text: 'UPDATE users SET tenant_id = tenant_id + $1, score = NULL WHERE tenant_id IN ($2, $3) RETURNING id, tenant_id', params: [offset, this.tenant(), this.tenant()] };
     return { text: 'UPDATE users SET tenant_id = tenant_id + $1 WHERE email LIKE $2', params: [offset, `u${this.int(3)}%`] };
