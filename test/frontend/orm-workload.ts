@@ -12,6 +12,7 @@
  * which of two errors a server reports first depends on the order it visits rows.
  */
 import type pg from 'pg';
+import { rng } from '../migrate/copy-helpers.js';
 
 export const SCHEMA = `
 CREATE TABLE users (
@@ -67,18 +68,6 @@ export interface Step {
   params?: unknown[];
   /** The query orders its rows by a unique key: compare them in order. */
   ordered?: boolean;
-}
-
-/** Deterministic pseudo-random numbers (mulberry32), so a failure replays from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface UserRow {

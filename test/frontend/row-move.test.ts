@@ -4,13 +4,11 @@
  * identity and serial values kept, TOAST values and NULLs survive, and a failure on the new shard
  * leaves nothing changed. Run with two_phase_commit off (3 shards) and on (2 shards).
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import postgres from 'postgres';
-import { PgCluster } from '../harness/pg-cluster.js';
-import { startShardedProxy } from '../harness/sharded.js';
-import type { ProxyFixture } from '../harness/proxy.js';
+import { bigintKeyOnShard, withCommitSetups, type CommitSetup } from '../harness/sharded.js';
 import { shardOfValue } from '../../src/sharding/index.js';
 import * as fe from '../../src/wire/frontend-messages.js';
 import { decodeCommandComplete, decodeDataRow, decodeRowDescription } from '../../src/wire/decode.js';
@@ -38,36 +36,12 @@ CREATE TABLE kids (id bigint PRIMARY KEY, parent_id bigint REFERENCES parents (i
 const SHARDED = ['accounts', 'audited', 'parents'].map((t) => `[[sharded_tables]]\ndatabase = "app"\nname = "${t}"\ncolumn = "tenant_id"\ndata_type = "bigint"\n`).join('\n');
 const BIG = 'z'.repeat(9000);
 
-interface Setup {
-  name: string;
-  shards: number;
-  general: string;
-  cluster?: PgCluster;
-  px?: ProxyFixture;
-}
-const OFF: Setup = { name: '2PC off', shards: 3, general: '' };
-const ON: Setup = { name: '2PC on', shards: 2, general: 'two_phase_commit = true' };
-
-before(async () => {
-  await Promise.all(
-    [OFF, ON].map(async (s) => {
-      s.cluster = await PgCluster.start();
-      s.px = await startShardedProxy(s.cluster, s.shards, SHARDED, s.general, SCHEMA);
-    }),
-  );
-});
-after(async () => {
-  for (const s of [OFF, ON]) {
-    await s.px?.stop();
-    await s.cluster?.stop();
-  }
-});
+type Setup = CommitSetup;
+const { off: OFF, on: ON } = withCommitSetups(SHARDED, SCHEMA);
 
 /** The k-th tenant id (1, 2, …) that lives on `shard`. */
 function tenant(s: Setup, shard: number, k = 0): number {
-  const found: number[] = [];
-  for (let id = 1; found.length <= k; id++) if (shardOfValue('bigint', String(id), s.shards) === shard) found.push(id);
-  return found[k];
+  return bigintKeyOnShard(s.shards, shard, k);
 }
 
 /** Rows of accounts on each shard, read directly: "id:tenant:email:balance:score:doubled:code:payload length". */
