@@ -45,7 +45,7 @@ export async function moveRows(client: ShardedClient, move: RowMove, shards: num
   const sources = shards ?? Array.from({ length: client.ctx.sharding(client.info).shards }, (_, i) => i);
   const table = quoteQualified(move.schemaname, move.relname);
   const first = await client.tx.server(sources[0]);
-  const columns = await movableColumns(first, table, move.relname);
+  const shape = await tableShape(first, table, move.relname);
   const formats = await resultFormats(first, move, ext);
   const request = ext
     ? Buffer.concat([fe.parse('', move.sql, ext.paramTypes), fe.bind('', '', ext.params, ext.formats, formats), fe.describe('P', ''), fe.execute(''), fe.sync()])
@@ -66,6 +66,9 @@ export async function moveRows(client: ShardedClient, move: RowMove, shards: num
     }
   });
   if (moving.length) {
+    // An ORM's full-row UPDATE that repeats the key moves nothing and is refused for nothing.
+    if (shape.refusal) throw shape.refusal;
+    const columns = shape.columns;
     await everywhere(groupBy(moving, (m) => m.from), (from, rows) => deleteMoved(client, from, table, rows));
     await everywhere(groupBy(moving, (m) => m.to), (to, rows) => insertMoved(client, to, table, columns, rows));
   }
@@ -79,12 +82,13 @@ export async function moveRows(client: ShardedClient, move: RowMove, shards: num
 }
 
 /**
- * The columns an INSERT on the new shard writes (all but generated ones), after refusing the
- * tables whose rows cannot move faithfully: a trigger would see an UPDATE, a DELETE and an INSERT
- * instead of one UPDATE, and a foreign key pointing at the table would cascade or fail on the old
- * shard only. Float values travel as text, exact only with extra_float_digits ≥ 1 (the default).
+ * The columns an INSERT on the new shard writes (all but generated ones), and why rows of the
+ * table cannot move faithfully, if they cannot: a trigger would see an UPDATE, a DELETE and an
+ * INSERT instead of one UPDATE, and a foreign key pointing at the table would cascade or fail on
+ * the old shard only. Float values travel as text, exact only with extra_float_digits ≥ 1 (the
+ * default). Read before the UPDATE, in the same transaction.
  */
-async function movableColumns(srv: ServerConnection, table: string, name: string): Promise<string[]> {
+async function tableShape(srv: ServerConnection, table: string, name: string): Promise<{ columns: string[]; refusal: PgError | null }> {
   const reg = `${quoteLiteral(table)}::regclass`;
   const r = await srv.query(
     `SELECT (SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = ${reg} AND attnum > 0 AND NOT attisdropped AND attgenerated = ''),` +
@@ -95,11 +99,12 @@ async function movableColumns(srv: ServerConnection, table: string, name: string
   );
   const [cols, triggers, referenced, rules, floatDigits] = r.rows[0];
   const refuse = (why: string, hint: string) => new PgError(SQLSTATE.featureNotSupported, `UPDATE of the shard key of sharded table "${name}" is not supported: ${why}`, { hint });
-  if (triggers === 't') throw refuse('the table has triggers, which would fire as a DELETE on the old shard and an INSERT on the new one', 'Delete the row and insert it with the new key, so the triggers see what happens.');
-  if (referenced === 't') throw refuse('a foreign key references the table, and moving its rows would cascade or fail on the old shard only', 'Move the referencing rows and the row together: delete them and insert them with the new key.');
-  if (rules === 't') throw refuse('the table has rules', 'Delete the row and insert it with the new key.');
-  if (Number(floatDigits) < 1) throw refuse('extra_float_digits is below 1, so float values would not move exactly', 'RESET extra_float_digits (the default, 1, prints floats exactly).');
-  return (cols ?? '').split(',');
+  let refusal: PgError | null = null;
+  if (triggers === 't') refusal = refuse('the table has triggers, which would fire as a DELETE on the old shard and an INSERT on the new one', 'Delete the row and insert it with the new key, so the triggers see what happens.');
+  else if (referenced === 't') refusal = refuse('a foreign key references the table, and moving its rows would cascade or fail on the old shard only', 'Move the referencing rows and the row together: delete them and insert them with the new key.');
+  else if (rules === 't') refusal = refuse('the table has rules', 'Delete the row and insert it with the new key.');
+  else if (Number(floatDigits) < 1) refusal = refuse('extra_float_digits is below 1, so float values would not move exactly', 'RESET extra_float_digits (the default, 1, prints floats exactly).');
+  return { columns: (cols ?? '').split(','), refusal };
 }
 
 /** Result formats for the extended UPDATE: pgshift's columns in text, the client's as it asked. */

@@ -64,14 +64,17 @@ interface Driver {
   end(): Promise<void>;
 }
 
-async function nodePostgres(config: pg.ClientConfig): Promise<Driver> {
+/** `named`: statements with parameters are prepared once per connection under a name and then only bound, as many ORMs do. */
+async function nodePostgres(config: pg.ClientConfig, named: boolean): Promise<Driver> {
   const c = new pg.Client(config);
   c.on('error', () => undefined);
   await c.connect();
+  const names = new Map<string, string>();
+  const nameOf = (text: string) => names.get(text) ?? (names.set(text, `orm_${names.size}`), names.get(text)!);
   return {
     async run(step) {
       try {
-        const r = await c.query(step.text, step.params);
+        const r = named && step.params ? await c.query({ name: nameOf(step.text), text: step.text, values: step.params }) : await c.query(step.text, step.params);
         return { rows: rows(r.rows, step), count: r.rowCount, command: r.command };
       } catch (e) {
         return { error: sqlstate(e) };
@@ -116,7 +119,7 @@ async function contents(run: (sql: string) => Promise<unknown[]>): Promise<Recor
 
 async function runSeed(seed: number, units: number): Promise<void> {
   const s = SETUPS[seed % SETUPS.length];
-  const where = `seed ${seed} (${s.name}, ${seed % 4 < 2 ? 'node-postgres' : 'postgres.js'}; replay with PGSHIFT_ORM_SEED=${seed})`;
+  const where = `seed ${seed} (${s.name}, ${seed % 4 < 2 ? `node-postgres${seed % 3 === 0 ? ', named statements' : ''}` : 'postgres.js'}; replay with PGSHIFT_ORM_SEED=${seed})`;
   const admin = await s.px!.client();
   await admin.query('TRUNCATE users, order_items, sessions, kv');
   await admin.end();
@@ -146,8 +149,9 @@ async function runSeed(seed: number, units: number): Promise<void> {
 
 /** Runs the seed's traffic through pgshift and on the single database, comparing every answer. */
 async function traffic(s: Setup, seed: number, units: number, ref: pg.Client, where: string): Promise<void> {
-  const sharded = seed % 4 < 2 ? await nodePostgres({ host: '127.0.0.1', port: s.px!.port, user: 'app', password: 'secret', database: 'app' }) : postgresJs(s.px!.url());
-  const single = seed % 4 < 2 ? await nodePostgres(cluster.config('single')) : postgresJs(cluster.url('single'));
+  const named = seed % 3 === 0;
+  const sharded = seed % 4 < 2 ? await nodePostgres({ host: '127.0.0.1', port: s.px!.port, user: 'app', password: 'secret', database: 'app' }, named) : postgresJs(s.px!.url());
+  const single = seed % 4 < 2 ? await nodePostgres(cluster.config('single'), named) : postgresJs(cluster.url('single'));
   const gen = new OrmWorkload(seed, ref);
   try {
     for (let u = 0; u < units; u++) {

@@ -140,7 +140,7 @@ export class OrmWorkload {
     for (let i = 0; i < n; i++) {
       if (i === savepoint) steps.push({ text: 'SAVEPOINT sp' });
       steps.push(this.chance(0.8) ? await this.write() : await this.read());
-      if (i === savepoint && this.chance(0.7)) steps.push({ text: 'ROLLBACK TO SAVEPOINT sp' });
+      if (i === savepoint) steps.push({ text: this.chance(0.7) ? 'ROLLBACK TO SAVEPOINT sp' : 'RELEASE SAVEPOINT sp' });
     }
     steps.push({ text: this.chance(0.75) ? 'COMMIT' : 'ROLLBACK' });
     this.movedInTx = false;
@@ -148,7 +148,7 @@ export class OrmWorkload {
   }
 
   private async write(): Promise<Step> {
-    switch (this.int(15)) {
+    switch (this.int(16)) {
       case 0:
       case 1:
         return this.insertUsers();
@@ -156,6 +156,8 @@ export class OrmWorkload {
         return this.upsertUsers();
       case 3:
         return this.updateUser();
+      case 14:
+        return { text: 'UPDATE users SET updated_at = $1, name = upper(name) WHERE id = ANY($2::bigint[]) RETURNING id, name', params: [this.time(), `{${[this.int(this.nextId), this.int(this.nextId)].join(',')}}`] };
       case 4:
         return { text: 'UPDATE users SET score = coalesce(score, 0) + $1, updated_at = $2 WHERE tenant_id = $3 RETURNING id, score', params: [this.int(50) / 4, this.time(), this.tenant()] };
       case 5:
@@ -225,7 +227,10 @@ export class OrmWorkload {
       rows.push(v);
     }
     const ret = this.pick(['', ' RETURNING id, tenant_id, email', ' RETURNING *']);
-    return { text: `INSERT INTO users (id, tenant_id, email, name, balance, score, bio, updated_at) VALUES ${placeholders(rows)}${ret}`, params: rows.flat() };
+    const conflict = fault === 'dup_email' && this.chance(0.3) ? ' ON CONFLICT DO NOTHING' : '';
+    // ORMs batch rows that leave a column out as DEFAULT in its place.
+    const defaults = this.chance(0.3) ? [4, 5] : [];
+    return { text: `INSERT INTO users (id, tenant_id, email, name, balance, score, bio, updated_at) VALUES ${placeholders(rows, defaults)}${conflict}${ret}`, params: rows.flatMap((r) => r.filter((_, i) => !defaults.includes(i))) };
   }
 
   private async upsertUsers(): Promise<Step> {
@@ -249,6 +254,11 @@ export class OrmWorkload {
   private async updateUser(): Promise<Step> {
     const u = this.pick(await this.users());
     const id = u ? Number(u.id) : 0;
+    // An ORM saving a whole object: every column, the unchanged shard key included (sometimes changed).
+    if (u && this.chance(0.3)) {
+      this.movedInTx = true;
+      return { text: 'UPDATE users SET tenant_id = $1, email = $2, name = $3, balance = $4, updated_at = $5 WHERE id = $6', params: [this.chance(0.8) ? Number(u.tenant_id) : this.tenant(), u.email, `saved ${this.step}`, (this.int(5000) / 100).toFixed(2), this.time(), Number(u.id)] };
+    }
     // The balance may go below zero: a CHECK violation on the row's shard.
     if (this.chance(0.5)) return { text: 'UPDATE users SET name = $1, balance = balance + $2, updated_at = $3 WHERE id = $4 RETURNING id, name, balance', params: [`renamed ${this.step}`, this.int(60) - 40, this.time(), id] };
     return { text: 'UPDATE users SET bio = $1 WHERE tenant_id = $2 AND id = $3', params: [this.chance(0.3) ? 'y'.repeat(9000) : null, u ? Number(u.tenant_id) : 1, id] };
@@ -348,7 +358,14 @@ export class OrmWorkload {
   }
 
   private async read(): Promise<Step> {
-    switch (this.int(5)) {
+    switch (this.int(8)) {
+      case 5:
+        // ORMs lock the rows they are about to change.
+        return { text: 'SELECT id, tenant_id, balance FROM users WHERE tenant_id = $1 ORDER BY id FOR UPDATE', params: [this.tenant()], ordered: true };
+      case 6:
+        return { text: 'SELECT id, email FROM users WHERE balance > $1 ORDER BY id LIMIT $2 OFFSET $3', params: [this.int(50), 1 + this.int(5), this.int(3)], ordered: true };
+      case 7:
+        return { text: 'SELECT id, tenant_id FROM users WHERE id IN ($1, $2, $3) ORDER BY id FOR UPDATE', params: [this.int(this.nextId), this.int(this.nextId), this.int(this.nextId)], ordered: true };
       case 0:
         return { text: 'SELECT id, tenant_id, email, balance, flags FROM users WHERE tenant_id = $1 ORDER BY id', params: [this.tenant()], ordered: true };
       case 1:
@@ -363,8 +380,8 @@ export class OrmWorkload {
   }
 }
 
-/** `($1, $2), ($3, $4)` for rows of values. */
-function placeholders(rows: unknown[][]): string {
+/** `($1, $2), ($3, $4)` for rows of values; the columns at `defaults` get DEFAULT in every row. */
+function placeholders(rows: unknown[][], defaults: number[] = []): string {
   let n = 0;
-  return rows.map((r) => `(${r.map(() => `$${++n}`).join(', ')})`).join(', ');
+  return rows.map((r) => `(${r.map((_, i) => (defaults.includes(i) ? 'DEFAULT' : `$${++n}`)).join(', ')})`).join(', ');
 }

@@ -163,7 +163,7 @@ test('a shard-key UPDATE that stays on the same shard is a plain UPDATE; binary 
   await c.end();
 });
 
-test('shard-key UPDATEs that cannot move rows correctly are refused with 0A000 and change nothing: triggers, referenced tables, extra_float_digits below 1', async () => {
+test('shard-key UPDATEs that would move rows of a table with triggers or referencing foreign keys, or with extra_float_digits below 1, are refused with 0A000 and change nothing; the same UPDATEs that move no row succeed', async () => {
   const s = OFF;
   const c = await s.px!.client();
   await reset(s, c);
@@ -177,7 +177,12 @@ test('shard-key UPDATEs that cannot move rows correctly are refused with 0A000 a
   await c.query('RESET extra_float_digits');
   assert.deepEqual(await shardRows(s), before);
   assert.equal((await s.cluster!.query<{ n: number }>('SELECT count(*)::int AS n FROM audited', [], 'shard_0'))[0].n, 1);
-  // Without a change of shard a trigger is no obstacle: it is a plain UPDATE.
+  // Without a change of shard a trigger is no obstacle: a plain UPDATE, or (key not pinned, as
+  // in an ORM's full-row UPDATE that repeats the key) an UPDATE in place that moves nothing.
   await c.query(`UPDATE audited SET tenant_id = ${tenant(s, 0, 1)} WHERE tenant_id = ${tenant(s, 0)}`);
+  const same = await c.query('UPDATE audited SET tenant_id = $1 WHERE id = $2 RETURNING tenant_id', [tenant(s, 0, 2), 1]);
+  assert.deepEqual(same.rows, [{ tenant_id: String(tenant(s, 0, 2)) }]);
+  await assert.rejects(c.query('UPDATE audited SET tenant_id = $1 WHERE id = $2', [tenant(s, 1), 1]), (e: { code?: string }) => e.code === '0A000');
+  assert.equal((await s.cluster!.query<{ t: string }>('SELECT tenant_id::text AS t FROM audited', [], 'shard_0'))[0].t, String(tenant(s, 0, 2)), 'the refused move was undone');
   await c.end();
 });
