@@ -22,6 +22,7 @@ import type { Pool } from '../backend/pool.js';
 import { ShardTransaction } from './shard-transaction.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
+import { moveRows } from './row-move.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
@@ -49,7 +50,7 @@ export interface ShardedContext extends ProxyContext {
 /** Statements that change rows: several shards written by one of them are made atomic. */
 const WRITE_KINDS = new Set(['insert', 'update', 'delete', 'merge', 'copy_from', 'select', 'explain']);
 
-interface Extended {
+export interface Extended {
   paramTypes: number[];
   params: (Buffer | null)[];
   formats: number[];
@@ -304,7 +305,8 @@ export class ShardedClient implements GateHolder {
           } else {
             tx.begin(a.text);
           }
-          this.write(be.commandComplete('BEGIN'));
+          // PostgreSQL answers START TRANSACTION with its own tag (drivers may check it).
+          this.write(be.commandComplete(q.statements[0].node.TransactionStmt?.kind === 'TRANS_STMT_START' ? 'START TRANSACTION' : 'BEGIN'));
           return true;
         case 'commit': {
           if (ext?.describe) this.write(be.noData());
@@ -510,6 +512,8 @@ export class ShardedClient implements GateHolder {
       }
       case 'copy':
         return copyInSharded(this, d.copy, sql);
+      case 'move':
+        return moveRows(this, d.move, d.shards, ext);
     }
   }
 
@@ -795,6 +799,8 @@ function severalShards(d: RouteDecision, shards: number): boolean {
     case 'all':
     case 'copy':
       return shards > 1;
+    case 'move':
+      return true; // rows may move to another shard
     case 'columns':
     case 'error':
       return false;
