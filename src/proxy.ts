@@ -45,6 +45,7 @@ import { createMetrics, type MetricsSource, type MigrationMetrics } from './obse
 import type { TwoPhaseCoordinator, TwoPhaseStats } from './frontend/two-phase.js';
 import { TwoPhaseService } from './frontend/two-phase-service.js';
 import { buildProgress } from './observe/progress.js';
+import { UniqueIdGenerator, uniqueIdNode } from './router/unique-id.js';
 
 export const VERSION = '0.1.0';
 
@@ -97,6 +98,8 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
   /** Called after the proxy stopped (serve exits the process). */
   onShutdown: (() => void) | null = null;
   readonly twoPhase: TwoPhaseService;
+  /** pgshift.unique_id(): one generator per process, its node id from NODE_ID. */
+  private readonly uniqueIdGenerator = new UniqueIdGenerator(uniqueIdNode(process.env));
 
   constructor(private config_: Config, opts: ProxyOptions = {}) {
     const config = config_;
@@ -261,6 +264,10 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
 
   twoPhaseCoordinator(): TwoPhaseCoordinator | null {
     return this.twoPhase.coordinator;
+  }
+
+  uniqueIds(): UniqueIdGenerator {
+    return this.uniqueIdGenerator;
   }
 
   twoPhaseStats(): TwoPhaseStats | null {

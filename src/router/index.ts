@@ -12,3 +12,5 @@ export type { SortKey, OutputColumn, AggregatePlan, AggregateFn } from './merge-
 export { ResultMerger } from './merger.js';
 export type { MergeResult, Row } from './merger.js';
 export { NULL_KEY_SHARD } from './key-values.js';
+export type { RowMove } from './shard-key-update.js';
+export { MOVE_COLUMNS } from './shard-key-update.js';

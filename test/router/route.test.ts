@@ -246,7 +246,7 @@ test('unsupported writes on sharded tables are 0A000 errors naming the construct
     ['insert into users (id) select id from other', /INSERT … SELECT/],
     ['insert into users default values', /DEFAULT VALUES/],
     ['insert into users (id) values (nextval(\'s\'))', /constant or a parameter/],
-    ['update users set id = 5 where id = 4', /UPDATE of shard key column "id"/],
+    ['with x as (select 1) update users set id = 5 where id = 4', /UPDATE of the shard key of sharded table "users" with a WITH clause/],
     ["insert into users (id) values (1) on conflict (id) do update set id = 2", /ON CONFLICT DO UPDATE SET of shard key/],
     ["insert into users (id) values ('abc')", /invalid input syntax for type bigint/],
     ['with x as (delete from users returning *) select * from x', /data-modifying WITH/],
