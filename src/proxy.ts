@@ -19,6 +19,7 @@ import type { CutoverContext } from './migrate/cutover/cutover-task.js';
 import type { CutoverTraffic } from './migrate/cutover/cutover.js';
 import { ClusterRegistry } from './backend/cluster.js';
 import type { Pool } from './backend/pool.js';
+import type { ServerLease } from './backend/load-balancer.js';
 import { PauseGate } from './frontend/pause-gate.js';
 import { StatementRegistry } from './frontend/prepared-statements.js';
 import { Listener, newBackendKey, type StartupInfo } from './frontend/listener.js';
@@ -103,7 +104,10 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     this.log = opts.log ?? createLogger();
     this.limits = new RateLimitedLog(this.log);
     this.gate = new PauseGate(config.general.pause_timeout);
-    this.registry = new ClusterRegistry(config);
+    this.registry = new ClusterRegistry(config, {
+      banned: (database, shard, h, reason) => this.log.warn({ database, shard, server: h.label, role: h.role, ban_timeout: this.config_.general.ban_timeout, reason }, 'server banned: out of the read rotation'),
+      unbanned: (database, shard, h) => this.log.info({ database, shard, server: h.label, role: h.role }, 'server healthy again: back in the read rotation'),
+    });
     this.stateDir = stateDirFor(config, opts.stateDir);
     this.loadTls();
     this.listener = new Listener({
@@ -248,10 +252,12 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
       stats: { queries: 0, transactions: 0, errors: 0, bytesReceived: 0, bytesSent: 0 },
     };
     // Server parameters for the client come from a real server of this database.
-    const pool = this.poolFor(info);
-    if (pool.serverParams.size === 0) {
-      const srv = await pool.checkout();
-      pool.release(srv);
+    let pool = cluster.allPools().find((p) => p.key.user === user && p.serverParams.size > 0);
+    if (!pool) {
+      // Any server of the database will do (a replica too): role = "auto" may not know its primary yet.
+      const lease = await this.checkout(info, true);
+      lease.pool.release(lease.srv);
+      pool = lease.pool;
     }
     const sessionParams = startupSessionParams(params);
     const reported = new Map(pool.serverParams);
@@ -291,12 +297,16 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     return cluster.pool(user, 0, readOnly ? 'replica' : 'primary');
   }
 
-  shardPool(info: ClientInfo, shard: number, readOnly = false): Pool {
+  checkout(info: ClientInfo, readOnly = false): Promise<ServerLease> {
+    return this.shardCheckout(info, 0, readOnly);
+  }
+
+  async shardCheckout(info: ClientInfo, shard: number, readOnly = false): Promise<ServerLease> {
     const cluster = this.registry.get(info.database);
     if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
     const user = this.findUser(info.user, info.database);
     if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
-    return cluster.pool(user, shard, readOnly ? 'replica' : 'primary');
+    return cluster.checkout(user, shard, readOnly ? 'read' : 'write');
   }
 
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number } {

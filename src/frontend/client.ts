@@ -545,8 +545,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.ctx.gate.begin(db, this);
     this.inGate = true;
     try {
-      const pool = this.ctx.poolFor(this.info, readOnly && !this.sessionMode);
-      const srv = await pool.checkout();
+      const { pool, srv } = await this.ctx.checkout(this.info, readOnly && !this.sessionMode);
       try {
         const sql = paramSyncSql(this.params, srv.applied);
         if (sql) {

@@ -7,6 +7,7 @@
  */
 import type { ServerConnection } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
+import type { ServerLease } from '../backend/load-balancer.js';
 import * as fe from '../wire/frontend-messages.js';
 import { B } from '../wire/protocol.js';
 import { decodeCommandComplete } from '../wire/decode.js';
@@ -16,7 +17,7 @@ import { paramSyncSql } from './session-params.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 
 export interface ShardPools {
-  pool(shard: number, readOnly: boolean): Pool;
+  checkout(shard: number, readOnly: boolean): Promise<ServerLease>;
 }
 
 export interface TwoPhaseSettings {
@@ -74,8 +75,7 @@ export class ShardTransaction {
     const have = this.servers.get(shard);
     if (have && !have.srv.closed) return have.srv;
     if (have) throw new PgError(SQLSTATE.connectionFailure, `server connection for shard ${shard} was lost`);
-    const pool = this.pools.pool(shard, this.preferReplica && !this.inTransaction);
-    const srv = await pool.checkout();
+    const { pool, srv } = await this.pools.checkout(shard, this.preferReplica && !this.inTransaction);
     try {
       let sql = paramSyncSql(this.params, srv.applied);
       if (sql) {

@@ -16,7 +16,7 @@ import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, t
 import { statementText } from '../router/parse-cache.js';
 import { ResultMerger } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
-import type { Pool } from '../backend/pool.js';
+import type { ServerLease } from '../backend/load-balancer.js';
 import { ShardTransaction } from './shard-transaction.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
@@ -33,7 +33,7 @@ export interface TableColumnSource extends TableColumns {
 const SCHEMA_CHANGED = new Set(['42703', '42P01', '42601', '42804', '428C9']);
 
 export interface ShardedContext extends ProxyContext {
-  shardPool(info: ClientInfo, shard: number, readOnly?: boolean): Pool;
+  shardCheckout(info: ClientInfo, shard: number, readOnly?: boolean): Promise<ServerLease>;
   tableColumns(info: ClientInfo): TableColumnSource;
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
   /** Whether a commit across shards uses 2PC: explicit transactions need two_phase_commit, pgshift's implicit ones also two_phase_commit_auto. */
@@ -90,7 +90,7 @@ export class ShardedClient implements GateHolder {
     readonly params: Map<string, string>,
   ) {
     this.reader.limit = ctx.maxPacketSize();
-    this.tx = new ShardTransaction({ pool: (shard, readOnly) => ctx.shardPool(info, shard, readOnly) }, params, {
+    this.tx = new ShardTransaction({ checkout: (shard, readOnly) => ctx.shardCheckout(info, shard, readOnly) }, params, {
       get coordinator() {
         return ctx.twoPhaseCoordinator();
       },
@@ -418,8 +418,7 @@ export class ShardedClient implements GateHolder {
    */
   private async catalogQuery(text: string): Promise<{ rows: (string | null)[][] }> {
     for (const { srv } of this.tx.servers.values()) if (!srv.closed) return srv.query(text);
-    const pool = this.ctx.shardPool(this.info, 0);
-    const srv = await pool.checkout();
+    const { pool, srv } = await this.ctx.shardCheckout(this.info, 0);
     try {
       return await srv.query(text);
     } finally {
