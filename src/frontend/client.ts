@@ -532,7 +532,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     r.unread();
     if (sql === undefined) return false;
     const a = analyze(parseStatement(sql));
-    return a.readOnly && !a.statements.some((s) => s.kind === 'begin' && s.beginReadOnly !== true);
+    // BEGIN READ ONLY (and reads after it) may run on a replica; a plain BEGIN may write later.
+    return a.statements.length > 0 && a.statements.every((s) => s.readOnly || (s.kind === 'begin' && s.beginReadOnly === true));
   }
 
   /** Returns false (attaching nothing) when the database must now be served by the sharded loop. */
