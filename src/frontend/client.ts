@@ -15,6 +15,7 @@ import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeParameterStat
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
 import type { ServerConnection, ServerSink } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
+import { isServerFailure, type ServerLease } from '../backend/load-balancer.js';
 import { ResponseTracker, Pending, Verdict, type ParseObserver } from './response-tracker.js';
 import { ClientStatements, StatementEffect, mayTouchStatements, statementEffect, RESERVED_NAME_SQL } from './prepared-statements.js';
 import { changedSessionParams, paramSyncSql } from './session-params.js';
@@ -45,6 +46,11 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private queryTimer: NodeJS.Timeout | null = null;
   /** The client's primary pool, cached between transactions (looked up again once closed). */
   private primaryPool: Pool | null = null;
+  /** A replica read that can be run again elsewhere if its server dies before answering (see serverBroken). */
+  private replayArmed = false;
+  private replayQuery: Buffer | null = null;
+  /** The request being served is such a rerun (it is not rerun twice). */
+  private replayed = false;
   /** A FATAL the attached server sent before closing; reported by serverBroken. */
   private serverFatal: PgError | null = null;
 
@@ -227,8 +233,14 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   /** Forwards the reader's current message to `srv`, rewriting statement names where needed. */
   private forward(srv: ServerConnection, t: number): void {
     const r = this.reader;
+    if (t !== F.Query) this.replayArmed = false;
     switch (t) {
       case F.Query: {
+        // One read on a replica, unanswered so far: kept so it can run elsewhere if the replica dies.
+        if (this.replayArmed) {
+          if (this.replayQuery) this.replayArmed = false;
+          else this.replayQuery = r.message();
+        }
         this.info.stats.queries++;
         srv.stats.queries++;
         this.armQueryTimeout(srv);
@@ -546,18 +558,27 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.ctx.gate.begin(db, this);
     this.inGate = true;
     try {
-      const { pool, srv } = await this.ctx.checkout(this.info, readOnly && !this.sessionMode);
-      try {
-        const sql = paramSyncSql(this.params, srv.applied);
-        if (sql) {
-          await srv.query(sql);
-          srv.applied.clear();
-          for (const [k, v] of this.params) srv.applied.set(k, v);
+      let lease: ServerLease | null = null;
+      // A pooled connection whose server just went away fails here, before the client saw a byte: take another.
+      for (let attempt = 1; !lease; attempt++) {
+        const { pool, srv } = await this.ctx.checkout(this.info, readOnly && !this.sessionMode);
+        try {
+          const sql = paramSyncSql(this.params, srv.applied);
+          if (sql) {
+            await srv.query(sql);
+            srv.applied.clear();
+            for (const [k, v] of this.params) srv.applied.set(k, v);
+          }
+          lease = { pool, srv };
+        } catch (err) {
+          pool.release(srv, false);
+          if (attempt >= 3 || !isServerFailure(asPgError(err))) throw err;
         }
-      } catch (err) {
-        pool.release(srv, false);
-        throw err;
       }
+      const { pool, srv } = lease;
+      this.replayArmed = readOnly && !this.replayed && pool.host?.role === 'replica';
+      this.replayQuery = null;
+      this.replayed = false;
       if (this.closed) {
         pool.release(srv);
         throw new PgError(SQLSTATE.connectionFailure, 'client went away');
@@ -609,6 +630,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
           }
         }
         if (verdict === Verdict.Forward) {
+          this.replayArmed = false; // the client has seen part of the answer
           if (buf === r.current && start !== end && r.start === end) end = r.end;
           else {
             if (buf && start !== end) this.write(buf.subarray(start, end));
@@ -716,6 +738,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     const pool = this.pool;
     this.server = null;
     this.pool = null;
+    this.replayArmed = false;
+    this.replayQuery = null;
     this.info.serverId = null;
     this.info.state = 'idle';
     this.tracker.clear();
@@ -752,6 +776,20 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   /** The server connection failed mid-use: tell the client and keep it usable. */
   private serverBroken(srv: ServerConnection, reported: PgError): void {
     if (this.server !== srv) return;
+    const query = this.replayArmed ? this.replayQuery : null;
+    this.replayArmed = false;
+    this.replayQuery = null;
+    if (query && !this.closed) {
+      // A replica went away under a read whose answer had not started: run it again (once) on
+      // another server, as if the client had just sent it. Reads on a replica change nothing.
+      this.serverFatal = null;
+      this.detach(false);
+      const rest = this.reader.drain();
+      this.reader.push(rest.length ? Buffer.concat([query, rest]) : query);
+      this.replayed = true;
+      this.pump();
+      return;
+    }
     const err = this.serverFatal ?? reported;
     this.serverFatal = null;
     const outstanding = !this.tracker.empty || srv.txStatus !== 'I';
