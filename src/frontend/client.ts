@@ -49,6 +49,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   /** A replica read that can be run again elsewhere if its server dies before answering (see serverBroken). */
   private replayArmed = false;
   private replayQuery: Buffer | null = null;
+  private heldRowDescription: Buffer | null = null;
   /** The request being served is such a rerun (it is not rerun twice). */
   private replayed = false;
   /** A FATAL the attached server sent before closing; reported by serverBroken. */
@@ -629,8 +630,21 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
             verdict = Verdict.Drop;
           }
         }
+        if (verdict === Verdict.Forward && this.replayArmed) {
+          if (t === B.RowDescription && !this.heldRowDescription) {
+            // Held back until the first row: a replica dying before it leaves the read replayable.
+            this.heldRowDescription = r.message();
+            verdict = Verdict.Drop;
+          } else {
+            this.replayArmed = false; // the client sees the answer from here on
+            if (buf && start !== end) this.write(buf.subarray(start, end));
+            buf = null;
+            start = end = 0;
+            if (this.heldRowDescription) this.write(this.heldRowDescription);
+            this.heldRowDescription = null;
+          }
+        }
         if (verdict === Verdict.Forward) {
-          this.replayArmed = false; // the client has seen part of the answer
           if (buf === r.current && start !== end && r.start === end) end = r.end;
           else {
             if (buf && start !== end) this.write(buf.subarray(start, end));
@@ -740,6 +754,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.pool = null;
     this.replayArmed = false;
     this.replayQuery = null;
+    this.heldRowDescription = null;
     this.info.serverId = null;
     this.info.state = 'idle';
     this.tracker.clear();
@@ -776,7 +791,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   /** The server connection failed mid-use: tell the client and keep it usable. */
   private serverBroken(srv: ServerConnection, reported: PgError): void {
     if (this.server !== srv) return;
-    const query = this.replayArmed ? this.replayQuery : null;
+    // Not after query_timeout closed the server: that read is over, not lost.
+    const query = this.replayArmed && reported.code !== SQLSTATE.queryCanceled ? this.replayQuery : null;
     this.replayArmed = false;
     this.replayQuery = null;
     if (query && !this.closed) {

@@ -119,3 +119,23 @@ test('with every replica down, reads fall back to the primary only when read_wri
     for (const s of rs.standbys) await s.startServer();
   }
 });
+
+test('a read whose replica connection is terminated before it answered is run again on a replica and succeeds', async () => {
+  const c = await px.client();
+  const marker = `replay-${process.pid}-${Date.now()}`;
+  const running = c.query(`SELECT pg_sleep(0.6), inet_server_port() AS port, '${marker}' AS marker`);
+  // Find the backend running it on whichever replica got it, and terminate it mid-query.
+  let killed = false;
+  const deadline = Date.now() + 3000;
+  while (!killed && Date.now() < deadline) {
+    for (const s of rs.standbys) {
+      const rows = await s.query(`SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity WHERE query LIKE '%${marker}%' AND pid <> pg_backend_pid() AND state = 'active'`);
+      if (rows.some((r) => r.t === true)) killed = true;
+    }
+    if (!killed) await sleep(50);
+  }
+  assert.ok(killed, 'the read was found running on a replica and terminated');
+  const r = await running;
+  assert.equal(r.rows[0].marker, marker);
+  assert.ok(rs.standbys.some((s) => s.port === Number(r.rows[0].port)), 'answered by a replica');
+});
