@@ -17,6 +17,8 @@ const UP: HostState = { kind: 'up' };
 export class Host {
   state: HostState = UP;
   role: HostRole;
+  /** When pg_is_in_recovery() was last learned (ms epoch; 0 = never). */
+  checkedAt = 0;
   /** Times this server was banned (SHOW POOLS, metrics). */
   bans = 0;
   /** The pools (one per user) that connect to this server. */
@@ -60,6 +62,7 @@ export class Host {
 
   /** What a check learned: `inRecovery` decides the role of an auto server. */
   observedRecovery(inRecovery: boolean): void {
+    this.checkedAt = Date.now();
     if (this.auto) this.setRole(inRecovery ? 'replica' : 'primary');
   }
 

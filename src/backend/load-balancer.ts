@@ -139,8 +139,12 @@ export class ShardBalancer {
         // connection that saw "not in recovery" is to a primary for its whole life.
         if (!h.auto || srv.inRecovery === false) return { pool, srv };
         pool.release(srv, false);
-        h.observedRecovery(true);
-        this.events.recheck();
+        // Opened after the last check, it is news: the server is a standby now (restarted as one).
+        // An older one may just predate a promotion; it is only closed.
+        if (srv.inRecovery === true && srv.connectedAt >= h.checkedAt) {
+          h.observedRecovery(true);
+          this.events.recheck();
+        }
         continue;
       }
       await this.waitForPrimary(deadline, null);
