@@ -295,7 +295,7 @@ export class ShardedClient implements GateHolder {
           if (tx.inTransaction) {
             this.write(be.noticeResponse(new PgError('25001', 'there is already a transaction in progress', { severity: 'WARNING' })));
           } else {
-            tx.begin(a.text);
+            tx.begin(a.text, a.beginReadOnly === true);
           }
           this.write(be.commandComplete('BEGIN'));
           return true;

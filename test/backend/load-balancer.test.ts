@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
-import { startReplicated, databasesToml, servedBy, tally, type Replicated } from '../harness/replicas.js';
+import { startReplicated, databasesToml, servedBy, tally, waitReplayed, type Replicated } from '../harness/replicas.js';
 
 let rs: Replicated;
 before(async () => {
@@ -104,4 +104,38 @@ test('writes and read-write transactions go to the primary; BEGIN READ ONLY goes
       assert.equal(again, p, 'the whole transaction stays on one replica');
     }
   });
+});
+
+test('sharded database: BEGIN READ ONLY runs on each shard\'s replica and commits without two-phase commit; BEGIN runs on the primaries', async () => {
+  for (const s of [0, 1]) {
+    await rs.primary.createDatabase(`shard_${s}`);
+    await rs.primary.query(`CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, user_id bigint NOT NULL, payload text)`, [], `shard_${s}`);
+  }
+  let databases = '';
+  for (const s of [0, 1]) {
+    for (const [cluster, role] of [[rs.primary, 'primary'], [rs.standbys[0], 'replica']] as const) {
+      databases += `[[databases]]\nname = "app"\nhost = "127.0.0.1"\nport = ${cluster.port}\ndatabase_name = "shard_${s}"\nshard = ${s}\nrole = "${role}"\n\n`;
+    }
+  }
+  const px = await startProxy(rs.primary, {
+    general: 'read_write_split = "exclude_primary"\ntwo_phase_commit = true',
+    databases,
+    extra: '[[sharded_tables]]\ndatabase = "app"\nname = "events"\ncolumn = "user_id"\n',
+  });
+  try {
+    const c = await px.client();
+    for (let u = 1; u <= 8; u++) await c.query('INSERT INTO events (user_id, payload) VALUES ($1, $2)', [u, `u${u}`]);
+    await waitReplayed(rs.primary, [rs.standbys[0]]);
+    await c.query('BEGIN READ ONLY');
+    const ports: number[] = [];
+    for (let u = 1; u <= 8; u++) ports.push(Number((await c.query('SELECT inet_server_port() AS port FROM events WHERE user_id = $1', [u])).rows[0].port));
+    await c.query('COMMIT');
+    assert.deepEqual(tally(ports), new Map([[rs.standbys[0].port, 8]]));
+    await c.query('BEGIN');
+    const rw = Number((await c.query('SELECT inet_server_port() AS port FROM events WHERE user_id = 1')).rows[0].port);
+    await c.query('COMMIT');
+    assert.equal(rw, rs.primary.port);
+  } finally {
+    await px.stop();
+  }
 });
