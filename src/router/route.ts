@@ -16,7 +16,7 @@ import { shardsOfSources } from './key-values.js';
 import { shardSelectText } from './sql-rewrite.js';
 import { crossShardSubqueryError } from './subqueries.js';
 import type { KeyRestriction } from './tables.js';
-import { allTables, columnMentions, fromScope, keyRestriction } from './tables.js';
+import { allTables, columnMentions, fromScope, keyRestriction, type TableRef } from './tables.js';
 import type { CopyPlan, InsertPlan } from './route-write.js';
 import { planCopy, planInsert, routeInsert } from './route-write.js';
 import type { KeyUpdatePlan, RowMove } from './shard-key-update.js';
@@ -76,7 +76,7 @@ export interface RouteContext {
   roundRobin?: number;
   /** `SET pgshift.shard = N` in effect for the session (null/undefined = none). */
   shardOverride?: number | null;
-  /** Column order of tables, for INSERTs without a column list. */
+  /** Column order of tables, for INSERTs and COPYs without a column list. */
   columns?: TableColumns;
   /** The column orders were just loaded from the catalog: a mismatch is the statement's error, not a stale cache. */
   columnsFresh?: boolean;
@@ -97,7 +97,9 @@ type Plan =
   | { t: 'dml'; keys: KeyRestriction | null; fanOut: PgError | null }
   | { t: 'insert'; p: InsertPlan }
   | { t: 'key_update'; p: KeyUpdatePlan }
-  | { t: 'copy_query'; inner: Plan };
+  | { t: 'copy_query'; inner: Plan }
+  /** COPY without a column list of a table only a name-less entry could shard: its columns decide. */
+  | { t: 'copy_columns'; body: Node; target: TableRef; from: boolean };
 
 function err(code: string, message: string, hint?: string): RouteDecision {
   return { kind: 'error', error: new PgError(code, message, hint ? { hint } : {}) };
@@ -168,6 +170,15 @@ function execute(plan: Plan, q: ParsedQuery, ctx: RouteContext, params: readonly
     }
     case 'insert':
       return routeInsert(plan.p, q, ctx, params);
+    case 'copy_columns': {
+      // The same placement rule as the copy and the applier, over the table's real columns.
+      const t = plan.target;
+      const columns = ctx.columns?.get(t.relname, t.schemaname);
+      if (!columns) return { kind: 'columns', table: t.relname, schema: t.schemaname, refresh: false };
+      const p = ctx.schema.placement(t.relname, t.schemaname, (c) => columns.includes(c));
+      const d = planCopy(plan.body, p.kind === 'sharded' ? { ...t, cls: 'sharded', sharder: p.sharder } : t, plan.from);
+      return d === 'any' ? { kind: 'shards', shards: [(ctx.roundRobin ?? 0) % ctx.shards], merge: NONE } : d;
+    }
     case 'key_update': {
       const d = routeKeyUpdate(plan.p, params);
       return d.kind === 'shards' ? { kind: 'shards', shards: d.shards, merge: NONE } : d;
@@ -251,7 +262,9 @@ function planStatement(q: ParsedQuery, s: ParsedStatement, schema: ShardingSchem
         const inner: ParsedStatement = { ...s, node: body.query, type: Object.keys(body.query)[0] };
         return { t: 'copy_query', inner: planSelect(inner, body.query.SelectStmt ?? {}, schema, mentions) };
       }
-      const d = planCopy(body, tables[0], info.kind === 'copy_from');
+      const target = tables[0] as TableRef | undefined;
+      if (target && target.cls === 'unsharded' && !body.attlist && schema.hasColumnRules()) return { t: 'copy_columns', body, target, from: info.kind === 'copy_from' };
+      const d = planCopy(body, target, info.kind === 'copy_from');
       if (d === 'any') return { t: 'any' };
       return { t: 'fixed', d };
     }

@@ -6,6 +6,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import copyStreams from 'pg-copy-streams';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy } from '../harness/proxy.js';
 import { startCopyData, stopTask } from '../../src/migrate/tasks/tasks.js';
@@ -121,6 +124,22 @@ test('the copy, the applier, the router and VERIFY place every row of a tricky c
       const got = await c.query('SELECT count(*)::int AS n FROM payments WHERE account_id = $1', [r.account_id]);
       assert.equal(got.rows[0].n, 1, `payments with account_id ${r.account_id} found by the router`);
     }
+
+    // COPY without a column list: the table's real columns decide, as for the copy and the
+    // applier. COPY TO of a sharded table is refused as for a named one (it read one shard).
+    await assert.rejects(
+      pipeline(c.query(copyStreams.to('COPY payments TO STDOUT')), async function* (rows: AsyncIterable<Buffer>) {
+        for await (const chunk of rows) yield chunk;
+      }),
+      /COPY \.\.\. TO STDOUT across shards is not supported/,
+    );
+    await assert.rejects(
+      pipeline(Readable.from(['999999\t1\t2\t3\n']), c.query(copyStreams.from('COPY payments FROM STDIN'))),
+      (e: { code?: string; message?: string }) => e.code === '0A000' && /needs a column list that includes the shard key "account_id"/.test(e.message ?? ''),
+      'COPY FROM without a column list is refused as for a named sharded table, not broadcast to every shard',
+    );
+    const onEvery = await Promise.all(dests.map((d) => pg.query<{ n: string }>(`SELECT count(*)::int8 AS n FROM payments WHERE id = 999999`, [], d.db)));
+    assert.deepEqual(onEvery.map((r) => Number(r[0].n)), [0, 0]);
 
   } finally {
     await px.stop();

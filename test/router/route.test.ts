@@ -272,6 +272,21 @@ test('COPY FROM STDIN with a column list into a table a name-less entry shards i
   assert.ok(d.kind === 'copy' && !d.copy.broadcast && d.copy.keyColumn === 1 && d.copy.sharder?.column === 'tenant_id', JSON.stringify(d));
 });
 
+test('COPY without a column list of a table a name-less entry may shard: its column order decides (sharded: split / all shards; else broadcast / one shard)', () => {
+  const schema = new ShardingSchema('db', [{ database: 'db', column: 'tenant_id', data_type: 'bigint' }], [], [], N);
+  const order: Record<string, string[]> = { bills: ['id', 'tenant_id', 'total'], memos: ['id', 'body'] };
+  const bare = { schema, shards: N, roundRobin: 0 };
+  const known = { ...bare, columns: { get: (t: string) => order[t] } };
+  assert.deepEqual(route(parseStatement('copy bills from stdin'), bare), { kind: 'columns', table: 'bills', schema: undefined, refresh: false });
+  const into = route(parseStatement('copy bills from stdin'), known);
+  assert.ok(into.kind === 'copy' && !into.copy.broadcast && into.copy.keyColumn === null && into.copy.sharder?.column === 'tenant_id', JSON.stringify(into));
+  assert.deepEqual(route(parseStatement('copy bills to stdout'), known), { kind: 'all', merge: { kind: 'copy_out', format: 'text', header: false } });
+  const memos = route(parseStatement('copy memos from stdin'), known);
+  assert.ok(memos.kind === 'copy' && memos.copy.broadcast, JSON.stringify(memos));
+  const out = route(parseStatement('copy memos to stdout'), known);
+  assert.ok(out.kind === 'shards' && out.shards.length === 1, JSON.stringify(out));
+});
+
 test('COPY FROM STDIN on a sharded table returns the split plan; on an omnisharded table it broadcasts', () => {
   const d = route(parseStatement("copy users (name, id) from stdin with (format csv, header true, delimiter ';', null 'NULL')"), ctx);
   assert.equal(d.kind, 'copy');
