@@ -323,8 +323,8 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     return this.twoPhase;
   }
 
-  uniqueIds(): UniqueIdGenerator {
-    return this.uniqueIdGenerator;
+  uniqueId(): Promise<string> {
+    return this.uniqueIdGenerator.next(this.config_.general.unique_id_min);
   }
 
   twoPhaseStats(): TwoPhaseStats | null {

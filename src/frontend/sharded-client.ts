@@ -13,9 +13,8 @@ import * as fe from '../wire/frontend-messages.js';
 import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
 import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
-import { statementText } from '../router/parse-cache.js';
+import { parseOnce, statementText } from '../router/parse-cache.js';
 import { withUniqueIds } from '../router/unique-id-rewrite.js';
-import type { UniqueIdGenerator } from '../router/unique-id.js';
 import { ResultMerger, shardResultFormats } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
 import type { Pool } from '../backend/pool.js';
@@ -42,8 +41,8 @@ export interface ShardedContext extends ProxyContext {
   twoPhaseCommit(implicit: boolean): boolean;
   /** Null until the decision log is open (or when it could not be opened). */
   twoPhaseCoordinator(): TwoPhaseCoordinator | null;
-  /** The process's generator for pgshift.unique_id(). */
-  uniqueIds(): UniqueIdGenerator;
+  /** The next id of the process's pgshift.unique_id() generator (above unique_id_min). */
+  uniqueId(): Promise<string>;
 }
 
 /** Statements that change rows: several shards written by one of them are made atomic. */
@@ -288,8 +287,8 @@ export class ShardedClient implements GateHolder {
 
   private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
     // pgshift.unique_id() calls become literals before routing, so a row routes by its new id.
-    const withIds = await withUniqueIds(q, () => this.ctx.uniqueIds().next());
-    if (withIds !== null) q = parseStatement((sql = withIds));
+    const withIds = await withUniqueIds(q, () => this.ctx.uniqueId());
+    if (withIds !== null) q = parseOnce((sql = withIds));
     const a = q.ok ? analyze(q).statements[0] : undefined;
     const tx = this.tx;
     if (a) {

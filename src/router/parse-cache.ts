@@ -136,6 +136,12 @@ export function parseStatement(sql: string): ParsedQuery {
   return q;
 }
 
+/** Parses a text that is used once (a statement with ids pgshift generated): not cached, so it does not evict texts that repeat. */
+export function parseOnce(sql: string): ParsedQuery {
+  stats.misses++;
+  return parseUncached(sql);
+}
+
 function parseUncached(sql: string): ParsedQuery {
   if (!ready) throw new Error('initParser() must complete before parseStatement() is called');
   let raw: ReturnType<LibPgQuery['parseSync']>;

@@ -9,6 +9,7 @@ import type pg from 'pg';
 import { withShardedProxy } from '../harness/sharded.js';
 import { shardOfValue } from '../../src/sharding/index.js';
 import { UniqueIdGenerator, UNIQUE_ID_EPOCH_MS, decodeUniqueId, uniqueIdNode } from '../../src/router/unique-id.js';
+import { parseConfig } from '../../src/config/load.js';
 
 test('unique ids follow the documented layout, increase strictly and never repeat over 300,000 ids (rate printed)', async () => {
   const g = new UniqueIdGenerator(37);
@@ -65,6 +66,18 @@ test('NODE_ID gives the node id as PgDog does (a name ending in -<number>), 0 wh
   assert.equal(uniqueIdNode({ NODE_ID: 'x-1023' }), 1023);
   assert.throws(() => uniqueIdNode({ NODE_ID: 'x-1024' }), /NODE_ID "x-1024" must end with -<number> between 0 and 1023/);
   assert.throws(() => uniqueIdNode({ NODE_ID: 'prod' }), /must end with -<number>/);
+});
+
+test('unique_id_min (PgDog\'s key) is accepted in [general]; ids are above it, and an id that would not be fails with 55000', () => {
+  const c = parseConfig('[general]\nunique_id_min = 5_000_000\n[[databases]]\nname = "prod"\nhost = "127.0.0.1"\n', '', {}, {});
+  assert.equal(c.general.unique_id_min, 5_000_000);
+  assert.equal(parseConfig('[[databases]]\nname = "prod"\nhost = "127.0.0.1"\n', '', {}, {}).general.unique_id_min, 0);
+  const now = UNIQUE_ID_EPOCH_MS + 10;
+  const g = new UniqueIdGenerator(0, () => now);
+  const ok = g.attempt(5_000_000);
+  assert.ok('id' in ok && BigInt(ok.id) > 5_000_000n);
+  const r = g.attempt(2 ** 52);
+  assert.ok('error' in r && r.error.code === '55000' && /not above unique_id_min/.test(r.error.message));
 });
 
 const SCHEMA = 'CREATE TABLE events (id bigint PRIMARY KEY, account_id bigint, body text, created_at timestamptz DEFAULT now())';
