@@ -9,7 +9,7 @@ import { queryBytes, queryTokens } from './parse-cache.js';
 import type { AggregatePlan, CountSource, MergeTemplate, ShardLimit } from './merge-plan.js';
 
 /** Tokens of one statement that sit outside every parenthesis, with their index in `tokens`. */
-function topLevel(tokens: ScanToken[], s: ParsedStatement): Array<{ t: ScanToken; i: number }> {
+export function topLevel(tokens: ScanToken[], s: ParsedStatement): Array<{ t: ScanToken; i: number }> {
   const out: Array<{ t: ScanToken; i: number }> = [];
   let depth = 0;
   for (let i = 0; i < tokens.length; i++) {

@@ -9,10 +9,13 @@ import assert from 'node:assert/strict';
 import type pg from 'pg';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { ShardingSchema } from '../../src/sharding/index.js';
-import { initParser, parseStatement, ResultMerger, route } from '../../src/router/index.js';
+import { initParser, ParseCache, ResultMerger, route } from '../../src/router/index.js';
 import type { RouteContext, RouteDecision } from '../../src/router/index.js';
 import type { FieldDescription } from '../../src/wire/decode.js';
 import { formatFloat } from '../../src/router/decimal.js';
+
+const cache = new ParseCache();
+const parseStatement = (sql: string) => cache.parse(sql);
 
 const N = 3;
 let cluster: PgCluster;
