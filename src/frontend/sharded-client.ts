@@ -20,6 +20,7 @@ import type { Pool } from '../backend/pool.js';
 import { ShardTransaction } from './shard-transaction.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
+import { shardedSessionRefusal } from './session-state-guard.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
@@ -283,6 +284,8 @@ export class ShardedClient implements GateHolder {
   }
 
   private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+    const refusal = shardedSessionRefusal(sql);
+    if (refusal) throw refusal;
     const a = q.ok ? analyze(q).statements[0] : undefined;
     const tx = this.tx;
     if (a) {
