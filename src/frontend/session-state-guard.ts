@@ -18,6 +18,7 @@
 import { parseStatement } from '../router/parse-cache.js';
 import type { Node } from '../router/ast.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
+import { SERVER_NAME_PREFIX, RESERVED_NAME_SQL } from './prepared-statements.js';
 
 /** What a query does to session state beyond SET/RESET. */
 export interface SessionEffect {
@@ -72,7 +73,8 @@ const TRUE_TEXT = new Set(['t', 'true', 'on', 'y', 'yes', '1']);
 
 /** The session effect of `sql` (memoised on the parse cache entry). */
 export function sessionEffect(sql: string): SessionEffect {
-  if (!NEEDLE_RE.test(sql)) return NONE;
+  // pgshift's own refusal of a pgshift_ name is a DO block that leaves nothing.
+  if (!NEEDLE_RE.test(sql) || sql === RESERVED_NAME_SQL) return NONE;
   const q = parseStatement(sql);
   const memo = q.memo.sessionEffect as SessionEffect | undefined;
   if (memo) return memo;
@@ -107,7 +109,9 @@ function visit(node: unknown, found: Found, dropsOnCommit: boolean): void {
 /** Statements and relation references that need the session (null when this node is none of them). */
 function statementPin(o: Record<string, unknown>, dropsOnCommit: boolean): string | null {
   if (o.ListenStmt) return 'LISTEN';
-  if (o.PrepareStmt) return 'SQL PREPARE';
+  const prep = o.PrepareStmt as { name?: string } | undefined;
+  // PREPARE of a pgshift_ name is replaced by an error (prepared-statements.ts): nothing stays.
+  if (prep) return prep.name?.toLowerCase().startsWith(SERVER_NAME_PREFIX) ? null : 'SQL PREPARE';
   if (o.LoadStmt) return 'LOAD';
   const cursor = o.DeclareCursorStmt as { options?: number } | undefined;
   if (cursor && ((cursor.options ?? 0) & CURSOR_OPT_HOLD) !== 0) return 'a cursor WITH HOLD';
