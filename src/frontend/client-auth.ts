@@ -6,6 +6,8 @@
  * 28P01 at its end, as PostgreSQL does, so a client cannot probe which names exist.
  */
 import { randomBytes } from 'node:crypto';
+import tls from 'node:tls';
+import { tlsServerEndPoint } from '../wire/tls-server-end-point.js';
 import * as be from '../wire/backend-messages.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { F } from '../wire/protocol.js';
@@ -61,16 +63,31 @@ export async function authenticateClient(io: PacketIO, method: ClientAuthMethod,
   await scramExchange(io, secretFor(password), user);
 }
 
+/**
+ * tls-server-end-point data when the client is on TLS with a certificate whose hash is defined
+ * (then SCRAM-SHA-256-PLUS is offered), else undefined. Cached per certificate.
+ */
+const bindingByCert = new Map<string, Buffer | null>();
+function channelBinding(socket: PacketIO['socket']): Buffer | undefined {
+  if (!(socket instanceof tls.TLSSocket)) return undefined;
+  const der = (socket.getCertificate() as { raw?: Buffer } | null)?.raw;
+  if (!der) return undefined;
+  const key = der.toString('base64');
+  let b = bindingByCert.get(key);
+  if (b === undefined) {
+    if (bindingByCert.size > 16) bindingByCert.clear(); // certificates change only on RELOAD
+    bindingByCert.set(key, (b = tlsServerEndPoint(der)));
+  }
+  return b ?? undefined;
+}
+
 async function scramExchange(io: PacketIO, secret: ScramSecret, user: string): Promise<void> {
-  io.write(be.authSasl(['SCRAM-SHA-256']));
+  const server = new ScramServer(secret, undefined, channelBinding(io.socket));
+  io.write(be.authSasl(server.mechanisms));
   const [t1, b1] = await io.message();
   if (t1 !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected SASLInitialResponse, got message type '${String.fromCharCode(t1)}'`);
   const init = saslInitialResponseData(b1);
-  if (init.mechanism !== 'SCRAM-SHA-256') {
-    throw new PgError(SQLSTATE.protocolViolation, `client selected SASL mechanism "${init.mechanism}"; only SCRAM-SHA-256 is offered`);
-  }
-  const server = new ScramServer(secret);
-  io.write(be.authSaslContinue(server.serverFirst(init.data)));
+  io.write(be.authSaslContinue(server.serverFirst(init.data, init.mechanism)));
   const [t2, b2] = await io.message();
   if (t2 !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected SASLResponse, got message type '${String.fromCharCode(t2)}'`);
   let final: string;
