@@ -322,7 +322,10 @@ export async function failTask(task: Task, err: unknown, ctx: MigrationContext):
     try {
       src = (await resolveBound(task, ctx.config())).src;
     } catch (e) {
-      note = ` (slots ${task.slots.join(', ')} may remain on the source: ${asPgError(e).message})`;
+      // The source is unreachable (the likely reason for the failure): the slots stay the
+      // task's, so STOP_TASK drops them once it is back, and they are never orphans.
+      task.slotsKept = true;
+      note = ` (slots ${task.slots.join(', ')} may remain on the source: ${asPgError(e).message}; STOP_TASK ${task.id} drops them once it is reachable)`;
     }
     if (valuable) {
       task.slotsKept = true;
