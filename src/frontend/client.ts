@@ -842,6 +842,13 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.write(be.errorResponse(e));
       this.write(be.readyForQuery('I'));
     }
+    // The client's socket may be paused waiting for the dead server's 'drain' (a write to it
+    // failed), which never comes: read the client again, or even its Terminate is never seen.
+    queueMicrotask(() => {
+      if (this.closed || this.blocked || this.outputFull) return;
+      this.socket.resume();
+      this.pump();
+    });
   }
 
   /** GateHolder: the cutover ends a transaction that outlived its grace period. */
