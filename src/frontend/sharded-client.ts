@@ -22,6 +22,7 @@ import { ShardTransaction } from './shard-transaction.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
 import { moveRows } from './row-move.js';
+import { shardedSessionRefusal } from './session-state-guard.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
@@ -287,6 +288,8 @@ export class ShardedClient implements GateHolder {
   }
 
   private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+    const refusal = shardedSessionRefusal(sql, this.ctx.parseCache);
+    if (refusal) throw refusal;
     // pgshift.unique_id() calls become literals before routing, so a row routes by its new id.
     const withIds = await withUniqueIds(q, () => this.ctx.uniqueId());
     if (withIds !== null) q = this.ctx.parseCache.parseOnce((sql = withIds));
