@@ -20,7 +20,7 @@ import { ClientStatements, StatementEffect, mayTouchStatements, statementEffect,
 import { changedSessionParams, paramSyncSql } from './session-params.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
-import { parseStatement, analyze } from '../router/index.js';
+import { analyze } from '../router/index.js';
 import { quoteLiteral } from '../wire/quote.js';
 
 export class Client implements ServerSink, GateHolder, ParseObserver {
@@ -531,7 +531,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     else if (t === F.Bind) sql = this.statements.get(decodeBind(r.body()).statement)?.query;
     r.unread();
     if (sql === undefined) return false;
-    const a = analyze(parseStatement(sql));
+    const a = analyze(this.ctx.parseCache.parse(sql));
     return a.readOnly && !a.statements.some((s) => s.kind === 'begin' && s.beginReadOnly !== true);
   }
 

@@ -3,6 +3,7 @@
  * statement registry, pool lookup and bookkeeping. Clients never see the config or registry.
  */
 import type { PauseGate } from './pause-gate.js';
+import type { ParseCache } from '../router/index.js';
 import type { StatementRegistry } from './prepared-statements.js';
 import type { Pool } from '../backend/pool.js';
 import type { Logger } from '../observe/log.js';
@@ -38,6 +39,8 @@ export interface ClientInfo {
 export interface ProxyContext {
   gate: PauseGate;
   statements: StatementRegistry;
+  /** The proxy's parse cache (one per proxy; the metrics read its counters). */
+  readonly parseCache: ParseCache;
   /** The pool a transaction of this client should use now (looked up per transaction, so a cutover takes effect). */
   poolFor(info: ClientInfo, readOnly?: boolean): Pool;
   /** True when the client's database has replicas, so read-only statements are worth detecting. */

@@ -6,7 +6,7 @@ import { Registry, Gauge } from 'prom-client';
 import type { Pool } from '../backend/pool.js';
 import type { ClientInfo } from '../frontend/context.js';
 import type { PauseGate } from '../frontend/pause-gate.js';
-import { parseCacheStats } from '../router/index.js';
+import type { ParseCacheStats } from '../router/index.js';
 import type { TwoPhaseStats } from '../frontend/two-phase.js';
 
 export interface MetricsSource {
@@ -20,6 +20,8 @@ export interface MetricsSource {
   migrationMetrics(): Promise<MigrationMetrics>;
   /** Two-phase commit counters (null when 2PC is unavailable). */
   twoPhaseStats(): TwoPhaseStats | null;
+  /** The parse cache's counters. */
+  readonly parseCache: { stats(): ParseCacheStats };
 }
 
 export interface MigrationMetrics {
@@ -70,7 +72,7 @@ export function createMetrics(src: MetricsSource): Registry {
     for (const db of src.databaseNames()) this.set({ database: db }, src.gate.openTransactions(db));
   });
   g('pgshift_parse_cache', 'Query parse cache counters', ['kind'], function () {
-    const s = parseCacheStats();
+    const s = src.parseCache.stats();
     this.set({ kind: 'hits' }, s.hits);
     this.set({ kind: 'misses' }, s.misses);
     this.set({ kind: 'size' }, s.size);
