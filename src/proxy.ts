@@ -24,6 +24,7 @@ import type { CutoverContext } from './migrate/cutover/cutover-task.js';
 import type { CutoverTraffic } from './migrate/cutover/cutover.js';
 import { ClusterRegistry } from './backend/cluster.js';
 import type { Pool } from './backend/pool.js';
+import type { ServerLease } from './backend/load-balancer.js';
 import { PauseGate } from './frontend/pause-gate.js';
 import { StatementRegistry } from './frontend/prepared-statements.js';
 import { Listener } from './frontend/listener.js';
@@ -106,7 +107,10 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
     this.log = opts.log ?? createLogger();
     this.limits = new RateLimitedLog(this.log);
     this.gate = new PauseGate(config.general.pause_timeout);
-    this.registry = new ClusterRegistry(config);
+    this.registry = new ClusterRegistry(config, {
+      banned: (database, shard, h, reason) => this.log.warn({ database, shard, server: h.label, role: h.role, ban_timeout: this.config_.general.ban_timeout, reason }, 'server banned: out of the read rotation'),
+      unbanned: (database, shard, h) => this.log.info({ database, shard, server: h.label, role: h.role }, 'server healthy again: back in the read rotation'),
+    });
     this.stateDir = stateDirFor(config, opts.stateDir);
     this.twoPhase = new TwoPhaseService(this.stateDir, this.registry, () => this.config_, this.log);
     this.loadTls();
@@ -237,12 +241,16 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
     return cluster.pool(user, 0, readOnly ? 'replica' : 'primary');
   }
 
-  shardPool(info: ClientInfo, shard: number, readOnly = false): Pool {
+  checkout(info: ClientInfo, readOnly = false): Promise<ServerLease> {
+    return this.shardCheckout(info, 0, readOnly);
+  }
+
+  async shardCheckout(info: ClientInfo, shard: number, readOnly = false): Promise<ServerLease> {
     const cluster = this.registry.get(info.database);
     if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
     const user = this.findUser(info.user, info.database);
     if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
-    return cluster.pool(user, shard, readOnly ? 'replica' : 'primary');
+    return cluster.checkout(user, shard, readOnly ? 'read' : 'write');
   }
 
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number } {

@@ -57,6 +57,8 @@ export class ServerConnection {
   pid = 0;
   secret = 0;
   txStatus: TxStatus = 'I';
+  /** pg_is_in_recovery() when the connection was opened (asked on role = "auto" servers only; null otherwise). */
+  inRecovery: boolean | null = null;
   closed = false;
   sink: ServerSink | null = null;
   readonly connectedAt = Date.now();

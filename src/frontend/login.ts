@@ -33,7 +33,6 @@ export interface LoginContext {
   currentConfig: Config;
   isShuttingDown(): boolean;
   findUser(name: string, database: string): UserConfig | undefined;
-  poolFor(info: ClientInfo): Pool;
   /** The admin database's session (the frontend does not know the admin commands). */
   startAdminSession(socket: Socket, leftover: Buffer): void;
   /** The id SHOW CLIENTS shows for the next client. */
@@ -105,10 +104,12 @@ async function loginOrThrow(ctx: LoginContext, s: StartupInfo, why: { reason?: s
     stats: { queries: 0, transactions: 0, errors: 0, bytesReceived: 0, bytesSent: 0 },
   };
   // Server parameters for the client come from a real server of this database.
-  const pool = ctx.poolFor(info);
-  if (pool.serverParams.size === 0) {
-    const srv = await pool.checkout();
-    pool.release(srv);
+  let pool = cluster.allPools().find((p) => p.key.user === user && p.serverParams.size > 0);
+  if (!pool) {
+    // Any server of the database will do (a replica too): role = "auto" may not know its primary yet.
+    const lease = await ctx.sessions.checkout(info, true);
+    lease.pool.release(lease.srv);
+    pool = lease.pool;
   }
   const sessionParams = startupSessionParams(params);
   const reported = new Map(pool.serverParams);

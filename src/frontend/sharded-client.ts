@@ -18,11 +18,12 @@ import { withUniqueIds } from '../router/unique-id-rewrite.js';
 import type { UniqueIdGenerator } from '../router/unique-id.js';
 import { ResultMerger, shardResultFormats } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
-import type { Pool } from '../backend/pool.js';
+import type { ServerLease } from '../backend/load-balancer.js';
 import { ShardTransaction } from './shard-transaction.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
 import { moveRows } from './row-move.js';
+import { shardedSessionRefusal } from './session-state-guard.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
@@ -36,7 +37,7 @@ export interface TableColumnSource extends TableColumns {
 const SCHEMA_CHANGED = new Set(['42703', '42P01', '42601', '42804', '428C9']);
 
 export interface ShardedContext extends ProxyContext {
-  shardPool(info: ClientInfo, shard: number, readOnly?: boolean): Pool;
+  shardCheckout(info: ClientInfo, shard: number, readOnly?: boolean): Promise<ServerLease>;
   tableColumns(info: ClientInfo): TableColumnSource;
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
   /** Whether a commit across shards uses 2PC: explicit transactions need two_phase_commit, pgshift's implicit ones also two_phase_commit_auto. */
@@ -95,7 +96,7 @@ export class ShardedClient implements GateHolder {
     readonly params: Map<string, string>,
   ) {
     this.reader.limit = ctx.maxPacketSize();
-    this.tx = new ShardTransaction({ pool: (shard, readOnly) => ctx.shardPool(info, shard, readOnly) }, params, {
+    this.tx = new ShardTransaction({ checkout: (shard, readOnly) => ctx.shardCheckout(info, shard, readOnly) }, params, {
       get coordinator() {
         return ctx.twoPhaseCoordinator();
       },
@@ -288,6 +289,8 @@ export class ShardedClient implements GateHolder {
   }
 
   private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+    const refusal = shardedSessionRefusal(sql, this.ctx.parseCache);
+    if (refusal) throw refusal;
     // pgshift.unique_id() calls become literals before routing, so a row routes by its new id.
     const withIds = await withUniqueIds(q, () => this.ctx.uniqueIds().next());
     if (withIds !== null) q = this.ctx.parseCache.parse((sql = withIds));
@@ -303,7 +306,7 @@ export class ShardedClient implements GateHolder {
           if (tx.inTransaction) {
             this.write(be.noticeResponse(new PgError('25001', 'there is already a transaction in progress', { severity: 'WARNING' })));
           } else {
-            tx.begin(a.text);
+            tx.begin(a.text, a.beginReadOnly === true);
           }
           // PostgreSQL answers START TRANSACTION with its own tag (drivers may check it).
           this.write(be.commandComplete(q.statements[0].node.TransactionStmt?.kind === 'TRANS_STMT_START' ? 'START TRANSACTION' : 'BEGIN'));
@@ -427,8 +430,7 @@ export class ShardedClient implements GateHolder {
    */
   private async catalogQuery(text: string): Promise<{ rows: (string | null)[][] }> {
     for (const { srv } of this.tx.servers.values()) if (!srv.closed) return srv.query(text);
-    const pool = this.ctx.shardPool(this.info, 0);
-    const srv = await pool.checkout();
+    const { pool, srv } = await this.ctx.shardCheckout(this.info, 0);
     try {
       return await srv.query(text);
     } finally {

@@ -48,6 +48,16 @@ export function createMetrics(src: MetricsSource): Registry {
       this.set({ ...l, state: 'active' }, p.activeCount);
     }
   });
+  g('pgshift_server_banned', '1 while a server is out of the read rotation (failed a connection or a health check; ban_timeout)', ['database', 'shard', 'host', 'role'], function () {
+    this.reset();
+    for (const p of src.pools()) {
+      if (p.host) this.set({ database: p.key.database, shard: String(p.key.shard), host: p.host.label, role: p.host.role }, p.host.isBanned() ? 1 : 0);
+    }
+  });
+  g('pgshift_server_bans_total', 'Times a server was banned since start or RELOAD (counter semantics)', ['database', 'shard', 'host'], function () {
+    this.reset();
+    for (const p of src.pools()) if (p.host) this.set({ database: p.key.database, shard: String(p.key.shard), host: p.host.label }, p.host.bans);
+  });
   g('pgshift_pool_waiting_clients', 'Clients waiting for a server connection', ['database', 'user', 'shard'], function () {
     this.reset();
     for (const p of src.pools()) this.set({ database: p.key.database, user: p.key.user, shard: String(p.key.shard) }, p.waitingCount);
