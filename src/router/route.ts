@@ -13,7 +13,7 @@ import type { AggregatePlan, BoundParam, MergeTemplate, SortKey } from './merge-
 import { planSelectMerge, resolveCount } from './merge-plan.js';
 import type { ParsedQuery, ParsedStatement } from './parse-cache.js';
 import { shardsOfSources } from './key-values.js';
-import { rewriteLimit } from './sql-rewrite.js';
+import { shardSelectText } from './sql-rewrite.js';
 import { crossShardSubqueryError } from './subqueries.js';
 import type { KeyRestriction } from './tables.js';
 import { allTables, columnMentions, fromScope, keyRestriction } from './tables.js';
@@ -182,7 +182,7 @@ function execute(plan: Plan, q: ParsedQuery, ctx: RouteContext, params: readonly
       if (limit instanceof PgError) return { kind: 'error', error: limit };
       const offset = resolveCount(m.offset, params);
       if (offset instanceof PgError) return { kind: 'error', error: offset };
-      if (plan.sql === undefined) plan.sql = rewriteLimit(q, plan.s, m.shardLimit, m.limit, m.offset) ?? null;
+      if (plan.sql === undefined) plan.sql = shardSelectText(q, plan.s, m) ?? null;
       const merge: MergePlan = { kind: 'rows', order: m.order, limit, offset: offset ?? 0, aggregate: m.aggregate };
       const sql = plan.sql ?? undefined;
       return shards === 'any' ? { kind: 'all', merge, sql } : { kind: 'shards', shards, merge, sql };

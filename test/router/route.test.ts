@@ -7,8 +7,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { ShardingSchema } from '../../src/sharding/index.js';
-import { initParser, parseStatement, route } from '../../src/router/index.js';
+import { initParser, ParseCache, route } from '../../src/router/index.js';
 import type { BoundParam, RouteContext, RouteDecision } from '../../src/router/index.js';
+
+const cache = new ParseCache();
+const parseStatement = (sql: string) => cache.parse(sql);
 
 const N = 3;
 let pg: PgCluster;
@@ -261,6 +264,12 @@ test('unsupported writes on sharded tables are 0A000 errors naming the construct
       if (!/abc/.test(sql)) assert.equal(d.error.code, '0A000', sql);
     }
   }
+});
+
+test('COPY FROM STDIN with a column list into a table a name-less entry shards is split by that column, as the copy and the applier place it', () => {
+  const schema = new ShardingSchema('db', [{ database: 'db', column: 'tenant_id', data_type: 'bigint' }], [], [], N);
+  const d = route(parseStatement('copy invoices (id, tenant_id, total) from stdin'), { schema, shards: N, roundRobin: 0 });
+  assert.ok(d.kind === 'copy' && !d.copy.broadcast && d.copy.keyColumn === 1 && d.copy.sharder?.column === 'tenant_id', JSON.stringify(d));
 });
 
 test('COPY FROM STDIN on a sharded table returns the split plan; on an omnisharded table it broadcasts', () => {

@@ -7,7 +7,10 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ShardingSchema, shardOfValue } from '../../src/sharding/index.js';
-import { initParser, parseStatement, route, MOVE_COLUMNS } from '../../src/router/index.js';
+import { initParser, ParseCache, route, MOVE_COLUMNS } from '../../src/router/index.js';
+
+const cache = new ParseCache();
+const parseStatement = (sql: string) => cache.parse(sql);
 import type { BoundParam, RouteContext } from '../../src/router/index.js';
 
 const N = 3;
