@@ -19,6 +19,7 @@ import { isServerFailure, type ServerLease } from '../backend/load-balancer.js';
 import { ResponseTracker, Pending, Verdict, type ParseObserver } from './response-tracker.js';
 import { ClientStatements, StatementEffect, mayTouchStatements, statementEffect, RESERVED_NAME_SQL } from './prepared-statements.js';
 import { changedSessionParams, paramSyncSql } from './session-params.js';
+import { SessionStateGuard, mayLeaveSessionState } from './session-state-guard.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 import { analyze } from '../router/index.js';
@@ -54,6 +55,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private replayed = false;
   /** A FATAL the attached server sent before closing; reported by serverBroken. */
   private serverFatal: PgError | null = null;
+  /** Session state beyond SET that pins the client to its server connection (transaction mode). */
+  private readonly guard: SessionStateGuard;
 
   constructor(
     readonly socket: net.Socket,
@@ -62,12 +65,13 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     /** Session parameters owned by this client (startup + SETs). */
     readonly params: Map<string, string>,
   ) {
+    this.guard = new SessionStateGuard(ctx.parseCache);
     this.statements = new ClientStatements(ctx.statements);
     this.reader.limit = ctx.maxPacketSize();
   }
 
   get sessionMode(): boolean {
-    return this.info.poolerMode === 'session';
+    return this.info.poolerMode === 'session' || this.guard.pinned !== null;
   }
 
   private readonly onData = (c: Buffer) => this.onClientData(c);
@@ -247,6 +251,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         this.armQueryTimeout(srv);
         this.tracker.push(Pending.Query);
         if (mayChangeParams(r.body())) this.noteSets(decodeQuery(r.body()));
+        if (mayLeaveSessionState(r.body())) this.noteSessionState(decodeQuery(r.body()));
         if (mayTouchStatements(r.body()) && this.touchesStatements(srv, decodeQuery(r.body()))) {
           this.toServer(srv, fe.query(RESERVED_NAME_SQL));
           return;
@@ -264,6 +269,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
           }
           this.toServer(srv, r.message());
           if (this.pendingSets === null && mayChangeParams(body, 1)) this.noteSets(decodeParse(body).query);
+          if (mayLeaveSessionState(body, 1)) this.noteSessionState(decodeParse(body).query);
           return;
         }
         const p = decodeParse(body);
@@ -288,6 +294,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         const b = decodeBind(body);
         const g = this.ensurePrepared(srv, b.statement);
         this.tracker.push(Pending.Bind);
+        if (g && this.guard.statementMayLeaveState(g)) this.noteSessionState(g.query);
         if (!g) {
           this.toServer(srv, r.message()); // the server reports "prepared statement does not exist"
           return;
@@ -421,7 +428,20 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
 
   private noteSets(sql: string): void {
     const names = changedSessionParams(sql);
-    if (!names) return;
+    if (names) this.noteParams(names);
+  }
+
+  /** Session state beyond SET: parameters set by set_config() follow the client; the rest pins it. */
+  private noteSessionState(sql: string): void {
+    const wasPinned = this.guard.pinned;
+    const params = this.guard.noteSql(sql);
+    if (params) this.noteParams(params);
+    if (wasPinned === null && this.guard.pinned !== null && this.info.poolerMode !== 'session') {
+      this.ctx.log.info({ client: this.info.id, reason: this.guard.pinned }, 'client keeps its server connection for the rest of its session (session state)');
+    }
+  }
+
+  private noteParams(names: readonly string[] | 'all'): void {
     if (names === 'all') this.pendingSets = 'all';
     else if (this.pendingSets !== 'all') {
       this.pendingSets ??= new Set();
@@ -619,6 +639,9 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
         if (t === B.ParameterStatus) {
           const [k, v] = decodeParameterStatus(r.body());
           srv.params.set(k, v);
+          // Reported parameters changed by any means (a function, set_config anywhere) are read back too.
+          const changed = this.guard.noteParameterStatus(k);
+          if (changed) this.noteParams([changed]);
         } else if (t === B.ErrorResponse) {
           this.info.stats.errors++;
           // A FATAL means the server is about to close. The client's connection survives, so it
@@ -819,6 +842,13 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.write(be.errorResponse(e));
       this.write(be.readyForQuery('I'));
     }
+    // The client's socket may be paused waiting for the dead server's 'drain' (a write to it
+    // failed), which never comes: read the client again, or even its Terminate is never seen.
+    queueMicrotask(() => {
+      if (this.closed || this.blocked || this.outputFull) return;
+      this.socket.resume();
+      this.pump();
+    });
   }
 
   /** GateHolder: the cutover ends a transaction that outlived its grace period. */

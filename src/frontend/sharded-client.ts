@@ -15,7 +15,6 @@ import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error
 import { analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
 import { statementText } from '../router/parse-cache.js';
 import { withUniqueIds } from '../router/unique-id-rewrite.js';
-import type { UniqueIdGenerator } from '../router/unique-id.js';
 import { ResultMerger, shardResultFormats } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
 import type { ServerLease } from '../backend/load-balancer.js';
@@ -23,6 +22,7 @@ import { ShardTransaction } from './shard-transaction.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
 import { moveRows } from './row-move.js';
+import { shardedSessionRefusal } from './session-state-guard.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
 
@@ -43,8 +43,8 @@ export interface ShardedContext extends ProxyContext {
   twoPhaseCommit(implicit: boolean): boolean;
   /** Null until the decision log is open (or when it could not be opened). */
   twoPhaseCoordinator(): TwoPhaseCoordinator | null;
-  /** The process's generator for pgshift.unique_id(). */
-  uniqueIds(): UniqueIdGenerator;
+  /** The next id of the process's pgshift.unique_id() generator (above unique_id_min). */
+  uniqueId(): Promise<string>;
 }
 
 /** Statements that change rows: several shards written by one of them are made atomic. */
@@ -288,9 +288,11 @@ export class ShardedClient implements GateHolder {
   }
 
   private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+    const refusal = shardedSessionRefusal(sql, this.ctx.parseCache);
+    if (refusal) throw refusal;
     // pgshift.unique_id() calls become literals before routing, so a row routes by its new id.
-    const withIds = await withUniqueIds(q, () => this.ctx.uniqueIds().next());
-    if (withIds !== null) q = this.ctx.parseCache.parse((sql = withIds));
+    const withIds = await withUniqueIds(q, () => this.ctx.uniqueId());
+    if (withIds !== null) q = this.ctx.parseCache.parseOnce((sql = withIds));
     const a = q.ok ? analyze(q).statements[0] : undefined;
     const tx = this.tx;
     if (a) {
