@@ -32,6 +32,12 @@ interface Result {
   tag: string;
 }
 
+/** The columns an INSERT of a moved row writes: `a, b` and `(r).a, (r).b`. */
+interface Columns {
+  list: string;
+  fields: string;
+}
+
 interface Moving {
   from: number;
   to: number;
@@ -88,23 +94,26 @@ export async function moveRows(client: ShardedClient, move: RowMove, shards: num
  * the old shard only. Float values travel as text, exact only with extra_float_digits ≥ 1 (the
  * default). Read before the UPDATE, in the same transaction.
  */
-async function tableShape(srv: ServerConnection, table: string, name: string): Promise<{ columns: string[]; refusal: PgError | null }> {
+async function tableShape(srv: ServerConnection, table: string, name: string): Promise<{ columns: Columns; refusal: PgError | null }> {
   const reg = `${quoteLiteral(table)}::regclass`;
   const r = await srv.query(
-    `SELECT (SELECT string_agg(quote_ident(attname), ',' ORDER BY attnum) FROM pg_attribute WHERE attrelid = ${reg} AND attnum > 0 AND NOT attisdropped AND attgenerated = ''),` +
+    // Two lists built by the server: a quoted column name may itself hold a comma.
+    `SELECT c.list, c.fields,` +
       ` EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = ${reg} AND NOT tgisinternal),` +
       ` EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = ${reg} AND contype = 'f'),` +
       ` EXISTS (SELECT 1 FROM pg_rewrite WHERE ev_class = ${reg} AND rulename <> '_RETURN'),` +
-      ` current_setting('extra_float_digits')::int`,
+      ` current_setting('extra_float_digits')::int` +
+      ` FROM (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) AS list, string_agg('(r).' || quote_ident(attname), ', ' ORDER BY attnum) AS fields` +
+      ` FROM pg_attribute WHERE attrelid = ${reg} AND attnum > 0 AND NOT attisdropped AND attgenerated = '') AS c`,
   );
-  const [cols, triggers, referenced, rules, floatDigits] = r.rows[0];
+  const [list, fields, triggers, referenced, rules, floatDigits] = r.rows[0];
   const refuse = (why: string, hint: string) => new PgError(SQLSTATE.featureNotSupported, `UPDATE of the shard key of sharded table "${name}" is not supported: ${why}`, { hint });
   let refusal: PgError | null = null;
   if (triggers === 't') refusal = refuse('the table has triggers, which would fire as a DELETE on the old shard and an INSERT on the new one', 'Delete the row and insert it with the new key, so the triggers see what happens.');
   else if (referenced === 't') refusal = refuse('a foreign key references the table, and moving its rows would cascade or fail on the old shard only', 'Move the referencing rows and the row together: delete them and insert them with the new key.');
   else if (rules === 't') refusal = refuse('the table has rules', 'Delete the row and insert it with the new key.');
   else if (Number(floatDigits) < 1) refusal = refuse('extra_float_digits is below 1, so float values would not move exactly', 'RESET extra_float_digits (the default, 1, prints floats exactly).');
-  return { columns: (cols ?? '').split(','), refusal };
+  return { columns: { list: list ?? '', fields: fields ?? '' }, refusal };
 }
 
 /** Result formats for the extended UPDATE: pgshift's columns in text, the client's as it asked. */
@@ -129,12 +138,10 @@ async function deleteMoved(client: ShardedClient, shard: number, table: string, 
   }
 }
 
-async function insertMoved(client: ShardedClient, shard: number, table: string, columns: string[], rows: Moving[]): Promise<void> {
+async function insertMoved(client: ShardedClient, shard: number, table: string, columns: Columns, rows: Moving[]): Promise<void> {
   const srv = await client.tx.server(shard);
-  const list = columns.join(', ');
-  const values = columns.map((c) => `(r).${c}`).join(', ');
   // The table's row type parses the row's text form; identity values are kept, not regenerated.
-  const sql = `INSERT INTO ${table} (${list}) OVERRIDING SYSTEM VALUE SELECT ${values} FROM (SELECT unnest($1::text[])::${table} AS r) AS moved`;
+  const sql = `INSERT INTO ${table} (${columns.list}) OVERRIDING SYSTEM VALUE SELECT ${columns.fields} FROM (SELECT unnest($1::text[])::${table} AS r) AS moved`;
   const res = await run(srv, extended(sql, [arrayLiteral(rows.map((m) => m.row))]));
   if (res.tag !== `INSERT 0 ${rows.length}`) {
     throw new PgError(SQLSTATE.internalError, `moving rows of a shard-key UPDATE: shard ${shard} inserted ${res.tag} for ${rows.length} rows; the statement was undone`);

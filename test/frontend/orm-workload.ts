@@ -358,7 +358,12 @@ export class OrmWorkload {
   }
 
   private async read(): Promise<Step> {
-    switch (this.int(8)) {
+    switch (this.int(10)) {
+      case 8:
+        // Dashboards next to the ORM: aggregates merged across shards.
+        return { text: 'SELECT avg(balance), count(DISTINCT tenant_id), stddev(qty_total) FROM (SELECT balance, tenant_id, 1 AS qty_total FROM users) u' };
+      case 9:
+        return { text: 'SELECT tenant_id, avg(qty), variance(price), count(DISTINCT sku) FROM order_items GROUP BY tenant_id ORDER BY tenant_id', ordered: true };
       case 5:
         // ORMs lock the rows they are about to change.
         return { text: 'SELECT id, tenant_id, balance FROM users WHERE tenant_id = $1 ORDER BY id FOR UPDATE', params: [this.tenant()], ordered: true };

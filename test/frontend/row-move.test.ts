@@ -26,6 +26,7 @@ CREATE TABLE accounts (
   doubled bigint GENERATED ALWAYS AS (tenant_id * 2) STORED,
   code bigint GENERATED ALWAYS AS IDENTITY,
   payload text,
+  "Note, ""x""" text DEFAULT 'kept',
   UNIQUE (tenant_id, email)
 );
 CREATE TABLE audited (id bigint PRIMARY KEY, tenant_id bigint NOT NULL);
@@ -87,6 +88,8 @@ for (const s of [OFF, ON]) {
     moved[5] = String(to * 2);
     assert.deepEqual(after[1].filter((x) => x.startsWith('200:')), [moved.join(':')], 'the row is on the new shard with its id, identity code, float and TOAST value');
     assert.equal(after[0].filter((x) => x.startsWith('200:')).length, 0, 'and gone from the old shard');
+    const odd = await s.cluster!.query<{ n: string }>('SELECT "Note, ""x""" AS n FROM accounts WHERE id = 200', [], 'shard_1');
+    assert.deepEqual(odd, [{ n: 'kept' }], 'a column whose name needs quoting (comma, quote) moved too');
     // Simple protocol, several rows from every shard at once, key computed by the server.
     const m = await c.query(`UPDATE accounts SET tenant_id = tenant_id + 1000 WHERE email LIKE 'a%' RETURNING id`);
     assert.equal(m.rowCount, s.shards);
