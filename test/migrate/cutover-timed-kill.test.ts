@@ -6,14 +6,14 @@
 // write with its value, nothing is doubled, the other cluster catches up to the same rows, and
 // no slot is left that no task owns.
 //
-// `npm test` runs two seeds; PGSHIFT_FAULTS_ALL=1 runs eight.
+// `npm test` runs seeds 2 and 5; PGSHIFT_FAULTS_ALL=1 runs seeds 1-8.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { poll, sleep } from './crash-helpers.js';
 import { ledgerMoves, startApp, waitTask, assertNoOrphanSlots, assertLedger, servedBy, type Move } from './ledger-move.js';
 
 const moves = ledgerMoves();
-const SEEDS = process.env.PGSHIFT_KILL_SEED ? [Number(process.env.PGSHIFT_KILL_SEED)] : process.env.PGSHIFT_FAULTS_ALL ? [1, 2, 3, 4, 5, 6, 7, 8] : [1, 2];
+const SEEDS = process.env.PGSHIFT_KILL_SEED ? [Number(process.env.PGSHIFT_KILL_SEED)] : process.env.PGSHIFT_FAULTS_ALL ? [1, 2, 3, 4, 5, 6, 7, 8] : [2, 5];
 
 /** mulberry32: a small seeded generator, so a failing seed replays the same moments. */
 function random(seed: number): () => number {
@@ -45,7 +45,7 @@ for (const seed of SEEDS) {
     const t0 = Date.now();
     const r = random(seed);
     const copyKillMs = Math.floor(r() * 1500);
-    const cutoverKillMs = Math.floor(r() * 1300); // a cutover here takes about 1-1.5 s
+    const cutoverKillMs = Math.floor(r() * 3000); // a cutover here takes about 1-2 s: kills land before, during and after it
     t.diagnostic(`seed ${seed}: kill ${copyKillMs} ms after COPY_DATA, ${cutoverKillMs} ms after the cutover started (PGSHIFT_KILL_SEED=${seed} replays it)`);
     const m = await moves.setUp('cutover_timeout = 20000\nresharding_replication_retry_min_delay = 300\n');
     await m.p.start();
