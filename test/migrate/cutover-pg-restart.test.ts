@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { poll, sleep } from './crash-helpers.js';
-import { ledgerMoves, startApp, startMove, waitTask, assertNoOrphanSlots, assertLedger, servedBy, slotsOn, type Move } from './ledger-move.js';
+import { ledgerMoves, startApp, startMove, waitTask, assertNoOrphanSlots, assertLedger, servedBy, moreWrites, slotsOn, type Move } from './ledger-move.js';
 
 const moves = ledgerMoves();
 const GENERAL = 'cutover_timeout = 20000\nresharding_replication_retry_min_delay = 300\n';
@@ -28,12 +28,10 @@ function pauseAt(m: Move, step: string): { env: Record<string, string>; held: ()
   };
 }
 
-async function moreWrites(m: Move, n: number): Promise<void> {
-  const before = m.app.acked.size;
-  await poll(`${n} more acknowledged writes`, async () => (m.app.acked.size >= before + n ? true : undefined), 30000, () => `${m.app.ops} operations, ${m.app.errors} errors, now ${m.app.doing}\n${m.explain()}`);
-}
+// `npm test` runs the cases that end aborted, resumed and failed; PGSHIFT_FAULTS_ALL=1 adds the completed one.
+const ALL = !!process.env.PGSHIFT_FAULTS_ALL;
 
-test('the destination restarted (immediate) while the cutover holds at reverse_created, before the pause: replication reconnects, the cutover completes on the destination, nothing is lost, no slot is orphaned', async () => {
+if (ALL) test('the destination restarted (immediate) while the cutover holds at reverse_created, before the pause: replication reconnects, the cutover completes on the destination, nothing is lost, no slot is orphaned', async () => {
   const m = await moves.setUp(GENERAL);
   const pause = pauseAt(m, 'reverse_created');
   await startMove(m, pause.env);

@@ -137,3 +137,9 @@ export async function servedBy(m: Move): Promise<'source' | 'destination'> {
   assert.ok(app, 'SHOW ROUTING lists app');
   return app.serving!.includes(m.dest[0].db) ? 'destination' : 'source';
 }
+
+/** Waits until the application has `n` more acknowledged writes than now. */
+export async function moreWrites(m: Move, n: number): Promise<void> {
+  const before = m.app.acked.size;
+  await poll(`${n} more acknowledged writes`, async () => (m.app.acked.size >= before + n ? true : undefined), 30000, () => `${m.app.ops} operations, ${m.app.errors} errors, now ${m.app.doing}\n${m.explain()}`);
+}
