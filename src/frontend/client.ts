@@ -580,7 +580,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.inGate = true;
     try {
       let lease: ServerLease | null = null;
-      // A pooled connection whose server just went away fails here, before the client saw a byte: take another.
+      // A read's pooled connection whose replica just went away fails here, before the client saw a byte: take another.
       for (let attempt = 1; !lease; attempt++) {
         const { pool, srv } = await this.ctx.checkout(this.info, readOnly && !this.sessionMode);
         try {
@@ -593,7 +593,8 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
           lease = { pool, srv };
         } catch (err) {
           pool.release(srv, false);
-          if (attempt >= 3 || !isServerFailure(asPgError(err))) throw err;
+          // Only reads move on: on the primary the old behaviour (the error) is kept.
+          if (attempt >= 3 || !readOnly || !isServerFailure(asPgError(err))) throw err;
         }
       }
       const { pool, srv } = lease;
