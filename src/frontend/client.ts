@@ -15,13 +15,14 @@ import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeParameterStat
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
 import type { ServerConnection, ServerSink } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
+import { isServerFailure, type ServerLease } from '../backend/load-balancer.js';
 import { ResponseTracker, Pending, Verdict, type ParseObserver } from './response-tracker.js';
 import { ClientStatements, StatementEffect, mayTouchStatements, statementEffect, RESERVED_NAME_SQL } from './prepared-statements.js';
 import { changedSessionParams, paramSyncSql } from './session-params.js';
 import { SessionStateGuard, mayLeaveSessionState } from './session-state-guard.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
-import { parseStatement, analyze } from '../router/index.js';
+import { analyze } from '../router/index.js';
 import { quoteLiteral } from '../wire/quote.js';
 
 export class Client implements ServerSink, GateHolder, ParseObserver {
@@ -52,10 +53,16 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
    * client leaving now makes it unusable for anyone else even if no reply is outstanding.
    */
   private unanswered = false;
+  /** A replica read that can be run again elsewhere if its server dies before answering (see serverBroken). */
+  private replayArmed = false;
+  private replayQuery: Buffer | null = null;
+  private heldRowDescription: Buffer | null = null;
+  /** The request being served is such a rerun (it is not rerun twice). */
+  private replayed = false;
   /** A FATAL the attached server sent before closing; reported by serverBroken. */
   private serverFatal: PgError | null = null;
   /** Session state beyond SET that pins the client to its server connection (transaction mode). */
-  private readonly guard = new SessionStateGuard();
+  private readonly guard: SessionStateGuard;
 
   constructor(
     readonly socket: net.Socket,
@@ -64,6 +71,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     /** Session parameters owned by this client (startup + SETs). */
     readonly params: Map<string, string>,
   ) {
+    this.guard = new SessionStateGuard(ctx.parseCache);
     this.statements = new ClientStatements(ctx.statements);
     this.reader.limit = ctx.maxPacketSize();
   }
@@ -237,8 +245,14 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   /** Forwards the reader's current message to `srv`, rewriting statement names where needed. */
   private forward(srv: ServerConnection, t: number): void {
     const r = this.reader;
+    if (t !== F.Query) this.replayArmed = false;
     switch (t) {
       case F.Query: {
+        // One read on a replica, unanswered so far: kept so it can run elsewhere if the replica dies.
+        if (this.replayArmed) {
+          if (this.replayQuery) this.replayArmed = false;
+          else this.replayQuery = r.message();
+        }
         this.info.stats.queries++;
         srv.stats.queries++;
         this.armQueryTimeout(srv);
@@ -558,8 +572,9 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     else if (t === F.Bind) sql = this.statements.get(decodeBind(r.body()).statement)?.query;
     r.unread();
     if (sql === undefined) return false;
-    const a = analyze(parseStatement(sql));
-    return a.readOnly && !a.statements.some((s) => s.kind === 'begin' && s.beginReadOnly !== true);
+    const a = analyze(this.ctx.parseCache.parse(sql));
+    // BEGIN READ ONLY (and reads after it) may run on a replica; a plain BEGIN may write later.
+    return a.statements.length > 0 && a.statements.every((s) => s.readOnly || (s.kind === 'begin' && s.beginReadOnly === true));
   }
 
   /** Returns false (attaching nothing) when the database must now be served by the sharded loop. */
@@ -572,19 +587,27 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.ctx.gate.begin(db, this);
     this.inGate = true;
     try {
-      const pool = this.ctx.poolFor(this.info, readOnly && !this.sessionMode);
-      const srv = await pool.checkout();
-      try {
-        const sql = paramSyncSql(this.params, srv.applied);
-        if (sql) {
-          await srv.query(sql);
-          srv.applied.clear();
-          for (const [k, v] of this.params) srv.applied.set(k, v);
+      let lease: ServerLease | null = null;
+      // A pooled connection whose server just went away fails here, before the client saw a byte: take another.
+      for (let attempt = 1; !lease; attempt++) {
+        const { pool, srv } = await this.ctx.checkout(this.info, readOnly && !this.sessionMode);
+        try {
+          const sql = paramSyncSql(this.params, srv.applied);
+          if (sql) {
+            await srv.query(sql);
+            srv.applied.clear();
+            for (const [k, v] of this.params) srv.applied.set(k, v);
+          }
+          lease = { pool, srv };
+        } catch (err) {
+          pool.release(srv, false);
+          if (attempt >= 3 || !isServerFailure(asPgError(err))) throw err;
         }
-      } catch (err) {
-        pool.release(srv, false);
-        throw err;
       }
+      const { pool, srv } = lease;
+      this.replayArmed = readOnly && !this.replayed && pool.host?.role === 'replica';
+      this.replayQuery = null;
+      this.replayed = false;
       if (this.closed) {
         pool.release(srv);
         throw new PgError(SQLSTATE.connectionFailure, 'client went away');
@@ -637,6 +660,20 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
           if ((fields.V ?? fields.S) === 'FATAL' || (fields.V ?? fields.S) === 'PANIC') {
             this.serverFatal = PgError.fromFields(fields);
             verdict = Verdict.Drop;
+          }
+        }
+        if (verdict === Verdict.Forward && this.replayArmed) {
+          if (t === B.RowDescription && !this.heldRowDescription) {
+            // Held back until the first row: a replica dying before it leaves the read replayable.
+            this.heldRowDescription = r.message();
+            verdict = Verdict.Drop;
+          } else {
+            this.replayArmed = false; // the client sees the answer from here on
+            if (buf && start !== end) this.write(buf.subarray(start, end));
+            buf = null;
+            start = end = 0;
+            if (this.heldRowDescription) this.write(this.heldRowDescription);
+            this.heldRowDescription = null;
           }
         }
         if (verdict === Verdict.Forward) {
@@ -748,6 +785,9 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     const pool = this.pool;
     this.server = null;
     this.pool = null;
+    this.replayArmed = false;
+    this.replayQuery = null;
+    this.heldRowDescription = null;
     this.info.serverId = null;
     this.info.state = 'idle';
     this.tracker.clear();
@@ -784,6 +824,21 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   /** The server connection failed mid-use: tell the client and keep it usable. */
   private serverBroken(srv: ServerConnection, reported: PgError): void {
     if (this.server !== srv) return;
+    // Not after query_timeout closed the server: that read is over, not lost.
+    const query = this.replayArmed && reported.code !== SQLSTATE.queryCanceled ? this.replayQuery : null;
+    this.replayArmed = false;
+    this.replayQuery = null;
+    if (query && !this.closed) {
+      // A replica went away under a read whose answer had not started: run it again (once) on
+      // another server, as if the client had just sent it. Reads on a replica change nothing.
+      this.serverFatal = null;
+      this.detach(false);
+      const rest = this.reader.drain();
+      this.reader.push(rest.length ? Buffer.concat([query, rest]) : query);
+      this.replayed = true;
+      this.pump();
+      return;
+    }
     const err = this.serverFatal ?? reported;
     this.serverFatal = null;
     const outstanding = !this.tracker.empty || srv.txStatus !== 'I';
@@ -797,6 +852,13 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       this.write(be.errorResponse(e));
       this.write(be.readyForQuery('I'));
     }
+    // The client's socket may be paused waiting for the dead server's 'drain' (a write to it
+    // failed), which never comes: read the client again, or even its Terminate is never seen.
+    queueMicrotask(() => {
+      if (this.closed || this.blocked || this.outputFull) return;
+      this.socket.resume();
+      this.pump();
+    });
   }
 
   /** GateHolder: the cutover ends a transaction that outlived its grace period. */

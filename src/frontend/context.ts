@@ -3,8 +3,10 @@
  * statement registry, pool lookup and bookkeeping. Clients never see the config or registry.
  */
 import type { PauseGate } from './pause-gate.js';
+import type { ParseCache } from '../router/index.js';
 import type { StatementRegistry } from './prepared-statements.js';
 import type { Pool } from '../backend/pool.js';
+import type { ServerLease } from '../backend/load-balancer.js';
 import type { Logger } from '../observe/log.js';
 import type { PoolerMode } from '../config/types.js';
 
@@ -38,8 +40,12 @@ export interface ClientInfo {
 export interface ProxyContext {
   gate: PauseGate;
   statements: StatementRegistry;
+  /** The proxy's parse cache (one per proxy; the metrics read its counters). */
+  readonly parseCache: ParseCache;
   /** The pool a transaction of this client should use now (looked up per transaction, so a cutover takes effect). */
   poolFor(info: ClientInfo, readOnly?: boolean): Pool;
+  /** A server for the client's next transaction: a replica for a read (another one if a server is down), else the primary. */
+  checkout(info: ClientInfo, readOnly?: boolean): Promise<ServerLease>;
   /** True when the client's database has replicas, so read-only statements are worth detecting. */
   hasReplicas(info: ClientInfo): boolean;
   clientGone(info: ClientInfo): void;

@@ -15,7 +15,7 @@
  * The sharded query loop cannot pin (a client spans several pools), so it refuses instead
  * (`refusal`).
  */
-import { parseStatement } from '../router/parse-cache.js';
+import type { ParseCache } from '../router/parse-cache.js';
 import type { Node } from '../router/ast.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { SERVER_NAME_PREFIX, RESERVED_NAME_SQL } from './prepared-statements.js';
@@ -72,10 +72,10 @@ const CURSOR_OPT_HOLD = 0x0020;
 const TRUE_TEXT = new Set(['t', 'true', 'on', 'y', 'yes', '1']);
 
 /** The session effect of `sql` (memoised on the parse cache entry). */
-export function sessionEffect(sql: string): SessionEffect {
+export function sessionEffect(sql: string, cache: ParseCache): SessionEffect {
   // pgshift's own refusal of a pgshift_ name is a DO block that leaves nothing.
   if (!NEEDLE_RE.test(sql) || sql === RESERVED_NAME_SQL) return NONE;
-  const q = parseStatement(sql);
+  const q = cache.parse(sql);
   const memo = q.memo.sessionEffect as SessionEffect | undefined;
   if (memo) return memo;
   const found = { params: [] as string[], pin: null as string | null };
@@ -171,12 +171,14 @@ export class SessionStateGuard {
   /** Null while the client shares connections; the reason once it is pinned. */
   pinned: string | null = null;
 
+  constructor(private readonly cache: ParseCache) {}
+
   /**
    * Accounts for `sql` about to run; returns the parameters to read back after the transaction
    * (set_config with a constant name), or null.
    */
   noteSql(sql: string): readonly string[] | null {
-    const e = sessionEffect(sql);
+    const e = sessionEffect(sql, this.cache);
     if (e.pin) this.pinned ??= e.pin;
     return e.params.length ? e.params : null;
   }
@@ -210,8 +212,8 @@ export class SessionStateGuard {
  * For the sharded query loop, which cannot keep a client on one connection per shard: the
  * error for SQL that would leave session state behind, or null.
  */
-export function shardedSessionRefusal(sql: string): PgError | null {
-  const e = sessionEffect(sql);
+export function shardedSessionRefusal(sql: string, cache: ParseCache): PgError | null {
+  const e = sessionEffect(sql, cache);
   const what = e.pin ?? (e.params.length ? `set_config('${e.params[0]}', …, false)` : null);
   if (!what) return null;
   return new PgError(SQLSTATE.featureNotSupported, `${what} is not supported on a sharded database: it would stay on a pooled server connection`, {

@@ -7,6 +7,7 @@
  */
 import type { ServerConnection } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
+import type { ServerLease } from '../backend/load-balancer.js';
 import * as fe from '../wire/frontend-messages.js';
 import { B } from '../wire/protocol.js';
 import { decodeCommandComplete } from '../wire/decode.js';
@@ -16,7 +17,7 @@ import { paramSyncSql } from './session-params.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 
 export interface ShardPools {
-  pool(shard: number, readOnly: boolean): Pool;
+  checkout(shard: number, readOnly: boolean): Promise<ServerLease>;
 }
 
 export interface TwoPhaseSettings {
@@ -42,6 +43,8 @@ export class ShardTransaction {
   savepoints: string[] = [];
   /** The next servers joined serve a read-only statement outside a transaction (replicas allowed). */
   preferReplica = false;
+  /** The client's transaction began READ ONLY: it runs on replicas and commits without 2PC (nothing to make atomic). */
+  readOnly = false;
 
   constructor(
     private readonly pools: ShardPools,
@@ -54,12 +57,13 @@ export class ShardTransaction {
   }
 
   /** The client's BEGIN (`sql` as it wrote it, replayed on each shard the transaction joins). */
-  begin(sql: string): void {
+  begin(sql: string, readOnly = false): void {
     // A server still held from outside a transaction (a Describe answered after a Flush) never
     // got this transaction's BEGIN: release it, so every shard joins through server() with BEGIN
     // (else its part autocommits and PREPARE TRANSACTION finds no transaction there).
     this.releaseAll();
     this.inTransaction = true;
+    this.readOnly = readOnly;
     this.beginSql = sql;
   }
 
@@ -74,8 +78,7 @@ export class ShardTransaction {
     const have = this.servers.get(shard);
     if (have && !have.srv.closed) return have.srv;
     if (have) throw new PgError(SQLSTATE.connectionFailure, `server connection for shard ${shard} was lost`);
-    const pool = this.pools.pool(shard, this.preferReplica && !this.inTransaction);
-    const srv = await pool.checkout();
+    const { pool, srv } = await this.pools.checkout(shard, this.inTransaction ? this.readOnly : this.preferReplica);
     try {
       let sql = paramSyncSql(this.params, srv.applied);
       if (sql) {
@@ -137,7 +140,7 @@ export class ShardTransaction {
     }
     const shards = this.shards;
     try {
-      if (shards.length > 1 && this.twoPhase.enabled(this.implicit)) {
+      if (shards.length > 1 && !this.readOnly && this.twoPhase.enabled(this.implicit)) {
         const coord = this.twoPhase.coordinator;
         // Never fall back to a plain commit: ending without COMMIT closes the connections, which rolls back.
         if (!coord) throw new PgError(SQLSTATE.objectNotInState, 'two-phase commit is enabled but its decision log could not be opened (see the log at start); the transaction was rolled back');
@@ -211,6 +214,7 @@ export class ShardTransaction {
   /** Forgets the transaction and releases every server. */
   end(): void {
     this.inTransaction = false;
+    this.readOnly = false;
     this.implicit = false;
     this.failed = false;
     this.savepoints = [];

@@ -12,14 +12,17 @@ import * as be from '../wire/backend-messages.js';
 import * as fe from '../wire/frontend-messages.js';
 import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
-import { parseStatement, analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
+import { analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
 import { statementText } from '../router/parse-cache.js';
-import { ResultMerger } from '../router/merger.js';
+import { withUniqueIds } from '../router/unique-id-rewrite.js';
+import type { UniqueIdGenerator } from '../router/unique-id.js';
+import { ResultMerger, shardResultFormats } from '../router/merger.js';
 import type { ShardingSchema } from '../sharding/index.js';
-import type { Pool } from '../backend/pool.js';
+import type { ServerLease } from '../backend/load-balancer.js';
 import { ShardTransaction } from './shard-transaction.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
+import { moveRows } from './row-move.js';
 import { shardedSessionRefusal } from './session-state-guard.js';
 import type { GateHolder } from './pause-gate.js';
 import type { ProxyContext, ClientInfo } from './context.js';
@@ -34,19 +37,21 @@ export interface TableColumnSource extends TableColumns {
 const SCHEMA_CHANGED = new Set(['42703', '42P01', '42601', '42804', '428C9']);
 
 export interface ShardedContext extends ProxyContext {
-  shardPool(info: ClientInfo, shard: number, readOnly?: boolean): Pool;
+  shardCheckout(info: ClientInfo, shard: number, readOnly?: boolean): Promise<ServerLease>;
   tableColumns(info: ClientInfo): TableColumnSource;
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
   /** Whether a commit across shards uses 2PC: explicit transactions need two_phase_commit, pgshift's implicit ones also two_phase_commit_auto. */
   twoPhaseCommit(implicit: boolean): boolean;
   /** Null until the decision log is open (or when it could not be opened). */
   twoPhaseCoordinator(): TwoPhaseCoordinator | null;
+  /** The process's generator for pgshift.unique_id(). */
+  uniqueIds(): UniqueIdGenerator;
 }
 
 /** Statements that change rows: several shards written by one of them are made atomic. */
 const WRITE_KINDS = new Set(['insert', 'update', 'delete', 'merge', 'copy_from', 'select', 'explain']);
 
-interface Extended {
+export interface Extended {
   paramTypes: number[];
   params: (Buffer | null)[];
   formats: number[];
@@ -91,7 +96,7 @@ export class ShardedClient implements GateHolder {
     readonly params: Map<string, string>,
   ) {
     this.reader.limit = ctx.maxPacketSize();
-    this.tx = new ShardTransaction({ pool: (shard, readOnly) => ctx.shardPool(info, shard, readOnly) }, params, {
+    this.tx = new ShardTransaction({ checkout: (shard, readOnly) => ctx.shardCheckout(info, shard, readOnly) }, params, {
       get coordinator() {
         return ctx.twoPhaseCoordinator();
       },
@@ -242,7 +247,7 @@ export class ShardedClient implements GateHolder {
   // ---- simple protocol ----------------------------------------------------------------------
 
   private async simpleQuery(sql: string): Promise<void> {
-    const q = parseStatement(sql);
+    const q = this.ctx.parseCache.parse(sql);
     if (q.ok && q.statements.length === 0) {
       this.write(be.emptyQueryResponse());
       return;
@@ -251,7 +256,7 @@ export class ShardedClient implements GateHolder {
       const run = async () => {
         for (const s of q.statements) {
           const text = statementText(q, s);
-          if (!(await this.statement(parseStatement(text), text, null))) return false;
+          if (!(await this.statement(this.ctx.parseCache.parse(text), text, null))) return false;
         }
         return true;
       };
@@ -284,8 +289,11 @@ export class ShardedClient implements GateHolder {
   }
 
   private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
-    const refusal = shardedSessionRefusal(sql);
+    const refusal = shardedSessionRefusal(sql, this.ctx.parseCache);
     if (refusal) throw refusal;
+    // pgshift.unique_id() calls become literals before routing, so a row routes by its new id.
+    const withIds = await withUniqueIds(q, () => this.ctx.uniqueIds().next());
+    if (withIds !== null) q = this.ctx.parseCache.parse((sql = withIds));
     const a = q.ok ? analyze(q).statements[0] : undefined;
     const tx = this.tx;
     if (a) {
@@ -298,9 +306,10 @@ export class ShardedClient implements GateHolder {
           if (tx.inTransaction) {
             this.write(be.noticeResponse(new PgError('25001', 'there is already a transaction in progress', { severity: 'WARNING' })));
           } else {
-            tx.begin(a.text);
+            tx.begin(a.text, a.beginReadOnly === true);
           }
-          this.write(be.commandComplete('BEGIN'));
+          // PostgreSQL answers START TRANSACTION with its own tag (drivers may check it).
+          this.write(be.commandComplete(q.statements[0].node.TransactionStmt?.kind === 'TRANS_STMT_START' ? 'START TRANSACTION' : 'BEGIN'));
           return true;
         case 'commit': {
           if (ext?.describe) this.write(be.noData());
@@ -421,8 +430,7 @@ export class ShardedClient implements GateHolder {
    */
   private async catalogQuery(text: string): Promise<{ rows: (string | null)[][] }> {
     for (const { srv } of this.tx.servers.values()) if (!srv.closed) return srv.query(text);
-    const pool = this.ctx.shardPool(this.info, 0);
-    const srv = await pool.checkout();
+    const { pool, srv } = await this.ctx.shardCheckout(this.info, 0);
     try {
       return await srv.query(text);
     } finally {
@@ -506,6 +514,8 @@ export class ShardedClient implements GateHolder {
       }
       case 'copy':
         return copyInSharded(this, d.copy, sql);
+      case 'move':
+        return moveRows(this, d.move, d.shards, ext);
     }
   }
 
@@ -531,8 +541,9 @@ export class ShardedClient implements GateHolder {
     }
     if (merge.kind === 'copy_out') throw new PgError(SQLSTATE.featureNotSupported, 'COPY ... TO STDOUT across shards is not supported yet; add a WHERE on the shard key or use /* pgshift_shard: N */');
     const merger = new ResultMerger(merge, shards);
+    const shardExt = ext && { ...ext, resultFormats: [...shardResultFormats(ext.resultFormats, merge)] };
     // Settle every shard before reacting to a failure: a rollback must not overtake a running statement.
-    const results = await Promise.allSettled(shards.map((s) => this.collect(s, sql, ext, merger)));
+    const results = await Promise.allSettled(shards.map((s) => this.collect(s, sql, shardExt, merger)));
     for (const r of results) if (r.status === 'rejected') throw r.reason;
     const err = results.map((r) => (r as PromiseFulfilledResult<PgError | null>).value).find((e) => e);
     if (err) throw err;
@@ -656,7 +667,7 @@ export class ShardedClient implements GateHolder {
       this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
       return false;
     }
-    const q = parseStatement(p.stmt.query);
+    const q = this.ctx.parseCache.parse(p.stmt.query);
     if (q.ok && q.statements.length === 0) {
       this.write(be.emptyQueryResponse());
       return true;
@@ -671,7 +682,21 @@ export class ShardedClient implements GateHolder {
       this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${name}" does not exist`));
       return false;
     }
-    return this.describeOn(Buffer.concat([fe.parse('', stmt.query, stmt.paramTypes), fe.describe('S', ''), fe.sync()]));
+    const text = await this.describableText(stmt.query);
+    if (text instanceof PgError) {
+      this.fail(text);
+      return false;
+    }
+    return this.describeOn(Buffer.concat([fe.parse('', text, stmt.paramTypes), fe.describe('S', ''), fe.sync()]));
+  }
+
+  /** The text shard 0 can describe: unique_id calls replaced by a placeholder id of the same type. */
+  private async describableText(query: string): Promise<string | PgError> {
+    try {
+      return (await withUniqueIds(this.ctx.parseCache.parse(query), async () => '0')) ?? query;
+    } catch (err) {
+      return asPgError(err);
+    }
   }
 
   private async describePortal(name: string): Promise<boolean> {
@@ -680,7 +705,12 @@ export class ShardedClient implements GateHolder {
       this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
       return false;
     }
-    return this.describeOn(Buffer.concat([fe.parse('', p.stmt.query, p.stmt.paramTypes), fe.bind('', '', p.params, p.formats, p.resultFormats), fe.describe('P', ''), fe.sync()]));
+    const text = await this.describableText(p.stmt.query);
+    if (text instanceof PgError) {
+      this.fail(text);
+      return false;
+    }
+    return this.describeOn(Buffer.concat([fe.parse('', text, p.stmt.paramTypes), fe.bind('', '', p.params, p.formats, p.resultFormats), fe.describe('P', ''), fe.sync()]));
   }
 
   private async describeOn(bytes: Buffer): Promise<boolean> {
@@ -771,6 +801,8 @@ function severalShards(d: RouteDecision, shards: number): boolean {
     case 'all':
     case 'copy':
       return shards > 1;
+    case 'move':
+      return true; // rows may move to another shard
     case 'columns':
     case 'error':
       return false;

@@ -5,17 +5,19 @@
  */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { initParser } from '../../src/router/index.js';
+import { initParser, ParseCache } from '../../src/router/index.js';
 import { sessionEffect, mayLeaveSessionState, shardedSessionRefusal, SessionStateGuard } from '../../src/frontend/session-state-guard.js';
 import * as fe from '../../src/wire/frontend-messages.js';
 
 before(() => initParser());
 
+const cache = new ParseCache();
+
 test('set_config with a constant name and is_local false (or not a constant) is a parameter to read back', () => {
-  assert.deepEqual(sessionEffect("SELECT set_config('Search_Path', 'pg_catalog', false)"), { params: ['search_path'], pin: null });
-  assert.deepEqual(sessionEffect("SELECT 1; SELECT pg_catalog.SET_CONFIG('statement_timeout', '5s', $1)").params, ['statement_timeout']);
-  assert.deepEqual(sessionEffect("WITH x AS (SELECT set_config('work_mem', '64MB', 'off')) SELECT * FROM x").params, ['work_mem']);
-  assert.deepEqual(sessionEffect("SELECT set_config('work_mem', '64MB', true)"), { params: [], pin: null });
+  assert.deepEqual(sessionEffect("SELECT set_config('Search_Path', 'pg_catalog', false)", cache), { params: ['search_path'], pin: null });
+  assert.deepEqual(sessionEffect("SELECT 1; SELECT pg_catalog.SET_CONFIG('statement_timeout', '5s', $1)", cache).params, ['statement_timeout']);
+  assert.deepEqual(sessionEffect("WITH x AS (SELECT set_config('work_mem', '64MB', 'off')) SELECT * FROM x", cache).params, ['work_mem']);
+  assert.deepEqual(sessionEffect("SELECT set_config('work_mem', '64MB', true)", cache), { params: [], pin: null });
 });
 
 test('SQL that leaves state beyond parameters pins the client; session-free look-alikes do not', () => {
@@ -35,7 +37,7 @@ test('SQL that leaves state beyond parameters pins the client; session-free look
     ["LOAD 'auto_explain'", /LOAD/],
     ["DO $$BEGIN PERFORM pg_advisory_lock(1); END$$", /DO block/],
   ];
-  for (const [sql, why] of pins) assert.match(sessionEffect(sql).pin ?? '', why, sql);
+  for (const [sql, why] of pins) assert.match(sessionEffect(sql, cache).pin ?? '', why, sql);
   for (const sql of [
     'CREATE TEMP TABLE t (id bigint) ON COMMIT DROP',
     'SELECT pg_advisory_xact_lock(1)',
@@ -44,7 +46,7 @@ test('SQL that leaves state beyond parameters pins the client; session-free look
     'SELECT temperature, role_name, payload FROM readings',
     'UNLISTEN *',
   ]) {
-    assert.deepEqual(sessionEffect(sql), { params: [], pin: null }, sql);
+    assert.deepEqual(sessionEffect(sql, cache), { params: [], pin: null }, sql);
   }
 });
 
@@ -59,7 +61,7 @@ test('the byte pre-filter finds every needle in any case and skips ordinary quer
 });
 
 test('ParameterStatus: reported parameters are read back, a change of authorization pins', () => {
-  const g = new SessionStateGuard();
+  const g = new SessionStateGuard(cache);
   assert.equal(g.noteParameterStatus('TimeZone'), 'timezone');
   assert.equal(g.noteParameterStatus('server_version'), null);
   assert.equal(g.pinned, null);
@@ -68,9 +70,9 @@ test('ParameterStatus: reported parameters are read back, a change of authorizat
 });
 
 test('the sharded loop refuses what it cannot pin or track, with 0A000 and a hint', () => {
-  const e = shardedSessionRefusal('LISTEN x');
+  const e = shardedSessionRefusal('LISTEN x', cache);
   assert.equal(e?.code, '0A000');
   assert.match(e!.message, /LISTEN is not supported on a sharded database/);
-  assert.match(shardedSessionRefusal("SELECT set_config('search_path', 'a', false)")!.hint ?? '', /use SET/);
-  assert.equal(shardedSessionRefusal('SELECT 1'), null);
+  assert.match(shardedSessionRefusal("SELECT set_config('search_path', 'a', false)", cache)!.hint ?? '', /use SET/);
+  assert.equal(shardedSessionRefusal('SELECT 1', cache), null);
 });

@@ -10,16 +10,20 @@ import { quoteIdent, quoteLiteral } from '../../wire/quote.js';
 import { withConn, connect, describeEndpoint, type Endpoint } from '../endpoints.js';
 import { publishedTables, qualifiedName } from '../catalog.js';
 import { slotName } from '../snapshot.js';
-import { prepareSequenceSync, finishSequenceSync, type SequenceSync } from './sequences.js';
+import { prepareSequenceSync, finishSequenceSync, type SequenceSync } from './sequence-sync.js';
 import { dropTaskSlots, resolveTask, resolveBound } from '../tasks/task-runner.js';
-import { migrationRegistry, startCopyData, startReplicate, type MigrationContext, type Task } from '../tasks/tasks.js';
+import { startCopyData, startReplicate, type TasksContext, type Task } from '../tasks/tasks.js';
+import type { CutoverHistory } from './cutover-history.js';
 import { runCutover, cutoverSettings, type CutoverReport, type CutoverSubject, type CutoverTraffic, type FailureInjector, type ReverseHandle } from './cutover.js';
 import type { ServerConnection } from '../../backend/server.js';
 import { parseLsn, formatLsn } from '../../wire/lsn.js';
 import { cutoverJournal, type CutoverJournal, type CutoverJournalFile, type JournalPhase } from './cutover-journal.js';
 import { physicalShards } from '../tasks/physical.js';
+import { isConnectionLoss } from '../replicate/reconnect.js';
 
-export interface CutoverContext extends MigrationContext {
+export interface CutoverContext extends TasksContext {
+  /** The cutovers of this proxy: one at a time, the last one's report for /progress. */
+  readonly cutovers: CutoverHistory;
   traffic: CutoverTraffic;
   /** Called with the swapped config once it is live (the proxy remembers it for RELOAD). */
   swapped(source: string, destination: string, saved: boolean): void;
@@ -27,28 +31,25 @@ export interface CutoverContext extends MigrationContext {
   inject?: FailureInjector;
 }
 
-/** The last cutover of this process, for /progress and metrics. */
-export const cutoverHistory: { last: (CutoverReport & { taskId: number; rollback: boolean }) | null; count: number; running: number | null } = { last: null, count: 0, running: null };
-
 function isStreamingTask(t: Task): boolean {
   return !t.terminal && (t.kind === 'replication' || t.kind === 'copy_data' || t.kind === 'reshard') && t.phase === 'replicating' && t.streams.length > 0;
 }
 
 export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise<CutoverReport & { taskId: number }> {
-  const reg = await migrationRegistry(ctx);
+  const reg = await ctx.tasks.registry();
   const task = taskId !== undefined ? reg.get(taskId) : reg.list().find(isStreamingTask);
   if (!task) throw new PgError(SQLSTATE.undefinedObject, taskId !== undefined ? `task ${taskId} not found` : 'no running replication task to cut over; see SHOW TASKS');
   if (!isStreamingTask(task)) {
     throw new PgError(SQLSTATE.objectNotInState, `task ${task.id} (${task.type}) cannot be cut over: it is ${task.status}${task.innerStatus ? ` (${task.innerStatus})` : ''}; only a task that is replicating can`);
   }
-  if (cutoverHistory.running !== null) throw new PgError(SQLSTATE.objectNotInState, `a cutover of task ${cutoverHistory.running} is already running`);
+  if (ctx.cutovers.running !== null) throw new PgError(SQLSTATE.objectNotInState, `a cutover of task ${ctx.cutovers.running} is already running`);
   const interrupted = cutoverJournal(ctx.stateDir).unsettled().find((j) => j.taskId === task.id);
   if (interrupted) {
     throw new PgError(SQLSTATE.objectNotInState, `an earlier cutover of task ${task.id} was interrupted at ${interrupted.phase} and its recovery has not finished (see the log); restart pgshift to run the recovery again once the clusters are reachable`);
   }
   // cutover_verify: prove the move before traffic is paused; a difference refuses the cutover.
   if (ctx.config().general.cutover_verify) await (await import('../verify/verify-start.js')).verifyBeforeCutover(reg, ctx, task);
-  cutoverHistory.running = task.id;
+  ctx.cutovers.running = task.id;
   const rollback = !!task.options.reverse;
   const previousInner = task.innerStatus;
   await task.update({ inner: rollback ? 'rolling back' : 'cutting over' });
@@ -56,16 +57,21 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
   const destConns: ServerConnection[] = [];
   try {
     const config = ctx.config();
-    const { src, dst } = await resolveBound(task, config);
-    // Connections used during the pause are opened before it, to keep the pause short.
-    for (const e of src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
-    const journal = await newJournal(task, src, dst);
+    // A server down when CUTOVER starts is waited for, within cutover_timeout, as the lag check
+    // waits for replication to stream again: traffic keeps flowing to the source meanwhile.
+    const { src, dst, journal } = await whileUnreachable(task, config.general.cutover_timeout, async () => {
+      for (const p of probes.splice(0)) p.destroy();
+      const r = await resolveBound(task, config);
+      // Connections used during the pause are opened before it, to keep the pause short.
+      for (const e of r.src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
+      return { ...r, journal: await newJournal(task, r.src, r.dst) };
+    });
     const subject = buildSubject(ctx, task, src, dst, probes, destConns, cutoverJournal(ctx.stateDir), journal);
     const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, () => {
       if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
     });
-    cutoverHistory.last = { ...report, taskId: task.id, rollback };
-    cutoverHistory.count++;
+    ctx.cutovers.last = { ...report, taskId: task.id, rollback };
+    ctx.cutovers.count++;
     return { ...report, taskId: task.id };
   } catch (err) {
     // A STOP_TASK that interrupted the cutover owns the task's status from here on.
@@ -74,7 +80,27 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
   } finally {
     for (const p of probes) p.destroy();
     for (const c of destConns) c.destroy();
-    cutoverHistory.running = null;
+    ctx.cutovers.running = null;
+  }
+}
+
+/** Retries `once` while it fails for want of a server (connection loss), for at most `timeoutMs`. */
+async function whileUnreachable<T>(task: Task, timeoutMs: number, once: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await once();
+    } catch (err) {
+      const e = asPgError(err);
+      if (!isConnectionLoss(e)) throw e;
+      if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
+      if (Date.now() > deadline) {
+        throw new PgError(e.code, `cutover aborted, traffic resumed on the source with nothing changed: a server was not reachable for cutover_timeout (${timeoutMs} ms): ${e.message}; traffic was never paused`, {
+          hint: 'run CUTOVER again once the servers are back and SHOW TASKS shows the task replicating',
+        });
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 }
 
@@ -117,6 +143,10 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     destination: task.destination,
     async lagBytes() {
       if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
+      if (task.terminal) throw new PgError(SQLSTATE.objectNotInState, `task ${task.id} is ${task.status}`);
+      // A stream reconnecting (or still starting) is waiting for a server: its lag means nothing
+      // yet. Reported as a connection loss, which the lag check waits out within cutover_timeout.
+      if (!task.streams.every((s) => s.streaming)) throw new PgError(SQLSTATE.connectionFailure, `replication is not streaming: ${task.innerStatus}`);
       const lags = await Promise.all(task.streams.map((s) => s.lagBytes()));
       return lags.reduce((a, b) => a + b, 0);
     },
@@ -139,7 +169,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     async beforePause() {
       // Everything the pause needs is prepared while traffic still flows: connections to every
       // destination shard, the sequences with everything slow about them (max() of the columns
-      // they feed, their settings set on the destination; sequences.ts), and warm destination pools.
+      // they feed, their settings set on the destination; sequence-sync.ts), and warm destination pools.
       for (const e of dst) destConns.push(await connect(e, { applicationName: 'pgshift cutover' }));
       const sharding = resolveTask(ctx.config(), task).sharding;
       sequences = await prepareSequenceSync(probes, destConns, await publishedTables(probes[0], task.publication), sharding, ctx.log, (d) => `destination ${describeEndpoint(dst[d])}`);
@@ -195,7 +225,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
         },
         async start() {
           // After the swap, task.source names the new cluster and task.destination the old one.
-          const reg = await migrationRegistry(ctx);
+          const reg = await ctx.tasks.registry();
           reverseTask = await startReplicate(reg, ctx, reverseRequest(journal, !task.options.reverse));
           journal.reverseTaskId = reverseTask.id;
           record('reverse_task');
@@ -295,7 +325,7 @@ function untilStopped<T>(task: Task, p: Promise<T>): Promise<T> {
  * is replicating and caught up. Returns the task at once; the cutover runs in the background.
  */
 export async function reshard(ctx: CutoverContext, req: { source: string; destination: string; publication: string; slot?: string }): Promise<Task> {
-  const reg = await migrationRegistry(ctx);
+  const reg = await ctx.tasks.registry();
   const task = await startCopyData(reg, ctx, req, 'reshard');
   autoCutover(ctx, task);
   return task;
