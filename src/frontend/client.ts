@@ -47,6 +47,12 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   private queryTimer: NodeJS.Timeout | null = null;
   /** The client's primary pool, cached between transactions (looked up again once closed). */
   private primaryPool: Pool | null = null;
+  /**
+   * The attached server got client messages after its last ReadyForQuery. Such a server may be
+   * inside an extended-protocol exchange (skipping everything until a Sync after an error), so a
+   * client leaving now makes it unusable for anyone else even if no reply is outstanding.
+   */
+  private unanswered = false;
   /** A replica read that can be run again elsewhere if its server dies before answering (see serverBroken). */
   private replayArmed = false;
   private replayQuery: Buffer | null = null;
@@ -149,6 +155,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
   }
 
   private toServer(srv: ServerConnection, b: Buffer): void {
+    this.unanswered = true;
     if (!srv.write(b) && !this.socket.isPaused()) {
       this.socket.pause();
       srv.socket.once('drain', () => {
@@ -475,6 +482,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
     this.inGate = true;
     srv.sink = this;
     this.server = srv;
+    this.unanswered = false;
     this.pool = pool;
     this.info.serverId = srv.id;
     this.info.state = 'active';
@@ -607,6 +615,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       }
       srv.sink = this;
       this.server = srv;
+    this.unanswered = false;
       this.pool = pool;
       this.info.serverId = srv.id;
       return true;
@@ -688,6 +697,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
           out.length = 0;
         }
         if (t === B.ReadyForQuery) {
+          this.unanswered = false;
           srv.txStatus = String.fromCharCode(r.body()[0]) as TxStatus;
           if (this.tracker.empty) this.clearQueryTimeout();
           if (this.tracker.empty && srv.txStatus === 'I') {
@@ -887,7 +897,7 @@ export class Client implements ServerSink, GateHolder, ParseObserver {
       // A query still running would go on until it ends (PostgreSQL does not notice the
       // Terminate meanwhile), holding a backend: cancel it.
       if (!this.tracker.empty) srv.cancel().catch(() => undefined);
-      this.detach(this.tracker.empty && srv.txStatus === 'I' && !this.blocked);
+      this.detach(this.tracker.empty && srv.txStatus === 'I' && !this.blocked && !this.unanswered);
     }
     if (this.idleCheck) clearInterval(this.idleCheck);
     this.statements.clear();
