@@ -8,6 +8,7 @@ import net from 'node:net';
 import { ScramClient } from '../../src/wire/scram.js';
 import { md5PasswordHash } from '../../src/wire/md5.js';
 import * as fe from '../../src/wire/frontend-messages.js';
+import { rng as prng } from '../../test/harness/rng.js';
 
 export interface FuzzTarget {
   host: string;
@@ -40,17 +41,7 @@ export interface FuzzStats {
   connectFailures: number;
 }
 
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 type Rng = () => number;
 const int = (r: Rng, n: number) => Math.floor(r() * n);

@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
+import { rng } from '../harness/rng.js';
 
 export async function copyOut(c: pg.Client, sql: string): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -15,17 +16,7 @@ export async function copyIn(c: pg.Client, sql: string, data: Buffer[]): Promise
   await pipeline(Readable.from(data), c.query(copyFrom(sql)));
 }
 
-/** Deterministic PRNG so a failing chunking can be reproduced from its seed. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /** Cuts buf into chunks of 1 byte .. maxSize, log-uniformly distributed (many tiny and many large). */
 export function randomChunks(buf: Buffer, seed: number, maxSize = 65536): Buffer[] {

@@ -11,21 +11,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { poll, sleep } from './crash-helpers.js';
 import { ledgerMoves, startApp, waitTask, assertNoOrphanSlots, assertLedger, servedBy, type Move } from './ledger-move.js';
+import { rng as random } from '../harness/rng.js';
 
 const moves = ledgerMoves();
 const SEEDS = process.env.PGSHIFT_KILL_SEED ? [Number(process.env.PGSHIFT_KILL_SEED)] : process.env.PGSHIFT_FAULTS_ALL ? [1, 2, 3, 4, 5, 6, 7, 8] : [2, 5];
 
-/** mulberry32: a small seeded generator, so a failing seed replays the same moments. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Kills pgshift `ms` from now and starts it again; returns what the restart found (task phase, cutover journal). */
 async function killAfter(m: Move, ms: number): Promise<string> {

@@ -14,6 +14,7 @@ import { PgCluster } from '../harness/pg-cluster.js';
 import { startShardedProxy } from '../harness/sharded.js';
 import type { ProxyFixture } from '../harness/proxy.js';
 import { shardOfValue } from '../../src/sharding/index.js';
+import { rng } from '../harness/rng.js';
 
 const SHARDS = 3;
 const SCHEMA = `
@@ -43,17 +44,6 @@ let px: ProxyFixture;
 let viaProxy: pg.Client;
 let direct: pg.Client;
 
-/** Deterministic pseudo-random numbers (mulberry32) so a failure replays. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 before(async () => {
   cluster = await PgCluster.start();

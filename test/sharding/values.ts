@@ -5,17 +5,7 @@
  */
 export const SEED = Number(process.env.PGSHIFT_TEST_SEED ?? Date.now() % 2147483647);
 
-/** mulberry32: a small deterministic PRNG returning uint32s. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
-}
+export { prngU32 as prng } from '../harness/rng.js';
 
 export const MODULI = [2, 3, 4, 5, 7, 16];
 

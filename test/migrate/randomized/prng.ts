@@ -1,20 +1,18 @@
 // A small deterministic PRNG (mulberry32) so that one seed replays the same schema and the same
 // sequence of workload decisions. Timing (what the copy or the cutover overlaps) still varies.
 
+import { prngU32 } from '../../harness/rng.js';
+
 export class Rng {
-  private s: number;
+  private readonly u32: () => number;
 
   constructor(seed: number) {
-    this.s = seed >>> 0 || 0x9e3779b9;
+    this.u32 = prngU32(seed >>> 0 || 0x9e3779b9);
   }
 
   /** A float in [0, 1). */
   next(): number {
-    this.s = (this.s + 0x6d2b79f5) >>> 0;
-    let t = this.s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    return this.u32() / 4294967296;
   }
 
   /** An integer in [lo, hi]. */
