@@ -24,13 +24,12 @@ import { StatementRegistry } from './frontend/prepared-statements.js';
 import { Listener, newBackendKey, type StartupInfo } from './frontend/listener.js';
 import { authenticateClient, mockAuthentication } from './frontend/client-auth.js';
 import { LoginFailures } from './frontend/login-failures.js';
-import { Client } from './frontend/client.js';
-import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
+import { ClientSession } from './frontend/session.js';
 import type { TableColumnsCache } from './backend/table-columns.js';
 import { initParser } from './router/index.js';
 import type { ShardingSchema } from './sharding/index.js';
 import { startupSessionParams } from './frontend/session-params.js';
-import type { ClientInfo, ProxyContext } from './frontend/context.js';
+import type { ClientInfo, SessionContext } from './frontend/context.js';
 import * as be from './wire/backend-messages.js';
 import { PgError, SQLSTATE } from './wire/pg-error.js';
 import { AdminSession } from './admin/session.js';
@@ -65,7 +64,7 @@ export interface ProxyOptions {
   stateDir?: string;
 }
 
-export class Proxy implements ProxyContext, ShardedContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
+export class Proxy implements SessionContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
   readonly gate: PauseGate;
   readonly statements = new StatementRegistry(() => this.config_.general.prepared_statements_limit);
   readonly registry: ClusterRegistry;
@@ -265,7 +264,7 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
     for (const [k, v] of reported) out.push(be.parameterStatus(k, v));
     out.push(be.backendKeyData(info.pid, info.secret), be.readyForQuery('I'));
     s.socket.write(Buffer.concat(out));
-    const client = cluster.shardCount > 1 ? new ShardedClient(s.socket, this, info, sessionParams) : new Client(s.socket, this, info, sessionParams);
+    const client = new ClientSession(s.socket, this, info, sessionParams);
     info.cancel = () => client.cancel();
     this.clientsById.set(id, { info, close: () => client.close() });
     this.byKey.set(`${info.pid}:${info.secret}`, info);
@@ -392,14 +391,6 @@ export class Proxy implements ProxyContext, ShardedContext, AdminContext, Cutove
 
   isSharded(info: ClientInfo): boolean {
     return (this.registry.get(info.database)?.shardCount ?? 1) > 1;
-  }
-
-  moveToSharded(info: ClientInfo, socket: import('node:net').Socket, params: Map<string, string>, statements: Map<string, { query: string; paramTypes: number[] }>, leftover: Buffer): void {
-    const client = new ShardedClient(socket, this, info, params);
-    for (const [k, v] of statements) client.statements.set(k, v);
-    info.cancel = () => client.cancel();
-    this.clientsById.set(info.id, { info, close: () => client.close() });
-    client.start(leftover);
   }
 
   clientGone(info: ClientInfo): void {

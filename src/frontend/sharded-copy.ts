@@ -12,15 +12,15 @@ import { TextCopyRowSplitter } from '../wire/copy-text.js';
 import type { CopyPlan } from '../router/index.js';
 import { NULL_KEY_SHARD } from '../router/index.js';
 import type { ServerConnection } from '../backend/server.js';
-import type { ShardedClient } from './sharded-client.js';
+import type { MultiShardBinding } from './multi-shard-binding.js';
 
 const FLUSH_BYTES = 64 * 1024;
 
-export async function copyInSharded(client: ShardedClient, plan: CopyPlan, sql: string): Promise<boolean> {
+export async function copyInSharded(client: MultiShardBinding, plan: CopyPlan, sql: string): Promise<boolean> {
   if (!plan.broadcast && plan.keyColumn === null) {
     throw new PgError(SQLSTATE.featureNotSupported, `COPY into sharded table "${plan.table}" needs a column list that includes the shard key "${plan.keyColumnName ?? '?'}"`, { hint: `COPY ${plan.table} (col1, col2, ...) FROM STDIN` });
   }
-  const shards = client.ctx.sharding(client.info).shards;
+  const shards = client.s.ctx.sharding(client.s.info).shards;
   const servers: ServerConnection[] = [];
   for (let s = 0; s < shards; s++) servers.push(await client.tx.server(s));
   // Start the COPY on every shard; each answers CopyInResponse (or an error).
@@ -46,7 +46,7 @@ export async function copyInSharded(client: ShardedClient, plan: CopyPlan, sql: 
     await drain(copying);
     throw startError ?? new PgError(SQLSTATE.internalError, 'shards did not start COPY');
   }
-  client.write(copyIn);
+  client.s.write(copyIn);
 
   const out: Buffer[][] = servers.map(() => []);
   const outLen = new Array<number>(shards).fill(0);
@@ -158,7 +158,7 @@ export async function copyInSharded(client: ShardedClient, plan: CopyPlan, sql: 
   );
   if (error) throw error;
   // Broadcast copies wrote every row once per shard; report rows as the client sent them.
-  client.complete(`COPY ${plan.broadcast ? Math.round(total / shards) : total}`);
+  client.run.complete(`COPY ${plan.broadcast ? Math.round(total / shards) : total}`);
   return true;
 }
 
