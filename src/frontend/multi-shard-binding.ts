@@ -161,6 +161,7 @@ export class MultiShardBinding implements Binding {
       case F.CopyFail:
         return; // a COPY that already failed: the client is still sending its data
       case F.Terminate:
+        this.handling = false; // nothing runs: kept session servers are reset and reused
         s.close();
         return;
       default:

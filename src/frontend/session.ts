@@ -137,6 +137,8 @@ export class ClientSession implements StateOwner {
   write(b: Buffer): void {
     this.info.stats.bytesSent += b.length;
     if (this.socket.write(b)) return;
+    // Corked output is only sent at uncork: waiting for a drain of it would wait forever.
+    while (this.socket.writableCorked > 0) this.socket.uncork();
     for (const s of this.binding.serverSockets()) {
       if (s.isPaused()) continue;
       s.pause();
