@@ -14,7 +14,7 @@ import { paramSyncSql } from './session-params.js';
 import { parseStatement, analyze } from '../router/index.js';
 import { quoteLiteral } from '../wire/quote.js';
 import { SessionState } from './session-state.js';
-import { releaseSessionServer } from './session.js';
+import { releaseSessionServer } from './session-reset.js';
 import type { DirectBinding } from './direct-binding.js';
 
 export class DirectAttach {

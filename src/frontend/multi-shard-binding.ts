@@ -17,7 +17,8 @@ import { statementText } from '../router/parse-cache.js';
 import { ShardTransaction } from './shard-transaction.js';
 import { MultiShardStatements, WRITE_KINDS } from './multi-shard-statement.js';
 import { SessionState, holdsGate } from './session-state.js';
-import { releaseSessionServer, type Binding, type ClientSession } from './session.js';
+import { releaseSessionServer } from './session-reset.js';
+import type { Binding, ClientSession } from './session.js';
 
 /** A prepared statement's text and parameter types (what moves with a client between bindings). */
 export interface StatementText {

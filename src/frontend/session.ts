@@ -11,7 +11,6 @@ import { FrameReader } from '../wire/frame-reader.js';
 import * as be from '../wire/backend-messages.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import type { ServerConnection } from '../backend/server.js';
-import type { Pool } from '../backend/pool.js';
 import { SessionState, changeState, holdsInput, type StateOwner } from './session-state.js';
 import type { SessionContext, ClientInfo } from './context.js';
 import { DirectBinding } from './direct-binding.js';
@@ -283,16 +282,4 @@ export class ClientSession implements StateOwner {
     this.ctx.clientGone(this.info);
     this.socket.destroy();
   }
-}
-
-/** Session pooling: a server the session kept is reset before another client gets it. */
-export function releaseSessionServer(pool: Pool, srv: ServerConnection): void {
-  srv.query('DISCARD ALL').then(
-    () => {
-      srv.prepared.clear();
-      srv.applied.clear();
-      pool.release(srv, true);
-    },
-    () => pool.release(srv, false),
-  );
 }

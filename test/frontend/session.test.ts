@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
-import { RawConn, errorFields } from './raw.js';
+import { RawConn, errorFields, assertEndsWithFatal, assertIdleClientClosed } from './raw.js';
 import * as fe from '../../src/wire/frontend-messages.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -69,26 +69,14 @@ test('sharded: client_idle_in_transaction_timeout ends idle transactions with FA
     const third = await px.client();
     assert.equal((await third.query('SELECT count(*) AS n FROM accounts')).rows[0].n, '0');
     assert.ok(Date.now() - t0 < 2000, `waited ${Date.now() - t0} ms for shard connections`);
-    for (const h of holders) {
-      const msgs = await h.until('E', 3000);
-      const f = errorFields(msgs[msgs.length - 1]);
-      assert.equal(f.C, '25P03');
-      assert.equal(f.S, 'FATAL');
-      assert.ok(await h.closesWithin(2000));
-    }
+    for (const h of holders) await assertEndsWithFatal(h, '25P03');
     // Active clients are touched by neither timeout.
     for (let i = 0; i < 4; i++) {
       await sleep(500);
       assert.equal((await third.query('SELECT count(*) AS n FROM accounts WHERE tenant_id = 7')).rows[0].n, '0');
     }
     await third.end();
-    const idle = await RawConn.connect(px.port);
-    await idle.login('app', 'secret', 'app');
-    const i0 = Date.now();
-    const m = await idle.next(4000);
-    assert.equal(errorFields(m).C, '57P05');
-    assert.ok(Date.now() - i0 >= 1400, `closed after ${Date.now() - i0} ms`);
-    assert.ok(await idle.closesWithin(2000));
+    await assertIdleClientClosed(px.port, 1400);
   } finally {
     await px.stop();
   }
