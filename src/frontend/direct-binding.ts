@@ -13,7 +13,7 @@ import { decodeParse, decodeTarget, decodeParameterStatus } from '../wire/decode
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
 import type { ServerConnection, ServerSink } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
-import { Verdict, type ParseObserver } from './response-tracker.js';
+import { Verdict, type ParseObserver, type ResponseTracker } from './response-tracker.js';
 import { DirectRequests } from './direct-requests.js';
 import { DirectAttach } from './direct-attach.js';
 import { SessionState, holdsGate, holdsInput } from './session-state.js';
@@ -24,6 +24,7 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
   server: ServerConnection | null = null;
   pool: Pool | null = null;
   readonly requests: DirectRequests;
+  readonly tracker: ResponseTracker;
   readonly attach: DirectAttach;
   /** The session moved to another binding: this one serves nothing more. */
   private moved = false;
@@ -33,11 +34,8 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
 
   constructor(readonly s: ClientSession) {
     this.requests = new DirectRequests(s);
+    this.tracker = this.requests.tracker;
     this.attach = new DirectAttach(this);
-  }
-
-  get tracker() {
-    return this.requests.tracker;
   }
 
   start(): void {
@@ -160,11 +158,12 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
     let start = 0;
     let end = 0;
     const out = this.out;
+    const tracker = this.tracker;
     s.socket.cork();
     try {
       while (r.next()) {
         const t = r.type;
-        let verdict = this.tracker.onServerMessage(t, this);
+        let verdict = tracker.onServerMessage(t, this);
         if (t === B.ParameterStatus) {
           const [k, v] = decodeParameterStatus(r.body());
           srv.params.set(k, v);
@@ -191,7 +190,7 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
           s.write(buf.subarray(start, end));
           start = end = 0;
         }
-        this.tracker.takeReady(out);
+        tracker.takeReady(out);
         if (out.length) {
           if (buf && start !== end) s.write(buf.subarray(start, end));
           start = end = 0;
@@ -200,8 +199,8 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
         }
         if (t === B.ReadyForQuery) {
           srv.txStatus = String.fromCharCode(r.body()[0]) as TxStatus;
-          if (this.tracker.empty) s.clearQueryTimeout();
-          if (this.tracker.empty && srv.txStatus === 'I') {
+          if (tracker.empty) s.clearQueryTimeout();
+          if (tracker.empty && srv.txStatus === 'I') {
             if (buf && start !== end) s.write(buf.subarray(start, end));
             start = end = 0;
             this.transactionDone(srv);
