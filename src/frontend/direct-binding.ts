@@ -18,6 +18,7 @@ import { DirectRequests } from './direct-requests.js';
 import { DirectAttach } from './direct-attach.js';
 import { SessionState, holdsGate, holdsInput } from './session-state.js';
 import type { Binding, ClientSession } from './session.js';
+import type { StatementText } from './multi-shard-binding.js';
 
 export class DirectBinding implements Binding, ServerSink, ParseObserver {
   readonly kind = 'direct';
@@ -32,8 +33,12 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
   private serverFatal: PgError | null = null;
   private readonly out: Buffer[] = [];
 
-  constructor(readonly s: ClientSession) {
+  constructor(
+    readonly s: ClientSession,
+    statements: Map<string, StatementText>,
+  ) {
     this.requests = new DirectRequests(s);
+    for (const [name, st] of statements) this.requests.statements.define(name, st.query, st.paramTypes);
     this.tracker = this.requests.tracker;
     this.attach = new DirectAttach(this);
   }

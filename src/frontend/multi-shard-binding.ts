@@ -101,6 +101,11 @@ export class MultiShardBinding implements Binding {
     }
   }
 
+  /** Nothing of a transaction or a batch is open: the session may move to another binding. */
+  private betweenTransactions(): boolean {
+    return !this.tx.inTransaction && this.tx.servers.size === 0 && this.batch.length === 0 && !this.skipUntilSync;
+  }
+
   private get status(): TxStatus {
     return this.tx.inTransaction ? (this.tx.failed ? 'E' : 'T') : 'I';
   }
@@ -114,6 +119,12 @@ export class MultiShardBinding implements Binding {
         if (drained) await drained;
         const m = await this.nextMessage();
         if (!m) return;
+        if (this.betweenTransactions() && !s.ctx.isSharded(s.info)) {
+          // The database went back to one shard (a cutover): the direct binding serves from here.
+          s.reader.unread();
+          s.rebind(this.statements);
+          return;
+        }
         // Responses are written message by message; corking sends each request's answer in
         // one write instead of one per message.
         s.socket.cork();

@@ -69,7 +69,7 @@ export class ClientSession implements StateOwner {
 
   /** Direct for a database of one shard, multi-shard for several (it may change at a cutover). */
   private bindingFor(statements: Map<string, StatementText>): Binding {
-    return this.ctx.isSharded(this.info) ? new MultiShardBinding(this, statements) : new DirectBinding(this);
+    return this.ctx.isSharded(this.info) ? new MultiShardBinding(this, statements) : new DirectBinding(this, statements);
   }
 
   get gate() {

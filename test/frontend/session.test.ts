@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
 import { RawConn, errorFields, assertEndsWithFatal, assertIdleClientClosed } from './raw.js';
 import * as fe from '../../src/wire/frontend-messages.js';
@@ -138,6 +139,29 @@ test('sharded, session pooling: the client keeps its shard connections between t
     assert.equal(await pid(b), first);
     assert.notEqual((await b.query("/* pgshift_shard: 0 */ SELECT current_setting('application_name') AS v")).rows[0].v, 'sticky');
     await b.end();
+  } finally {
+    await px.stop();
+  }
+});
+
+test('a connected client follows its database from several shards to one and back (RELOAD), keeping its prepared statements, and is served directly while there is one shard', async () => {
+  const px = await sharded('');
+  try {
+    const c = await px.client();
+    const named = async () => (await c.query({ name: 'where', text: 'SELECT current_database() AS db, $1::int AS v', values: [7] })).rows[0];
+    assert.match((await named()).db, /^shard_[01]$/);
+    const toml = readFileSync(px.configPath, 'utf8');
+    const oneShard = databases.slice(0, databases.indexOf('[[databases]]', 1));
+    writeFileSync(px.configPath, toml.replace(databases, oneShard));
+    await px.admin('RELOAD');
+    for (let i = 0; i < 3; i++) assert.deepEqual(await named(), { db: 'shard_0', v: 7 }, 'served by the one shard, the statement still known');
+    // Served by the direct binding: PostgreSQL answers PREPARE TRANSACTION itself (outside a
+    // transaction, with a warning), where the multi-shard binding refuses it with 0A000.
+    await assert.doesNotReject(c.query("PREPARE TRANSACTION 'x'"));
+    writeFileSync(px.configPath, toml);
+    await px.admin('RELOAD');
+    assert.equal((await named()).v, 7, 'back on several shards, the statement still known');
+    assert.equal((await c.query('SELECT count(*) AS n FROM accounts')).rows[0].n, '0');
   } finally {
     await px.stop();
   }
