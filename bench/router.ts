@@ -25,9 +25,8 @@ import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { LocalPostgres, SUPERUSER, SUPERUSER_PASSWORD } from '../src/cli/local-postgres.js';
 import { parseConfig } from '../src/config/index.js';
-import { Proxy } from '../src/proxy.js';
+import { ProxyServer } from '../src/proxy.js';
 import { silentLogger } from '../src/observe/log.js';
-import { parseCacheStats } from '../src/router/index.js';
 import { pgbenchRun, type Endpoint, type PgbenchResult, type Workload } from './lib/pgbench.js';
 import { cpuTimes } from './lib/proc-cpu.js';
 import { formatTable, formatMarkdown } from './lib/table.js';
@@ -169,7 +168,7 @@ export async function main(argv: string[]): Promise<number> {
     ].join('\n');
   console.log(note());
   const pgs = await LocalPostgres.start({ settings: { max_connections: 200, shared_buffers: "'256MB'" } });
-  let proxy: Proxy | null = null;
+  let proxy: ProxyServer | null = null;
   try {
     for (const d of ['plain', 'shard0', 'shard1']) {
       await pgs.sql(`CREATE DATABASE ${d}`);
@@ -177,7 +176,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     await pgs.sql(`INSERT INTO kv SELECT g, g % 1000, md5(g::text) FROM generate_series(1, ${s.rows}) g`, 'plain');
     const { config, users } = proxyToml(pgs.port, s.poolSize);
-    proxy = new Proxy(parseConfig(config, users), { log: silentLogger() });
+    proxy = new ProxyServer(parseConfig(config, users), { log: silentLogger() });
     const port = await proxy.start();
 
     // The shards are filled through pgshift itself: COPY FROM STDIN routed row by row.
@@ -225,11 +224,11 @@ export async function main(argv: string[]): Promise<number> {
         const w: Workload = { name: mode.name, args: ['-f', scripts[mode.script], '-M', mode.protocol] };
         for (const t of TARGETS) {
           if (s.warmup > 0) await pgbenchRun(ep(t), w, { ...s, seconds: s.warmup });
-          const pc0 = parseCacheStats();
+          const pc0 = proxy.parseCache.stats();
           const cpu0 = cpuTimes(process.pid);
           const r = await pgbenchRun(ep(t), w, s);
           const cpu1 = cpuTimes(process.pid);
-          const pc1 = parseCacheStats();
+          const pc1 = proxy.parseCache.stats();
           let m = ms.find((x) => x.target === t && x.mode === mode);
           if (!m) ms.push((m = { target: t, mode, runs: [], cpuUs: [], hits: 0, misses: 0 }));
           m.runs.push(r);

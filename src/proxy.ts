@@ -1,36 +1,40 @@
 /**
- * The proxy: owns the config, the cluster registry, the pause gate, the listener and every
- * client. It is the composition root; the data path and admin reach each other only through
- * the small interfaces in frontend/context.ts and admin/context.ts.
+ * The composition root: ProxyServer builds every long-lived object of one proxy once — the
+ * config, the cluster registry, the pause gate, the listener, the authentication state, the
+ * migration task registry and the cutover history — and hands each part only the small
+ * interface it needs (frontend/context.ts, frontend/login.ts, admin/context.ts, the cutover's
+ * CutoverTraffic, observe's ProgressSource and MetricsSource). Nothing is reached through a
+ * module-level singleton.
  */
 import tls from 'node:tls';
+import type { Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { loadModule } from 'libpg-query';
 import type { Config, UserConfig } from './config/types.js';
-import { reloadConfig, applyRecordedRouting, describeMissingUser } from './config/index.js';
+import { reloadConfig, applyRecordedRouting } from './config/index.js';
 import { cutoverJournal, type CutoverJournalFile } from './migrate/cutover/cutover-journal.js';
 import { recoverCutovers } from './migrate/cutover/cutover-recovery.js';
 import { listOrphans } from './migrate/tasks/orphans.js';
 import { autoCutover } from './migrate/cutover/cutover-task.js';
 import type { TaskRegistry } from './migrate/tasks/task-registry.js';
 import { dirname, join } from 'node:path';
-import { migrationRegistry } from './migrate/tasks/tasks.js';
+import { MigrationTasks } from './migrate/tasks/tasks.js';
+import { CutoverHistory } from './migrate/cutover/cutover-history.js';
 import type { CutoverContext } from './migrate/cutover/cutover-task.js';
 import type { CutoverTraffic } from './migrate/cutover/cutover.js';
 import { ClusterRegistry } from './backend/cluster.js';
 import type { Pool } from './backend/pool.js';
+import type { ServerLease } from './backend/load-balancer.js';
 import { PauseGate } from './frontend/pause-gate.js';
 import { StatementRegistry } from './frontend/prepared-statements.js';
-import { Listener, newBackendKey, type StartupInfo } from './frontend/listener.js';
-import { authenticateClient, mockAuthentication } from './frontend/client-auth.js';
+import { Listener } from './frontend/listener.js';
+import { ClientAuth } from './frontend/client-auth.js';
 import { LoginFailures } from './frontend/login-failures.js';
-import { ClientSession } from './frontend/session.js';
+import { login, type LoginContext } from './frontend/login.js';
 import type { TableColumnsCache } from './backend/table-columns.js';
-import { initParser } from './router/index.js';
+import { initParser, ParseCache } from './router/index.js';
 import type { ShardingSchema } from './sharding/index.js';
-import { startupSessionParams } from './frontend/session-params.js';
 import type { ClientInfo, SessionContext } from './frontend/context.js';
-import * as be from './wire/backend-messages.js';
 import { PgError, SQLSTATE } from './wire/pg-error.js';
 import { AdminSession } from './admin/session.js';
 import type { AdminContext } from './admin/context.js';
@@ -38,15 +42,12 @@ import { createLogger, type Logger } from './observe/log.js';
 import { RateLimitedLog } from './observe/rate-limited-log.js';
 import { HttpEndpoint } from './observe/http-server.js';
 import { createMetrics, type MetricsSource, type MigrationMetrics } from './observe/metrics.js';
-import { TwoPhaseCoordinator, type TwoPhaseStats } from './frontend/two-phase.js';
-import { recoverPrepared, type RecoveryTarget } from './frontend/two-phase-recovery.js';
+import type { TwoPhaseCoordinator, TwoPhaseStats } from './frontend/two-phase.js';
+import { TwoPhaseService } from './frontend/two-phase-service.js';
 import { buildProgress } from './observe/progress.js';
+import { UniqueIdGenerator, uniqueIdNode } from './router/unique-id.js';
 
 export const VERSION = '0.1.0';
-
-/** How often prepared transactions left behind are looked for, and how old one without a decision must be to be rolled back. */
-const TWO_PHASE_RECOVERY_INTERVAL_MS = 10_000;
-const TWO_PHASE_MIN_AGE_SECONDS = 10;
 
 let parserReady: Promise<void> | null = null;
 export function ensureParser(): Promise<void> {
@@ -64,7 +65,7 @@ export interface ProxyOptions {
   stateDir?: string;
 }
 
-export class Proxy implements SessionContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
+export class ProxyServer implements SessionContext, LoginContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
   readonly gate: PauseGate;
   readonly statements = new StatementRegistry(() => this.config_.general.prepared_statements_limit);
   readonly registry: ClusterRegistry;
@@ -79,11 +80,16 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
   /** BackendKeyData pids in use (random, so they must be checked for collisions). */
   private pids = new Set<number>();
   readonly loginFailures = new LoginFailures(() => this.config_.general.auth_failure_delay);
+  readonly auth = new ClientAuth();
+  readonly parseCache = new ParseCache();
   private nextClientId = 1;
   private tls: tls.SecureContext | null = null;
   private shuttingDown: Promise<void> | null = null;
   port = 0;
   readonly stateDir: string;
+  /** The task registry of this proxy's state directory (opened by start()). */
+  readonly tasks = new MigrationTasks(this);
+  readonly cutovers = new CutoverHistory();
   private http: HttpEndpoint | null = null;
   httpPort = 0;
   httpHost = '';
@@ -91,19 +97,21 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
   inject?: CutoverContext['inject'];
   /** Called after the proxy stopped (serve exits the process). */
   onShutdown: (() => void) | null = null;
-  private twoPhase: TwoPhaseCoordinator | null = null;
-  private twoPhaseTimer: NodeJS.Timeout | null = null;
-  private twoPhasePass: Promise<void> = Promise.resolve();
-  /** The first recovery pass after start (tests wait for it). */
-  twoPhaseRecovered: Promise<void> = Promise.resolve();
+  readonly twoPhase: TwoPhaseService;
+  /** pgshift.unique_id(): one generator per process, its node id from NODE_ID. */
+  private readonly uniqueIdGenerator = new UniqueIdGenerator(uniqueIdNode(process.env));
 
   constructor(private config_: Config, opts: ProxyOptions = {}) {
     const config = config_;
     this.log = opts.log ?? createLogger();
     this.limits = new RateLimitedLog(this.log);
     this.gate = new PauseGate(config.general.pause_timeout);
-    this.registry = new ClusterRegistry(config);
+    this.registry = new ClusterRegistry(config, {
+      banned: (database, shard, h, reason) => this.log.warn({ database, shard, server: h.label, role: h.role, ban_timeout: this.config_.general.ban_timeout, reason }, 'server banned: out of the read rotation'),
+      unbanned: (database, shard, h) => this.log.info({ database, shard, server: h.label, role: h.role }, 'server healthy again: back in the read rotation'),
+    });
     this.stateDir = stateDirFor(config, opts.stateDir);
+    this.twoPhase = new TwoPhaseService(this.stateDir, this.registry, () => this.config_, this.log);
     this.loadTls();
     this.listener = new Listener({
       tlsContext: () => this.tls,
@@ -111,7 +119,7 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
       maxClients: () => this.config_.general.max_client_conn,
       limits: this.limits,
       cancel: (pid, secret) => this.byKey.get(`${pid}:${secret}`)?.cancel?.(),
-      login: (s) => this.login(s),
+      login: (s) => login(this, s),
       log: this.log,
     });
   }
@@ -127,14 +135,14 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
     // Databases of a cutover interrupted by a crash wait behind the gate until it is recovered.
     const recovering = [...new Set(this.journal.unsettled().flatMap((j) => [j.source, j.destination]))];
     for (const db of recovering) this.gate.close(db, 'cutover recovery');
-    await this.openTwoPhase();
+    await this.twoPhase.open();
     this.port = await this.listener.listen(this.config_.general.host, this.config_.general.port);
     this.registry.startMaintenance();
     // Tasks interrupted by a restart resume now (streams continue from their slots), after the
     // interrupted cutovers are rolled back or forward.
-    let reg: Awaited<ReturnType<typeof migrationRegistry>>;
+    let reg: TaskRegistry;
     try {
-      reg = await migrationRegistry(this);
+      reg = await this.tasks.registry();
     } finally {
       for (const db of recovering) this.gate.open(db);
     }
@@ -185,94 +193,36 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
     );
   }
 
-  // ---- login -------------------------------------------------------------------------------
+  // ---- LoginContext -------------------------------------------------------------------------
 
-  private async login(s: StartupInfo): Promise<void> {
-    const addr = s.socket.remoteAddress ?? '';
-    const why: { reason?: string } = {};
-    try {
-      await this.loginOrThrow(s, why);
-    } catch (err) {
-      if (!(err instanceof PgError) || err.code !== SQLSTATE.invalidPassword) throw err;
-      const { user, database } = s.params;
-      this.limits.warn('login_failed', { user, database, addr, reason: why.reason ?? 'wrong password' }, 'client login failed');
-      const delay = this.loginFailures.failed(addr);
-      if (delay > 0) await new Promise((r) => setTimeout(r, delay));
-      throw err;
-    }
-    this.loginFailures.succeeded(addr);
+  get sessions(): SessionContext {
+    return this;
   }
 
-  /** Authenticates and starts the session; `why.reason` says what an unknown login lacked (for the log only). */
-  private async loginOrThrow(s: StartupInfo, why: { reason?: string }): Promise<void> {
-    const { params, io } = s;
-    const user = params.user;
-    const database = params.database;
-    if (this.shuttingDown) throw new PgError(SQLSTATE.cannotConnectNow, 'pgshift is shutting down');
-    const g = this.config_.general;
-    const method = g.auth_type === 'trust' ? 'scram' : g.auth_type;
-    if (database === this.config_.admin.name) {
-      if (user !== this.config_.admin.user) {
-        why.reason = `user "${user}" may not connect to the admin database; use the [admin] user`;
-        await mockAuthentication(io, method, user);
-      }
-      await authenticateClient(io, method, user, this.config_.admin.password);
-      const leftover = io.detach();
-      s.socket.write(Buffer.concat([be.authOk(), be.parameterStatus('server_version', `15.0 (pgshift ${VERSION})`), be.parameterStatus('client_encoding', 'UTF8'), be.parameterStatus('server_encoding', 'UTF8'), be.parameterStatus('DateStyle', 'ISO, MDY'), be.parameterStatus('standard_conforming_strings', 'on'), be.parameterStatus('integer_datetimes', 'on'), be.backendKeyData(0, 0), be.readyForQuery('I')]));
-      new AdminSession(s.socket, this, this.log).start(leftover);
-      return;
-    }
-    const cluster = this.registry.get(database);
-    const userCfg = cluster ? this.findUser(user, database) : undefined;
-    if (!cluster || !userCfg) {
-      why.reason = cluster ? describeMissingUser(this.config_, user, database) : `database "${database}" does not exist in pgshift.toml`;
-      // As PostgreSQL: the same password exchange as for a real user, then 28P01, so names cannot be probed.
-      if (g.auth_type === 'trust') throw new PgError(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`);
-      return mockAuthentication(io, method, user);
-    }
-    await authenticateClient(io, g.auth_type, user, userCfg.password);
-    const id = this.nextClientId++;
-    const info: ClientInfo = {
-      id,
-      user,
-      database,
-      addr: s.socket.remoteAddress ?? '',
-      port: s.socket.remotePort ?? 0,
-      applicationName: params.application_name ?? '',
-      connectTime: new Date(),
-      state: 'idle',
-      serverId: null,
-      poolerMode: userCfg.pooler_mode ?? g.pooler_mode,
-      ...newBackendKey((pid) => this.pids.has(pid)),
-      stats: { queries: 0, transactions: 0, errors: 0, bytesReceived: 0, bytesSent: 0 },
-    };
-    // Server parameters for the client come from a real server of this database.
-    const pool = this.poolFor(info);
-    if (pool.serverParams.size === 0) {
-      const srv = await pool.checkout();
-      pool.release(srv);
-    }
-    const sessionParams = startupSessionParams(params);
-    const reported = new Map(pool.serverParams);
-    for (const [k] of reported) {
-      const mine = sessionParams.get(k.toLowerCase());
-      if (mine !== undefined) reported.set(k, mine);
-    }
-    if (!reported.has('application_name')) reported.set('application_name', info.applicationName);
-    const leftover = io.detach();
-    const out: Buffer[] = [be.authOk()];
-    for (const [k, v] of reported) out.push(be.parameterStatus(k, v));
-    out.push(be.backendKeyData(info.pid, info.secret), be.readyForQuery('I'));
-    s.socket.write(Buffer.concat(out));
-    const client = new ClientSession(s.socket, this, info, sessionParams);
-    info.cancel = () => client.cancel();
-    this.clientsById.set(id, { info, close: () => client.close() });
+  isShuttingDown(): boolean {
+    return this.shuttingDown !== null;
+  }
+
+  startAdminSession(socket: Socket, leftover: Buffer): void {
+    new AdminSession(socket, this, this.log).start(leftover);
+  }
+
+  newClientId(): number {
+    return this.nextClientId++;
+  }
+
+  pidInUse(pid: number): boolean {
+    return this.pids.has(pid);
+  }
+
+  clientStarted(info: ClientInfo, session: { cancel(): void; close(): void }): void {
+    info.cancel = () => session.cancel();
+    this.clientsById.set(info.id, { info, close: () => session.close() });
     this.byKey.set(`${info.pid}:${info.secret}`, info);
     this.pids.add(info.pid);
-    client.start(leftover);
   }
 
-  private findUser(name: string, database: string): UserConfig | undefined {
+  findUser(name: string, database: string): UserConfig | undefined {
     return this.config_.users.find((u) => u.name === name && u.database === database);
   }
 
@@ -290,12 +240,16 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
     return cluster.pool(user, 0, readOnly ? 'replica' : 'primary');
   }
 
-  shardPool(info: ClientInfo, shard: number, readOnly = false): Pool {
+  checkout(info: ClientInfo, readOnly = false): Promise<ServerLease> {
+    return this.shardCheckout(info, 0, readOnly);
+  }
+
+  async shardCheckout(info: ClientInfo, shard: number, readOnly = false): Promise<ServerLease> {
     const cluster = this.registry.get(info.database);
     if (!cluster) throw new PgError(SQLSTATE.invalidCatalogName, `database "${info.database}" is no longer configured`);
     const user = this.findUser(info.user, info.database);
     if (!user) throw new PgError(SQLSTATE.invalidAuthorization, `user "${info.user}" is no longer configured for database "${info.database}"`);
-    return cluster.pool(user, shard, readOnly ? 'replica' : 'primary');
+    return cluster.checkout(user, shard, readOnly ? 'read' : 'write');
   }
 
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number } {
@@ -316,64 +270,15 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
   }
 
   twoPhaseCoordinator(): TwoPhaseCoordinator | null {
-    return this.twoPhase;
+    return this.twoPhase.coordinator;
+  }
+
+  uniqueIds(): UniqueIdGenerator {
+    return this.uniqueIdGenerator;
   }
 
   twoPhaseStats(): TwoPhaseStats | null {
-    return this.twoPhase?.snapshot() ?? null;
-  }
-
-  /**
-   * Opens the 2PC decision log and resolves what an earlier run left prepared: at once (in the
-   * background, so an unreachable shard does not hold up the start) and then periodically.
-   */
-  private async openTwoPhase(): Promise<void> {
-    try {
-      this.twoPhase = await TwoPhaseCoordinator.open(this.stateDir, this.log);
-    } catch (err) {
-      this.log.error({ err: (err as Error).message, stateDir: this.stateDir }, 'two-phase commit decision log unavailable: commits across shards with two_phase_commit are refused');
-      return;
-    }
-    let soon: NodeJS.Timeout | null = null;
-    this.twoPhase.onInDoubt = () => {
-      soon ??= setTimeout(() => {
-        soon = null;
-        void this.recoverTwoPhase(false);
-      }, 1000).unref();
-    };
-    this.twoPhaseRecovered = this.recoverTwoPhase(true);
-    // Periodic passes only while there can be something to resolve: 2PC on, or leftovers seen.
-    this.twoPhaseTimer = setInterval(() => {
-      const s = this.twoPhase?.snapshot();
-      if (this.twoPhase?.persisted && (this.config_.general.two_phase_commit || (s && (s.inDoubt > 0 || s.decisionsPending > 0)))) void this.recoverTwoPhase(false);
-    }, TWO_PHASE_RECOVERY_INTERVAL_MS).unref();
-  }
-
-  /** One recovery pass over every shard of every sharded database (passes never overlap). */
-  private recoverTwoPhase(atStart: boolean): Promise<void> {
-    const coord = this.twoPhase;
-    // Without its instance file this state directory never prepared anything: nothing to resolve.
-    if (!coord?.persisted) return Promise.resolve();
-    this.twoPhasePass = this.twoPhasePass.then(async () => {
-      const targets: RecoveryTarget[] = [];
-      for (const cluster of this.registry.all()) {
-        if (cluster.shardCount < 2) continue;
-        for (const user of this.config_.users.filter((u) => u.database === cluster.name)) {
-          for (let shard = 0; shard < cluster.shardCount; shard++) {
-            const address = cluster.primaryAddress(user, shard);
-            if (address) targets.push({ database: cluster.name, shard, address, connectTimeout: this.config_.general.connect_timeout });
-            else this.log.warn({ database: cluster.name, shard }, 'two-phase recovery: the shard has no primary configured');
-          }
-        }
-      }
-      if (targets.length === 0 && coord.log.pending().length === 0) return;
-      try {
-        await recoverPrepared(coord, targets, { atStart, minAgeSeconds: TWO_PHASE_MIN_AGE_SECONDS }, this.log);
-      } catch (err) {
-        this.log.error({ err: (err as Error).message }, 'two-phase recovery pass failed');
-      }
-    });
-    return this.twoPhasePass;
+    return this.twoPhase.stats();
   }
 
   clientIdleTimeouts(): { idle: number; idleInTransaction: number } {
@@ -431,7 +336,7 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
    * transaction and confirm, copies stop; the next start resumes them from their slots.
    */
   private async suspendTasks(): Promise<void> {
-    const reg = await migrationRegistry(this).catch(() => null);
+    const reg = await this.tasks.registry().catch(() => null);
     if (!reg) return;
     await Promise.all(
       reg
@@ -452,7 +357,7 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
   }
 
   async progress(): Promise<unknown> {
-    return buildProgress(this, await migrationRegistry(this));
+    return buildProgress(this, await this.tasks.registry());
   }
 
   async migrationMetrics(): Promise<MigrationMetrics> {
@@ -513,9 +418,7 @@ export class Proxy implements SessionContext, AdminContext, CutoverContext, Cuto
       await this.suspendTasks();
       for (const c of [...this.clientsById.values()]) c.close();
       this.listener.destroyAll();
-      if (this.twoPhaseTimer) clearInterval(this.twoPhaseTimer);
-      await this.twoPhasePass;
-      await this.twoPhase?.log.close();
+      await this.twoPhase.close();
       this.registry.close();
       await this.http?.close();
       this.log.info('pgshift stopped');

@@ -7,7 +7,7 @@ import { writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseConfig } from '../../src/config/index.js';
-import { Proxy } from '../../src/proxy.js';
+import { ProxyServer } from '../../src/proxy.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { startTracked, tempDir, waitForPort } from './children.js';
 
@@ -96,7 +96,7 @@ export async function startPgshiftChild(o: PgshiftOptions, nodeArgs: string[] = 
 
 export async function startPgshiftInProcess(o: PgshiftOptions): Promise<PgshiftServer> {
   const { config, users } = pgshiftToml(o);
-  const proxy = new Proxy(parseConfig(config, users), { log: silentLogger() });
+  const proxy = new ProxyServer(parseConfig(config, users), { log: silentLogger() });
   const port = await proxy.start();
   return { port, mode: 'in-process', pid: process.pid, stop: () => proxy.shutdown() };
 }

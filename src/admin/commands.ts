@@ -98,10 +98,11 @@ function show(what: string, ctx: AdminContext): AdminResult {
       return table(['name', 'value'], redactedConfig(ctx.currentConfig));
     case 'pools':
       return table(
-        [['id', INT8], 'database', 'user', 'addr', ['port', INT8], ['shard', INT8], 'role', ['cl_waiting', INT8], ['sv_idle', INT8], ['sv_active', INT8], ['sv_idle_xact', INT8], ['sv_total', INT8], ['maxwait', INT8], ['maxwait_us', INT8], 'pool_mode', ['paused', BOOL], ['banned', BOOL], ['healthy', BOOL], ['errors', INT8], ['re_synced', INT8], ['out_of_sync', INT8], ['force_closed', INT8], ['online', BOOL], ['schema_admin', BOOL]],
+        [['id', INT8], 'database', 'user', 'addr', ['port', INT8], ['shard', INT8], 'role', ['cl_waiting', INT8], ['sv_idle', INT8], ['sv_active', INT8], ['sv_idle_xact', INT8], ['sv_total', INT8], ['maxwait', INT8], ['maxwait_us', INT8], 'pool_mode', ['paused', BOOL], ['banned', BOOL], ['healthy', BOOL], ['errors', INT8], ['re_synced', INT8], ['out_of_sync', INT8], ['force_closed', INT8], ['online', BOOL], ['schema_admin', BOOL], ['bans', INT8], 'ban_reason'],
         ctx.pools().map((p) => {
           const idleXact = [...p.active].filter((s) => s.txStatus !== 'I').length;
-          return [p.id, p.key.database, p.key.user, p.address.host, p.address.port, p.key.shard, p.key.role, p.waitingCount, p.idleCount, p.activeCount, idleXact, p.total, Math.floor(p.maxWaitUs / 1e6), p.maxWaitUs % 1e6, p.opts.mode, ctx.gate.isClosed(p.key.database), false, p.healthy, p.stats.errors, 0, 0, p.stats.forceClosed, !p.closed, false];
+          const banned = p.host?.isBanned() ?? false;
+          return [p.id, p.key.database, p.key.user, p.address.host, p.address.port, p.key.shard, p.host?.role ?? p.key.role, p.waitingCount, p.idleCount, p.activeCount, idleXact, p.total, Math.floor(p.maxWaitUs / 1e6), p.maxWaitUs % 1e6, p.opts.mode, ctx.gate.isClosed(p.key.database), banned, p.healthy && !banned, p.stats.errors, 0, 0, p.stats.forceClosed, !p.closed, false, p.host?.bans ?? 0, p.host?.state.kind === 'banned' ? p.host.state.reason : null];
         }),
       );
     case 'clients': {

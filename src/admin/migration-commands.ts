@@ -6,7 +6,7 @@
  */
 import type { AdminCommand } from './parser.js';
 import { table, INT8, TEXT, type AdminResult, type Cell } from './result.js';
-import { migrationRegistry, startCopyData, startReplicate, startSchemaSync, stopTask, type MigrationContext, type Task } from '../migrate/tasks/tasks.js';
+import { startCopyData, startReplicate, startSchemaSync, stopTask, type MigrationContext, type TasksContext, type Task } from '../migrate/tasks/tasks.js';
 import { connect, type Endpoint } from '../migrate/endpoints.js';
 import { resolveBound } from '../migrate/tasks/task-runner.js';
 import { slotInfo } from '../migrate/snapshot.js';
@@ -21,8 +21,8 @@ import type { TaskRegistry } from '../migrate/tasks/task-registry.js';
 
 export type { MigrationContext } from '../migrate/tasks/tasks.js';
 
-export async function runMigrationCommand(cmd: AdminCommand, ctx: MigrationContext): Promise<AdminResult> {
-  const reg = await migrationRegistry(ctx);
+export async function runMigrationCommand(cmd: AdminCommand, ctx: TasksContext): Promise<AdminResult> {
+  const reg = await ctx.tasks.registry();
   switch (cmd.kind) {
     case 'copy_data': {
       const t = await startCopyData(reg, ctx, { source: cmd.source, destination: cmd.destination, publication: cmd.publication, slot: cmd.slot });

@@ -8,7 +8,6 @@ import type { AdminContext } from './context.js';
 import { table, INT8, BOOL, type AdminResult, type Cell } from './result.js';
 import { loadConfig, saveConfig, fingerprint, type Config } from '../config/index.js';
 import { cutoverJournal, checkDiscardRouting, type RoutingSwap } from '../migrate/cutover/cutover-journal.js';
-import { migrationRegistry } from '../migrate/tasks/tasks.js';
 import { listOrphans, dropOrphans, type Orphan } from '../migrate/tasks/orphans.js';
 import { formatTimestamp } from './migration-commands.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
@@ -73,7 +72,7 @@ async function discardRouting(ctx: AdminContext): Promise<AdminResult> {
   const j = cutoverJournal(ctx.stateDir);
   if (j.routing.length === 0) return table(['discard_routing'], [['nothing recorded: the serving layout is the config files\'']], 'DISCARD_ROUTING');
   const names = new Set(j.routing.flatMap((s) => [s.source, s.destination]));
-  checkDiscardRouting(j.routing, (await migrationRegistry(ctx)).list());
+  checkDiscardRouting(j.routing, (await ctx.tasks.registry()).list());
   const files = filesConfig(ctx);
   ctx.traffic.applyConfig(files);
   j.clearRouting();
@@ -88,7 +87,7 @@ export function orphanRows(list: Orphan[]): Cell[][] {
 export const ORPHAN_COLUMNS: (string | [string, number])[] = ['kind', 'name', 'host', ['port', INT8], 'database_name', ['active', BOOL]];
 
 async function orphans(ctx: AdminContext): Promise<Orphan[]> {
-  const reg = await migrationRegistry(ctx);
+  const reg = await ctx.tasks.registry();
   return listOrphans(ctx.currentConfig, reg.list(), cutoverJournal(ctx.stateDir).all());
 }
 

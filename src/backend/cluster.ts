@@ -9,29 +9,64 @@ import type { Config, DatabaseConfig, UserConfig } from '../config/types.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { ShardingSchema } from '../sharding/index.js';
 import { TableColumnsCache } from './table-columns.js';
+import { Host } from './host.js';
+import { ShardBalancer, isServerFailure, type Intent, type ServerLease } from './load-balancer.js';
+import { HealthMonitor } from './health-check.js';
 
 export interface ShardServers {
   primary?: DatabaseConfig;
   replicas: DatabaseConfig[];
 }
 
+/** What a cluster reports to the proxy about its servers (logged; SHOW POOLS shows the state). */
+export interface ClusterEvents {
+  banned(database: string, shard: number, host: Host, reason: string): void;
+  unbanned(database: string, shard: number, host: Host): void;
+}
+
 export class Cluster {
   readonly shards: ShardServers[] = [];
+  /** Per shard: its servers, where reads and writes go, bans. */
+  readonly balancers: ShardBalancer[] = [];
   private pools = new Map<string, Pool>();
-  private rr = 0;
+  private monitor: HealthMonitor | null = null;
 
   constructor(
     readonly name: string,
     readonly config: Config,
     /** Idle connections left by the pools this cluster replaces, by Pool.transferKey. */
     private readonly inherited?: Map<string, ServerConnection[]>,
+    private readonly events?: ClusterEvents,
   ) {
+    const hosts: Host[][] = [];
     for (const d of config.databases.filter((x) => x.name === name)) {
       const s = (this.shards[d.shard] ??= { replicas: [] });
       if (d.role === 'replica') s.replicas.push(d);
-      else s.primary = d;
+      else s.primary ??= d;
+      (hosts[d.shard] ??= []).push(new Host(d));
     }
-    this.hasReplicas = this.shards.some((s) => s.replicas.length > 0);
+    const g = config.general;
+    hosts.forEach((list, shard) => {
+      this.balancers[shard] = new ShardBalancer(name, shard, list, g, {
+        banned: (h, reason) => this.events?.banned(name, shard, h, reason),
+        recheck: () => this.monitor?.recheck(),
+      });
+    });
+    this.hasReplicas = this.balancers.some((b) => b.replicated);
+    // Servers are watched only where there is a choice to make (replicas, or a primary to find).
+    const user = config.users.find((u) => u.database === name);
+    if (this.hasReplicas && user) {
+      const watched = this.balancers.flatMap((b) => b.hosts.map((host) => ({ host, address: serverAddress(host.db, user) })));
+      this.monitor = new HealthMonitor(watched, g, {
+        banned: (h, reason) => this.events?.banned(name, h.db.shard, h, reason),
+        unbanned: (h) => this.events?.unbanned(name, h.db.shard, h),
+      });
+    }
+  }
+
+  /** Starts the background health and role checks (the proxy calls it; tools that only read the config do not). */
+  startMonitor(): void {
+    this.monitor?.start();
   }
 
   get shardCount(): number {
@@ -47,17 +82,34 @@ export class Cluster {
     return (this.schemaCache ??= new ShardingSchema(this.name, this.config.sharded_tables, this.config.sharded_mappings, this.config.omnisharded_tables, this.shards.length));
   }
 
-  /** The pool for user on shard; role 'replica' picks a replica round-robin (primary when none). */
+  private balancer(shard: number): ShardBalancer {
+    const b = this.balancers[shard];
+    if (!b) throw new PgError(SQLSTATE.invalidParameterValue, `database "${this.name}" has no shard ${shard} (it has ${this.balancers.length})`);
+    return b;
+  }
+
+  /**
+   * A server connection of `shard` for a transaction that reads or writes: reads go to a
+   * replica picked by load_balancing_strategy (another one when a server cannot be reached),
+   * writes to the primary (for role = "auto", the one the checks found).
+   */
+  checkout(user: UserConfig, shard: number, intent: Intent): Promise<ServerLease> {
+    return this.balancer(shard).checkout((h) => this.poolOf(user, h), intent);
+  }
+
+  /**
+   * The pool for user on shard, without connecting: role 'replica' picks the first server in
+   * read order, 'primary' the write target (an error while no primary is known).
+   */
   pool(user: UserConfig, shard: number, role: 'primary' | 'replica' = 'primary'): Pool {
-    const s = this.shards[shard];
-    if (!s) throw new PgError(SQLSTATE.invalidParameterValue, `database "${this.name}" has no shard ${shard} (it has ${this.shards.length})`);
-    let db: DatabaseConfig | undefined;
-    if (role === 'replica' && s.replicas.length) {
-      // read_write_split = "include_primary" lets the primary take its share of reads.
-      const candidates = this.config.general.read_write_split === 'include_primary' && s.primary ? [s.primary, ...s.replicas] : s.replicas;
-      db = candidates[this.rr++ % candidates.length];
-    } else db = s.primary ?? s.replicas[0];
-    if (!db) throw new PgError(SQLSTATE.invalidCatalogName, `database "${this.name}" shard ${shard} has no server configured`);
+    const b = this.balancer(shard);
+    const h = role === 'replica' ? b.readOrder()[0] : b.primary();
+    if (!h) throw new PgError(SQLSTATE.connectionFailure, `database "${this.name}" shard ${shard} has no primary known yet (role = "auto": no server has reported that it is not in recovery)`);
+    return this.poolOf(user, h);
+  }
+
+  private poolOf(user: UserConfig, host: Host): Pool {
+    const db = host.db;
     const key = `${user.name}|${db.host}|${db.port}|${db.database_name ?? db.name}|${db.shard}|${db.role}`;
     let p = this.pools.get(key);
     if (!p) {
@@ -71,12 +123,18 @@ export class Cluster {
         idleTimeout: g.idle_timeout,
         healthcheckInterval: g.healthcheck_interval,
         healthcheckTimeout: g.healthcheck_timeout,
+        probeRecovery: host.auto,
       };
-      p = new Pool(
-        { user: user.name, database: this.name, shard, role: db.role === 'replica' ? 'replica' : 'primary' },
-        serverAddress(db, user),
-        opts,
-      );
+      p = new Pool({ user: user.name, database: this.name, shard: db.shard, role: db.role }, serverAddress(db, user), opts);
+      p.host = host;
+      host.pools.add(p);
+      if (this.hasReplicas) {
+        p.onServerFailure = (e) => {
+          if (!isServerFailure(e)) return;
+          if (host.ban(e.message, g.ban_timeout)) this.events?.banned(this.name, db.shard, host, e.message);
+          if (host.auto) this.monitor?.recheck();
+        };
+      }
       this.pools.set(key, p);
       const carried = this.inherited?.get(p.transferKey);
       if (carried?.length) {
@@ -93,7 +151,12 @@ export class Cluster {
 
   /** Where `user` reaches the primary of `shard`, without creating a pool (null when none is configured). */
   primaryAddress(user: UserConfig, shard: number): ServerAddress | null {
-    const db = this.shards[shard]?.primary;
+    let db = this.shards[shard]?.primary;
+    try {
+      db = this.balancers[shard]?.primary()?.db ?? db;
+    } catch {
+      // two auto servers claim to be primary: the configured order decides, as before any check
+    }
     return db ? serverAddress(db, user) : null;
   }
 
@@ -101,6 +164,7 @@ export class Cluster {
   readonly hasReplicas: boolean = false;
 
   close(): void {
+    this.monitor?.stop();
     for (const p of this.pools.values()) p.close();
   }
 }
@@ -119,13 +183,20 @@ export class ClusterRegistry {
   private clusters = new Map<string, Cluster>();
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private config: Config) {
+  constructor(
+    private config: Config,
+    private readonly events?: ClusterEvents,
+  ) {
     this.build(config);
   }
 
   private build(config: Config, inherited?: Map<string, ServerConnection[]>): void {
     this.config = config;
-    for (const name of new Set(config.databases.map((d) => d.name))) this.clusters.set(name, new Cluster(name, config, inherited));
+    for (const name of new Set(config.databases.map((d) => d.name))) {
+      const c = new Cluster(name, config, inherited, this.events);
+      this.clusters.set(name, c);
+      if (this.timer) c.startMonitor();
+    }
   }
 
   get current(): Config {
@@ -179,6 +250,7 @@ export class ClusterRegistry {
       for (const p of this.allPools()) p.maintain();
     }, intervalMs);
     this.timer.unref();
+    for (const c of this.clusters.values()) c.startMonitor();
   }
 
   close(): void {

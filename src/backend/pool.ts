@@ -6,6 +6,7 @@
 import { ServerConnection, type ServerAddress } from './server.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import type { PoolerMode, Role } from '../config/types.js';
+import type { Host } from './host.js';
 
 export interface PoolKey {
   user: string;
@@ -25,6 +26,8 @@ export interface PoolOptions {
   /** ms a health check may take; a server that does not answer in time is closed. */
   healthcheckTimeout: number;
   applicationName?: string;
+  /** Ask each new connection pg_is_in_recovery() (role = "auto": a write needs a primary). */
+  probeRecovery?: boolean;
 }
 
 interface Waiter {
@@ -48,6 +51,10 @@ export class Pool {
   stats = { errors: 0, connects: 0, checkouts: 0, waitTimeUs: 0, healthchecks: 0, forceClosed: 0 };
   healthy = true;
   lastError: PgError | null = null;
+  /** Told when this pool's server fails (a connection attempt or a health check): the load balancer bans it. */
+  onServerFailure: ((e: PgError) => void) | null = null;
+  /** The server this pool connects to, as the load balancer sees it (bans, detected role). */
+  host: Host | null = null;
 
   constructor(readonly key: PoolKey, readonly address: ServerAddress, readonly opts: PoolOptions) {}
 
@@ -108,9 +115,10 @@ export class Pool {
           this.stats.healthchecks++;
           conn.stats.healthchecks++;
           await this.healthcheck(conn);
-        } catch {
+        } catch (err) {
           this.active.delete(conn);
           conn.destroy();
+          this.onServerFailure?.(asPgError(err));
           continue;
         }
       }
@@ -160,6 +168,14 @@ export class Pool {
         connectTimeout: this.opts.connectTimeout,
         params: this.opts.applicationName ? { application_name: this.opts.applicationName } : undefined,
       });
+      if (this.opts.probeRecovery) {
+        try {
+          conn.inRecovery = (await conn.query('SELECT pg_catalog.pg_is_in_recovery()')).rows[0]?.[0] === 't';
+        } catch (err) {
+          conn.destroy();
+          throw err;
+        }
+      }
       this.stats.connects++;
       this.healthy = true;
       this.lastError = null;
@@ -170,6 +186,7 @@ export class Pool {
       this.stats.errors++;
       this.healthy = false;
       this.lastError = asPgError(err);
+      this.onServerFailure?.(this.lastError);
       throw this.lastError;
     } finally {
       this.connecting--;

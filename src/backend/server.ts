@@ -9,7 +9,8 @@ import tls from 'node:tls';
 import { FrameReader } from '../wire/frame-reader.js';
 import { B, AUTH, type TxStatus } from '../wire/protocol.js';
 import * as fe from '../wire/frontend-messages.js';
-import { Cursor, decodeParameterStatus, decodeRowDescription, decodeDataRow, decodeCommandComplete } from '../wire/decode.js';
+import { ByteReader } from '../wire/byte-reader.js';
+import { decodeParameterStatus, decodeRowDescription, decodeDataRow, decodeCommandComplete } from '../wire/decode.js';
 import { PgError, parseErrorFields, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { ScramClient } from '../wire/scram.js';
 import { md5PasswordHash } from '../wire/md5.js';
@@ -56,6 +57,8 @@ export class ServerConnection {
   pid = 0;
   secret = 0;
   txStatus: TxStatus = 'I';
+  /** pg_is_in_recovery() when the connection was opened (asked on role = "auto" servers only; null otherwise). */
+  inRecovery: boolean | null = null;
   closed = false;
   sink: ServerSink | null = null;
   readonly connectedAt = Date.now();
@@ -212,13 +215,13 @@ export class ServerConnection {
     await this.readUntil((type, body) => {
       switch (type) {
         case B.Authentication: {
-          const c = new Cursor(body);
-          const code = c.int32();
+          const c = new ByteReader(body, 'Authentication message');
+          const code = c.i32();
           if (code === AUTH.Ok) return false;
           if (code === AUTH.CleartextPassword) {
             this.write(fe.passwordMessage(requirePassword(opts)));
           } else if (code === AUTH.MD5Password) {
-            this.write(fe.passwordMessage(md5PasswordHash(opts.user, requirePassword(opts), c.bytes(4))));
+            this.write(fe.passwordMessage(md5PasswordHash(opts.user, requirePassword(opts), c.view(4, 'the md5 salt'))));
           } else if (code === AUTH.SASL) {
             const mechs: string[] = [];
             for (let m = c.cstr(); m !== ''; m = c.remaining > 0 ? c.cstr() : '') mechs.push(m);
@@ -244,9 +247,9 @@ export class ServerConnection {
           return false;
         }
         case B.BackendKeyData: {
-          const c = new Cursor(body);
-          this.pid = c.int32();
-          this.secret = c.int32();
+          const c = new ByteReader(body, 'BackendKeyData message');
+          this.pid = c.i32();
+          this.secret = c.i32();
           return false;
         }
         case B.ErrorResponse:

@@ -11,11 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LocalPostgres, freePort } from './local-postgres.js';
 import { parseConfig } from '../config/index.js';
-import { Proxy } from '../proxy.js';
+import { ProxyServer } from '../proxy.js';
 import { createLogger } from '../observe/log.js';
 import { ServerConnection } from '../backend/server.js';
 import { startWorkload, percentile } from './playground-workload.js';
-import { cutoverHistory } from '../migrate/cutover/cutover-task.js';
 import { asPgError } from '../wire/pg-error.js';
 
 const CUSTOMERS = 20_000;
@@ -42,7 +41,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
   out(`${stamp()} starting a throwaway source PostgreSQL and a destination cluster for 2 shards …`);
   const [source, dest] = await Promise.all([LocalPostgres.start(), LocalPostgres.start()]);
   const stateDir = mkdtempSync(join(tmpdir(), 'pgshift-demo-state-'));
-  let proxy: Proxy | null = null;
+  let proxy: ProxyServer | null = null;
   const cleanup = async () => {
     if (proxy) await proxy.shutdown().catch(() => undefined);
     source.stopSync();
@@ -84,7 +83,7 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
       {},
       {},
     );
-    proxy = new Proxy(config, { log: createLogger(process.env.PGSHIFT_LOG ?? 'error'), stateDir });
+    proxy = new ProxyServer(config, { log: createLogger(process.env.PGSHIFT_LOG ?? 'error'), stateDir });
     await proxy.start();
     out(`${stamp()} pgshift is serving database "shop" on 127.0.0.1:${port} (progress: http://127.0.0.1:${httpPort}/progress)`);
 
@@ -109,10 +108,10 @@ export async function runDemoCommand(argv: string[]): Promise<number> {
       const line = `task ${taskId}: ${task.status}${task.innerStatus ? ` (${task.innerStatus})` : ''}; copied ${rows.toLocaleString('en')}${total ? ` of ~${total.toLocaleString('en')}` : ''} rows; lag ${task.lagBytes} B; app ${workload.stats.ops.toLocaleString('en')} ops, ${workload.stats.errors.length} errors`;
       if (line !== last) out(`${stamp()} ${line}`);
       last = line;
-      if (cutoverHistory.last?.taskId === taskId || task.status.startsWith('failed')) break;
+      if (proxy.cutovers.last?.taskId === taskId || task.status.startsWith('failed')) break;
       await sleep(500);
     }
-    const cut = cutoverHistory.last;
+    const cut = proxy.cutovers.last;
     if (!cut || cut.taskId !== taskId) throw new Error(`the reshard did not cut over: ${last}`);
     out(`${stamp()} CUTOVER done: traffic paused for ${cut.pauseMs} ms (steps: ${Object.entries(cut.steps).map(([k, v]) => `${k} ${v} ms`).join(', ')}); reverse replication task ${cut.reverseTaskId} keeps the old cluster in sync for a rollback`);
     await sleep(2000);

@@ -130,6 +130,30 @@ export class LocalPostgres {
     return c;
   }
 
+  /**
+   * A streaming standby of `primary` on its own port: a base backup taken with
+   * `pg_basebackup -R` (which writes standby.signal and primary_conninfo), then started.
+   */
+  static async startStandby<T extends LocalPostgres>(this: new (dir: string) => T, primary: LocalPostgres): Promise<T> {
+    installExitHook();
+    const root = mkdtempSync(join(tmpdir(), 'pgshift-pg-'));
+    chmodSync(root, 0o777);
+    const c = new this(root);
+    const source = `postgresql://${SUPERUSER}:${SUPERUSER_PASSWORD}@${primary.host}:${primary.port}/postgres`;
+    runPg('pg_basebackup', ['-d', source, '-D', c.dataDir, '-R', '-X', 'stream', '-c', 'fast', '--no-sync']);
+    c.port = await freePort();
+    // Later lines win over the primary's copied settings.
+    appendFileSync(join(c.dataDir, 'postgresql.conf'), `port = ${c.port}\nunix_socket_directories = '${root}'\nhot_standby = on\n`);
+    await c.startServer();
+    live.add(c);
+    return c;
+  }
+
+  /** `pg_ctl promote`: a standby becomes a primary (waits until it accepts writes). */
+  async promote(): Promise<void> {
+    runPg('pg_ctl', ['-D', this.dataDir, '-w', '-t', '60', 'promote']);
+  }
+
   get dataDir(): string {
     return join(this.dir, 'data');
   }

@@ -1,7 +1,7 @@
 /** `pgshift serve`: load the config, start the proxy, reload on SIGHUP, stop on SIGTERM/SIGINT. */
 import { parseArgs } from 'node:util';
 import { loadConfig, ConfigError } from '../config/index.js';
-import { Proxy } from '../proxy.js';
+import { ProxyServer } from '../proxy.js';
 import { createLogger } from '../observe/log.js';
 
 /** Returns -1 when the process keeps running (the proxy owns the exit). */
@@ -22,7 +22,7 @@ export async function runServeCommand(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const proxy = new Proxy(config, { log });
+  const proxy = new ProxyServer(config, { log });
   await proxy.start();
   process.on('SIGHUP', () => {
     try {

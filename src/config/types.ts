@@ -24,6 +24,12 @@ export interface GeneralConfig {
   healthcheck_interval: number; // ms, default 30000
   healthcheck_timeout: number; // ms, default 5000
   ban_timeout: number; // ms, default 300000
+  /** role = "auto": ms between pg_is_in_recovery() checks of each auto server; default 1000. */
+  lsn_check_interval: number;
+  /** ms one role check may take before the server counts as unreachable; default 5000. */
+  lsn_check_timeout: number;
+  /** ms after start (or RELOAD) before the first role check; default 0. */
+  lsn_check_delay: number;
   pause_timeout: number; // ms a client may wait at a closed gate before an error; 0 = forever. default 30000
   max_packet_size: number; // largest client message accepted, bytes; default 1 GiB (PostgreSQL's own limit)
   max_client_conn: number; // client sockets open at once (PgBouncer/PgDog name); default 5000

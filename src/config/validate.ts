@@ -99,6 +99,9 @@ export function validateConfig(cfgSrc: Source, usersSrc: Source, config: Config,
       fail(cfgSrc, ['general', key], `${g[key]} is also the proxy's port (general.port); choose another port`);
     }
   }
+  if (g.passthrough_auth === 'enabled') {
+    fail(cfgSrc, ['general', 'passthrough_auth'], 'passthrough_auth = "enabled" is not supported: pgshift authenticates clients itself (SCRAM or md5) and never learns their passwords, so it cannot log in to PostgreSQL with them; list each user with its password in users.toml (server_user / server_password set the server-side login) and remove passthrough_auth');
+  }
   if (config.admin.name === '') fail(cfgSrc, ['admin', 'name'], 'must not be empty');
 
   checkDatabases(cfgSrc, config);

@@ -15,28 +15,50 @@ import type { PacketIO } from './packet-io.js';
 
 export type ClientAuthMethod = 'scram' | 'md5' | 'trust';
 
-const secrets = new Map<string, ScramSecret>();
-function secretFor(password: string): ScramSecret {
-  // A stored SCRAM secret (copied from pg_authid) can be used instead of a plain password.
-  const parsed = password.startsWith('SCRAM-SHA-256$') ? parseScramSecret(password) : undefined;
-  if (parsed) return parsed;
-  let s = secrets.get(password);
-  if (!s) {
-    s = scramSecretFromPassword(password);
-    secrets.set(password, s);
+/**
+ * The proxy's authentication state: SCRAM secrets derived from configured passwords (4096
+ * PBKDF2 rounds each, so derived once per password, not per login). The composition root
+ * creates one.
+ */
+export class ClientAuth {
+  private readonly secrets = new Map<string, ScramSecret>();
+
+  /** Runs `method` against the configured `password`; throws 28P01 when the client's does not match. */
+  async authenticate(io: PacketIO, method: ClientAuthMethod, user: string, password: string | undefined): Promise<void> {
+    if (method === 'trust') return;
+    if (password === undefined || password === '') {
+      throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" has no password configured in pgshift and auth_type is "${method}"`);
+    }
+    if (method === 'md5' && !password.startsWith('SCRAM-SHA-256$')) {
+      const { salt, response } = await md5Exchange(io);
+      if (!verifyMd5(user, password, salt, response)) throw failed(user);
+      return;
+    }
+    await scramExchange(io, this.secretFor(password), user);
   }
-  return s;
+
+  /** Runs the exchange `method` would run for an unknown login, then fails with 28P01. */
+  async mock(io: PacketIO, method: ClientAuthMethod, user: string): Promise<never> {
+    if (method === 'md5') await md5Exchange(io);
+    else await scramExchange(io, mockScramSecret(user), user);
+    throw failed(user);
+  }
+
+  private secretFor(password: string): ScramSecret {
+    // A stored SCRAM secret (copied from pg_authid) can be used instead of a plain password.
+    const parsed = password.startsWith('SCRAM-SHA-256$') ? parseScramSecret(password) : undefined;
+    if (parsed) return parsed;
+    let s = this.secrets.get(password);
+    if (!s) {
+      s = scramSecretFromPassword(password);
+      this.secrets.set(password, s);
+    }
+    return s;
+  }
 }
 
 function failed(user: string): PgError {
   return new PgError(SQLSTATE.invalidPassword, `password authentication failed for user "${user}"`);
-}
-
-/** Runs the exchange `method` would run for an unknown login, then fails with 28P01. */
-export async function mockAuthentication(io: PacketIO, method: ClientAuthMethod, user: string): Promise<never> {
-  if (method === 'md5') await md5Exchange(io);
-  else await scramExchange(io, mockScramSecret(user), user);
-  throw failed(user);
 }
 
 async function md5Exchange(io: PacketIO): Promise<{ salt: Buffer; response: string }> {
@@ -46,19 +68,6 @@ async function md5Exchange(io: PacketIO): Promise<{ salt: Buffer; response: stri
   if (type !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected a password message, got message type '${String.fromCharCode(type)}'`);
   const end = body.indexOf(0);
   return { salt, response: body.toString('utf8', 0, end < 0 ? body.length : end) };
-}
-
-export async function authenticateClient(io: PacketIO, method: ClientAuthMethod, user: string, password: string | undefined): Promise<void> {
-  if (method === 'trust') return;
-  if (password === undefined || password === '') {
-    throw new PgError(SQLSTATE.invalidAuthorization, `user "${user}" has no password configured in pgshift and auth_type is "${method}"`);
-  }
-  if (method === 'md5' && !password.startsWith('SCRAM-SHA-256$')) {
-    const { salt, response } = await md5Exchange(io);
-    if (!verifyMd5(user, password, salt, response)) throw failed(user);
-    return;
-  }
-  await scramExchange(io, secretFor(password), user);
 }
 
 async function scramExchange(io: PacketIO, secret: ScramSecret, user: string): Promise<void> {

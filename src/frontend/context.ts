@@ -3,13 +3,16 @@
  * statement registry, pool lookup and bookkeeping. Clients never see the config or registry.
  */
 import type { PauseGate } from './pause-gate.js';
+import type { ParseCache } from '../router/index.js';
 import type { StatementRegistry } from './prepared-statements.js';
 import type { Pool } from '../backend/pool.js';
+import type { ServerLease } from '../backend/load-balancer.js';
 import type { Logger } from '../observe/log.js';
 import type { PoolerMode } from '../config/types.js';
 import type { ShardingSchema } from '../sharding/index.js';
 import type { TableColumns } from '../router/index.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
+import type { UniqueIdGenerator } from '../router/unique-id.js';
 
 export interface ClientStats {
   queries: number;
@@ -41,8 +44,12 @@ export interface ClientInfo {
 export interface ProxyContext {
   gate: PauseGate;
   statements: StatementRegistry;
+  /** The proxy's parse cache (one per proxy; the metrics read its counters). */
+  readonly parseCache: ParseCache;
   /** The pool a transaction of this client should use now (looked up per transaction, so a cutover takes effect). */
   poolFor(info: ClientInfo, readOnly?: boolean): Pool;
+  /** A server for the client's next transaction: a replica for a read (another one if a server is down), else the primary. */
+  checkout(info: ClientInfo, readOnly?: boolean): Promise<ServerLease>;
   /** True when the client's database has replicas, so read-only statements are worth detecting. */
   hasReplicas(info: ClientInfo): boolean;
   clientGone(info: ClientInfo): void;
@@ -65,11 +72,13 @@ export interface TableColumnSource extends TableColumns {
 
 /** What a client session reaches: the above, and for several shards their pools, layout and 2PC. */
 export interface SessionContext extends ProxyContext {
-  shardPool(info: ClientInfo, shard: number, readOnly?: boolean): Pool;
+  shardCheckout(info: ClientInfo, shard: number, readOnly?: boolean): Promise<ServerLease>;
   tableColumns(info: ClientInfo): TableColumnSource;
   sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
   /** Whether a commit across shards uses 2PC: explicit transactions need two_phase_commit, pgshift's implicit ones also two_phase_commit_auto. */
   twoPhaseCommit(implicit: boolean): boolean;
   /** Null until the decision log is open (or when it could not be opened). */
   twoPhaseCoordinator(): TwoPhaseCoordinator | null;
+  /** The process's generator for pgshift.unique_id(). */
+  uniqueIds(): UniqueIdGenerator;
 }

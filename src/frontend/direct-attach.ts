@@ -10,8 +10,9 @@ import { decodeParse, decodeBind, decodeQuery } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import type { ServerConnection } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
+import { isServerFailure, type ServerLease } from '../backend/load-balancer.js';
 import { paramSyncSql } from './session-params.js';
-import { parseStatement, analyze } from '../router/index.js';
+import { analyze } from '../router/index.js';
 import { quoteLiteral } from '../wire/quote.js';
 import { SessionState } from './session-state.js';
 import { releaseSessionServer } from './session-reset.js';
@@ -119,8 +120,9 @@ export class DirectAttach {
     else if (t === F.Bind) sql = this.b.requests.statements.get(decodeBind(r.body()).statement)?.query;
     r.unread();
     if (sql === undefined) return false;
-    const a = analyze(parseStatement(sql));
-    return a.readOnly && !a.statements.some((x) => x.kind === 'begin' && x.beginReadOnly !== true);
+    const a = analyze(s.ctx.parseCache.parse(sql));
+    // BEGIN READ ONLY (and reads after it) may run on a replica; a plain BEGIN may write later.
+    return a.statements.length > 0 && a.statements.every((x) => x.readOnly || (x.kind === 'begin' && x.beginReadOnly === true));
   }
 
   /** Returns false (attaching nothing) when the database must now be served by the multi-shard binding. */
@@ -132,19 +134,25 @@ export class DirectAttach {
     if (s.closed) throw new PgError(SQLSTATE.connectionFailure, 'client went away');
     // Count the transaction as open from here, so a cutover waiting for quiet sees it.
     s.to(SessionState.CheckingOut);
-    const pool = s.ctx.poolFor(s.info, readOnly && !s.sessionMode);
-    const srv = await pool.checkout();
-    try {
-      const sql = paramSyncSql(s.params, srv.applied);
-      if (sql) {
-        await srv.query(sql);
-        srv.applied.clear();
-        for (const [k, v] of s.params) srv.applied.set(k, v);
+    let lease: ServerLease | null = null;
+    // A pooled connection whose server just went away fails here, before the client saw a byte: take another.
+    for (let attempt = 1; !lease; attempt++) {
+      const { pool, srv } = await s.ctx.checkout(s.info, readOnly && !s.sessionMode);
+      try {
+        const sql = paramSyncSql(s.params, srv.applied);
+        if (sql) {
+          await srv.query(sql);
+          srv.applied.clear();
+          for (const [k, v] of s.params) srv.applied.set(k, v);
+        }
+        lease = { pool, srv };
+      } catch (err) {
+        pool.release(srv, false);
+        if (attempt >= 3 || !isServerFailure(asPgError(err))) throw err;
       }
-    } catch (err) {
-      pool.release(srv, false);
-      throw err;
     }
+    const { pool, srv } = lease;
+    this.b.requests.replay.attached(readOnly, pool.host?.role === 'replica');
     if (s.closed) {
       pool.release(srv);
       throw new PgError(SQLSTATE.connectionFailure, 'client went away');

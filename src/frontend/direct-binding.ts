@@ -183,6 +183,16 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
             verdict = Verdict.Drop;
           }
         }
+        if (verdict === Verdict.Forward && this.requests.replay.armed) {
+          if (this.requests.replay.hold(t === B.RowDescription, () => r.message())) verdict = Verdict.Drop;
+          else {
+            if (buf && start !== end) s.write(buf.subarray(start, end));
+            buf = null;
+            start = end = 0;
+            const held = this.requests.replay.takeHeld();
+            if (held) s.write(held);
+          }
+        }
         if (verdict === Verdict.Forward) {
           if (buf === r.current && start !== end && r.start === end) end = r.end;
           else {
@@ -258,6 +268,7 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
     const pool = this.pool;
     this.server = null;
     this.pool = null;
+    this.requests.replay.reset();
     s.info.serverId = null;
     this.tracker.clear();
     if (srv && pool) {
@@ -284,6 +295,17 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
   private serverBroken(srv: ServerConnection, reported: PgError): void {
     if (this.server !== srv) return;
     const s = this.s;
+    const query = this.requests.replay.takeQuery(reported);
+    if (query && !s.closed) {
+      // A replica went away under a read whose answer had not started: run it again (once) on
+      // another server, as if the client had just sent it. Reads on a replica change nothing.
+      this.serverFatal = null;
+      this.detach(false);
+      const rest = s.reader.drain();
+      s.reader.push(rest.length ? Buffer.concat([query, rest]) : query);
+      this.pump();
+      return;
+    }
     const err = this.serverFatal ?? reported;
     this.serverFatal = null;
     const outstanding = !this.tracker.empty || srv.txStatus !== 'I';

@@ -15,6 +15,7 @@ import { ResponseTracker, Pending } from './response-tracker.js';
 import { ClientStatements, StatementEffect, mayTouchStatements, statementEffect, RESERVED_NAME_SQL, type GlobalStatement } from './prepared-statements.js';
 import { changedSessionParams } from './session-params.js';
 import type { ClientSession } from './session.js';
+import { ReplicaReplay } from './replica-replay.js';
 
 export class DirectRequests {
   readonly tracker = new ResponseTracker();
@@ -23,6 +24,8 @@ export class DirectRequests {
   pendingSets: Set<string> | 'all' | null = null;
   /** The client ran DISCARD ALL / DEALLOCATE ALL: the server's statements are redone before release. */
   statementsDropped = false;
+  /** A read on a replica that may run again elsewhere if the replica dies before answering. */
+  readonly replay = new ReplicaReplay();
 
   constructor(private readonly s: ClientSession) {
     this.statements = new ClientStatements(s.ctx.statements);
@@ -32,6 +35,7 @@ export class DirectRequests {
   forward(srv: ServerConnection, t: number): void {
     const s = this.s;
     const r = s.reader;
+    if (this.replay.armed) this.replay.forwarding(t, () => r.message());
     switch (t) {
       case F.Query: {
         s.info.stats.queries++;

@@ -11,8 +11,6 @@ import { decodeStartupParams } from '../wire/decode.js';
 import { SSL_REQUEST_CODE, GSSENC_REQUEST_CODE, CANCEL_REQUEST_CODE, PROTOCOL_V3 } from '../wire/protocol.js';
 import * as be from '../wire/backend-messages.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
-import { authenticateClient } from './client-auth.js';
-import type { ClientAuthMethod } from './client-auth.js';
 import type { RateLimitedLog } from '../observe/rate-limited-log.js';
 
 export interface StartupInfo {
@@ -152,10 +150,6 @@ export class Listener {
   destroyAll(): void {
     for (const s of this.sockets) s.destroy();
   }
-}
-
-export async function runClientAuth(io: PacketIO, method: ClientAuthMethod, user: string, password: string | undefined): Promise<void> {
-  await authenticateClient(io, method, user, password);
 }
 
 /**

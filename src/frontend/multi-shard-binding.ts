@@ -12,8 +12,9 @@ import * as be from '../wire/backend-messages.js';
 import * as fe from '../wire/frontend-messages.js';
 import { decodeParse, decodeBind, decodeTarget, decodeQuery } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
-import { parseStatement, analyze } from '../router/index.js';
+import { analyze } from '../router/index.js';
 import { statementText } from '../router/parse-cache.js';
+import { withUniqueIds } from '../router/unique-id-rewrite.js';
 import { ShardTransaction } from './shard-transaction.js';
 import { MultiShardStatements, WRITE_KINDS } from './multi-shard-statement.js';
 import { SessionState, holdsGate } from './session-state.js';
@@ -53,7 +54,7 @@ export class MultiShardBinding implements Binding {
   ) {
     const ctx = s.ctx;
     const info = s.info;
-    this.tx = new ShardTransaction({ pool: (shard, readOnly) => ctx.shardPool(info, shard, readOnly) }, s.params, {
+    this.tx = new ShardTransaction({ checkout: (shard, readOnly) => ctx.shardCheckout(info, shard, readOnly) }, s.params, {
       get coordinator() {
         return ctx.twoPhaseCoordinator();
       },
@@ -67,6 +68,23 @@ export class MultiShardBinding implements Binding {
 
   start(): void {
     void this.loop();
+  }
+
+  // What sharded-copy.ts and row-move.ts use of the session.
+  get ctx() {
+    return this.s.ctx;
+  }
+
+  get info() {
+    return this.s.info;
+  }
+
+  write(b: Buffer): void {
+    this.s.write(b);
+  }
+
+  complete(tag: string): void {
+    this.run.complete(tag);
   }
 
   pump(): void {
@@ -215,7 +233,7 @@ export class MultiShardBinding implements Binding {
   // ---- simple protocol ----------------------------------------------------------------------
 
   private async simpleQuery(sql: string): Promise<void> {
-    const q = parseStatement(sql);
+    const q = this.s.ctx.parseCache.parse(sql);
     if (q.ok && q.statements.length === 0) {
       this.s.write(be.emptyQueryResponse());
       return;
@@ -224,7 +242,7 @@ export class MultiShardBinding implements Binding {
       const run = async () => {
         for (const st of q.statements) {
           const text = statementText(q, st);
-          if (!(await this.run.statement(parseStatement(text), text, null))) return false;
+          if (!(await this.run.statement(this.s.ctx.parseCache.parse(text), text, null))) return false;
         }
         return true;
       };
@@ -320,7 +338,7 @@ export class MultiShardBinding implements Binding {
       this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
       return false;
     }
-    const q = parseStatement(p.stmt.query);
+    const q = this.s.ctx.parseCache.parse(p.stmt.query);
     if (q.ok && q.statements.length === 0) {
       this.s.write(be.emptyQueryResponse());
       return true;
@@ -335,7 +353,21 @@ export class MultiShardBinding implements Binding {
       this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${name}" does not exist`));
       return false;
     }
-    return this.describeOn(Buffer.concat([fe.parse('', stmt.query, stmt.paramTypes), fe.describe('S', ''), fe.sync()]));
+    const text = await this.describableText(stmt.query);
+    if (text instanceof PgError) {
+      this.fail(text);
+      return false;
+    }
+    return this.describeOn(Buffer.concat([fe.parse('', text, stmt.paramTypes), fe.describe('S', ''), fe.sync()]));
+  }
+
+  /** The text shard 0 can describe: unique_id calls replaced by a placeholder id of the same type. */
+  private async describableText(query: string): Promise<string | PgError> {
+    try {
+      return (await withUniqueIds(this.s.ctx.parseCache.parse(query), async () => '0')) ?? query;
+    } catch (err) {
+      return asPgError(err);
+    }
   }
 
   private async describePortal(name: string): Promise<boolean> {
@@ -344,7 +376,12 @@ export class MultiShardBinding implements Binding {
       this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
       return false;
     }
-    return this.describeOn(Buffer.concat([fe.parse('', p.stmt.query, p.stmt.paramTypes), fe.bind('', '', p.params, p.formats, p.resultFormats), fe.describe('P', ''), fe.sync()]));
+    const text = await this.describableText(p.stmt.query);
+    if (text instanceof PgError) {
+      this.fail(text);
+      return false;
+    }
+    return this.describeOn(Buffer.concat([fe.parse('', text, p.stmt.paramTypes), fe.bind('', '', p.params, p.formats, p.resultFormats), fe.describe('P', ''), fe.sync()]));
   }
 
   private async describeOn(bytes: Buffer): Promise<boolean> {

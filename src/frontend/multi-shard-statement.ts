@@ -11,8 +11,10 @@ import * as fe from '../wire/frontend-messages.js';
 import { decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
 import { analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam } from '../router/index.js';
-import { ResultMerger } from '../router/merger.js';
+import { withUniqueIds } from '../router/unique-id-rewrite.js';
+import { ResultMerger, shardResultFormats } from '../router/merger.js';
 import { copyInSharded } from './sharded-copy.js';
+import { moveRows } from './row-move.js';
 import type { MultiShardBinding } from './multi-shard-binding.js';
 
 /** Errors after which a cached column order may be stale: undefined column or table, wrong INSERT arity, type mismatch, generated column. */
@@ -77,6 +79,9 @@ export class MultiShardStatements {
   }
 
   private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+    // pgshift.unique_id() calls become literals before routing, so a row routes by its new id.
+    const withIds = await withUniqueIds(q, () => this.ctx.uniqueIds().next());
+    if (withIds !== null) q = this.ctx.parseCache.parse((sql = withIds));
     const a = q.ok ? analyze(q).statements[0] : undefined;
     const tx = this.tx;
     if (a) {
@@ -89,9 +94,10 @@ export class MultiShardStatements {
           if (tx.inTransaction) {
             this.write(be.noticeResponse(new PgError('25001', 'there is already a transaction in progress', { severity: 'WARNING' })));
           } else {
-            tx.begin(a.text);
+            tx.begin(a.text, a.beginReadOnly === true);
           }
-          this.write(be.commandComplete('BEGIN'));
+          // PostgreSQL answers START TRANSACTION with its own tag (drivers may check it).
+          this.write(be.commandComplete(q.statements[0].node.TransactionStmt?.kind === 'TRANS_STMT_START' ? 'START TRANSACTION' : 'BEGIN'));
           return true;
         case 'commit': {
           if (ext?.describe) this.write(be.noData());
@@ -212,8 +218,7 @@ export class MultiShardStatements {
    */
   private async catalogQuery(text: string): Promise<{ rows: (string | null)[][] }> {
     for (const { srv } of this.tx.servers.values()) if (!srv.closed) return srv.query(text);
-    const pool = this.ctx.shardPool(this.info, 0);
-    const srv = await pool.checkout();
+    const { pool, srv } = await this.ctx.shardCheckout(this.info, 0);
     try {
       return await srv.query(text);
     } finally {
@@ -297,6 +302,8 @@ export class MultiShardStatements {
       }
       case 'copy':
         return copyInSharded(this.b, d.copy, sql);
+      case 'move':
+        return moveRows(this.b, d.move, d.shards, ext);
     }
   }
 
@@ -322,8 +329,9 @@ export class MultiShardStatements {
     }
     if (merge.kind === 'copy_out') throw new PgError(SQLSTATE.featureNotSupported, 'COPY ... TO STDOUT across shards is not supported yet; add a WHERE on the shard key or use /* pgshift_shard: N */');
     const merger = new ResultMerger(merge, shards);
+    const shardExt = ext && { ...ext, resultFormats: [...shardResultFormats(ext.resultFormats, merge)] };
     // Settle every shard before reacting to a failure: a rollback must not overtake a running statement.
-    const results = await Promise.allSettled(shards.map((s) => this.collect(s, sql, ext, merger)));
+    const results = await Promise.allSettled(shards.map((s) => this.collect(s, sql, shardExt, merger)));
     for (const r of results) if (r.status === 'rejected') throw r.reason;
     const err = results.map((r) => (r as PromiseFulfilledResult<PgError | null>).value).find((e) => e);
     if (err) throw err;
@@ -410,6 +418,8 @@ function severalShards(d: RouteDecision, shards: number): boolean {
     case 'all':
     case 'copy':
       return shards > 1;
+    case 'move':
+      return true; // rows may move to another shard
     case 'columns':
     case 'error':
       return false;

@@ -7,6 +7,7 @@
  */
 import type { ServerConnection } from '../backend/server.js';
 import type { Pool } from '../backend/pool.js';
+import type { ServerLease } from '../backend/load-balancer.js';
 import * as fe from '../wire/frontend-messages.js';
 import { B } from '../wire/protocol.js';
 import { decodeCommandComplete } from '../wire/decode.js';
@@ -16,7 +17,7 @@ import { paramSyncSql } from './session-params.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
 
 export interface ShardPools {
-  pool(shard: number, readOnly: boolean): Pool;
+  checkout(shard: number, readOnly: boolean): Promise<ServerLease>;
 }
 
 export interface TwoPhaseSettings {
@@ -53,6 +54,8 @@ export class ShardTransaction {
   savepoints: string[] = [];
   /** The next servers joined serve a read-only statement outside a transaction (replicas allowed). */
   preferReplica = false;
+  /** The client's transaction began READ ONLY: it runs on replicas and commits without 2PC (nothing to make atomic). */
+  readOnly = false;
 
   constructor(
     private readonly pools: ShardPools,
@@ -69,7 +72,7 @@ export class ShardTransaction {
   }
 
   /** The client's BEGIN (`sql` as it wrote it, replayed on each shard the transaction joins). */
-  begin(sql: string): void {
+  begin(sql: string, readOnly = false): void {
     // A server still held from outside a transaction (a Describe answered after a Flush, or
     // kept by session pooling) never got this transaction's BEGIN: server() sends it when the
     // transaction first reaches that shard (else its part would autocommit and PREPARE
@@ -77,6 +80,7 @@ export class ShardTransaction {
     if (this.keepServers) for (const h of this.servers.values()) h.joined = false;
     else this.releaseAll();
     this.inTransaction = true;
+    this.readOnly = readOnly;
     this.beginSql = sql;
   }
 
@@ -98,8 +102,8 @@ export class ShardTransaction {
       }
       return have.srv;
     }
-    const pool = this.pools.pool(shard, this.preferReplica && !this.inTransaction);
-    const srv = await pool.checkout();
+    // Session pooling keeps the server for later writes too: like the direct binding, no replica.
+    const { pool, srv } = await this.pools.checkout(shard, !this.keepServers && (this.inTransaction ? this.readOnly : this.preferReplica));
     try {
       let sql = paramSyncSql(this.params, srv.applied);
       if (sql) {
@@ -166,7 +170,7 @@ export class ShardTransaction {
     }
     const shards = this.shards;
     try {
-      if (shards.length > 1 && this.twoPhase.enabled(this.implicit)) {
+      if (shards.length > 1 && !this.readOnly && this.twoPhase.enabled(this.implicit)) {
         const coord = this.twoPhase.coordinator;
         // Never fall back to a plain commit: ending without COMMIT closes the connections, which rolls back.
         if (!coord) throw new PgError(SQLSTATE.objectNotInState, 'two-phase commit is enabled but its decision log could not be opened (see the log at start); the transaction was rolled back');
@@ -240,6 +244,7 @@ export class ShardTransaction {
   /** Forgets the transaction and releases every server. */
   end(): void {
     this.inTransaction = false;
+    this.readOnly = false;
     this.implicit = false;
     this.failed = false;
     this.savepoints = [];

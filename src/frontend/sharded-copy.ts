@@ -20,7 +20,7 @@ export async function copyInSharded(client: MultiShardBinding, plan: CopyPlan, s
   if (!plan.broadcast && plan.keyColumn === null) {
     throw new PgError(SQLSTATE.featureNotSupported, `COPY into sharded table "${plan.table}" needs a column list that includes the shard key "${plan.keyColumnName ?? '?'}"`, { hint: `COPY ${plan.table} (col1, col2, ...) FROM STDIN` });
   }
-  const shards = client.s.ctx.sharding(client.s.info).shards;
+  const shards = client.ctx.sharding(client.info).shards;
   const servers: ServerConnection[] = [];
   for (let s = 0; s < shards; s++) servers.push(await client.tx.server(s));
   // Start the COPY on every shard; each answers CopyInResponse (or an error).
@@ -46,7 +46,7 @@ export async function copyInSharded(client: MultiShardBinding, plan: CopyPlan, s
     await drain(copying);
     throw startError ?? new PgError(SQLSTATE.internalError, 'shards did not start COPY');
   }
-  client.s.write(copyIn);
+  client.write(copyIn);
 
   const out: Buffer[][] = servers.map(() => []);
   const outLen = new Array<number>(shards).fill(0);
@@ -158,7 +158,7 @@ export async function copyInSharded(client: MultiShardBinding, plan: CopyPlan, s
   );
   if (error) throw error;
   // Broadcast copies wrote every row once per shard; report rows as the client sent them.
-  client.run.complete(`COPY ${plan.broadcast ? Math.round(total / shards) : total}`);
+  client.complete(`COPY ${plan.broadcast ? Math.round(total / shards) : total}`);
   return true;
 }
 

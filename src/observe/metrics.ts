@@ -6,7 +6,7 @@ import { Registry, Gauge } from 'prom-client';
 import type { Pool } from '../backend/pool.js';
 import type { ClientInfo } from '../frontend/context.js';
 import type { PauseGate } from '../frontend/pause-gate.js';
-import { parseCacheStats } from '../router/index.js';
+import type { ParseCacheStats } from '../router/index.js';
 import type { TwoPhaseStats } from '../frontend/two-phase.js';
 
 export interface MetricsSource {
@@ -20,6 +20,8 @@ export interface MetricsSource {
   migrationMetrics(): Promise<MigrationMetrics>;
   /** Two-phase commit counters (null when 2PC is unavailable). */
   twoPhaseStats(): TwoPhaseStats | null;
+  /** The parse cache's counters. */
+  readonly parseCache: { stats(): ParseCacheStats };
 }
 
 export interface MigrationMetrics {
@@ -46,6 +48,16 @@ export function createMetrics(src: MetricsSource): Registry {
       this.set({ ...l, state: 'active' }, p.activeCount);
     }
   });
+  g('pgshift_server_banned', '1 while a server is out of the read rotation (failed a connection or a health check; ban_timeout)', ['database', 'shard', 'host', 'role'], function () {
+    this.reset();
+    for (const p of src.pools()) {
+      if (p.host) this.set({ database: p.key.database, shard: String(p.key.shard), host: p.host.label, role: p.host.role }, p.host.isBanned() ? 1 : 0);
+    }
+  });
+  g('pgshift_server_bans_total', 'Times a server was banned since start or RELOAD (counter semantics)', ['database', 'shard', 'host'], function () {
+    this.reset();
+    for (const p of src.pools()) if (p.host) this.set({ database: p.key.database, shard: String(p.key.shard), host: p.host.label }, p.host.bans);
+  });
   g('pgshift_pool_waiting_clients', 'Clients waiting for a server connection', ['database', 'user', 'shard'], function () {
     this.reset();
     for (const p of src.pools()) this.set({ database: p.key.database, user: p.key.user, shard: String(p.key.shard) }, p.waitingCount);
@@ -70,7 +82,7 @@ export function createMetrics(src: MetricsSource): Registry {
     for (const db of src.databaseNames()) this.set({ database: db }, src.gate.openTransactions(db));
   });
   g('pgshift_parse_cache', 'Query parse cache counters', ['kind'], function () {
-    const s = parseCacheStats();
+    const s = src.parseCache.stats();
     this.set({ kind: 'hits' }, s.hits);
     this.set({ kind: 'misses' }, s.misses);
     this.set({ kind: 'size' }, s.size);

@@ -7,11 +7,13 @@
 import type { TaskRegistry } from '../migrate/tasks/task-registry.js';
 import type { Config } from '../config/types.js';
 import type { PauseGate } from '../frontend/pause-gate.js';
-import { cutoverHistory } from '../migrate/cutover/cutover-task.js';
+import type { LastCutover } from '../migrate/cutover/cutover-history.js';
 
+/** What /progress reads, handed in by the composition root. */
 export interface ProgressSource {
   readonly gate: PauseGate;
   readonly currentConfig: Config;
+  readonly cutovers: { readonly last: LastCutover | null; readonly count: number; readonly running: number | null };
 }
 
 export async function buildProgress(src: ProgressSource, reg: TaskRegistry): Promise<unknown> {
@@ -37,7 +39,7 @@ export async function buildProgress(src: ProgressSource, reg: TaskRegistry): Pro
         destination: t.destination,
         startedAt: new Date(t.startedAt).toISOString(),
         elapsedMs: t.elapsedMs(),
-        canCutover: streaming && lag.every((l) => l.bytes >= 0) && lagBytes <= threshold && cutoverHistory.running === null,
+        canCutover: streaming && lag.every((l) => l.bytes >= 0) && lagBytes <= threshold && src.cutovers.running === null,
         lagBytes,
         lagSeconds: lag.reduce((a, l) => Math.max(a, l.seconds), 0),
         lag,
@@ -59,13 +61,13 @@ export async function buildProgress(src: ProgressSource, reg: TaskRegistry): Pro
     openTransactions: src.gate.openTransactions(name),
     waitingTransactions: src.gate.waiting(name),
   }));
-  const last = cutoverHistory.last;
+  const last = src.cutovers.last;
   return {
     canWrite: databases.every((d) => d.canWrite),
     databases,
     tasks,
-    cutoverRunning: cutoverHistory.running,
-    cutovers: cutoverHistory.count,
+    cutoverRunning: src.cutovers.running,
+    cutovers: src.cutovers.count,
     lastCutover: last && { taskId: last.taskId, rollback: last.rollback, pauseMs: last.pauseMs, steps: last.steps, abortedTransactions: last.abortedTransactions, reverseTaskId: last.reverseTaskId, finishedAt: last.finishedAt.toISOString() },
   };
 }

@@ -2,7 +2,7 @@
  * The query router: parse (cached), classify, route to shards, and merge cross-shard results.
  * See docs/routing.md.
  */
-export { initParser, parseStatement, parseCacheStats, setParseCacheCapacity, clearParseCache } from './parse-cache.js';
+export { initParser, ParseCache, type ParseCacheStats } from './parse-cache.js';
 export type { ParsedQuery, ParsedStatement } from './parse-cache.js';
 export { analyze, isReadOnlyTree } from './analyze.js';
 export type { QueryAnalysis, StatementInfo, StatementKind, SetTarget } from './analyze.js';
@@ -12,3 +12,5 @@ export type { SortKey, OutputColumn, AggregatePlan, AggregateFn } from './merge-
 export { ResultMerger } from './merger.js';
 export type { MergeResult, Row } from './merger.js';
 export { NULL_KEY_SHARD } from './key-values.js';
+export type { RowMove } from './shard-key-update.js';
+export { MOVE_COLUMNS } from './shard-key-update.js';

@@ -1,7 +1,8 @@
 /**
  * What the merger must do with the results of a SELECT sent to several shards, derived from the
  * AST: concatenate, k-way merge on ORDER BY, apply LIMIT/OFFSET after merging, re-aggregate
- * count/sum/min/max (with or without GROUP BY). Anything that cannot be merged exactly is an
+ * count/sum/min/max, avg/stddev/variance from partial states and count(DISTINCT) (with or without
+ * GROUP BY). Anything that cannot be merged exactly is an
  * error 0A000 naming the construct: a clear error beats a silently wrong answer.
  */
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
@@ -18,13 +19,42 @@ export interface SortKey {
   nullsFirst: boolean;
 }
 
-export type AggregateFn = 'count' | 'sum' | 'min' | 'max';
+export type AggregateFn = 'count' | 'sum' | 'min' | 'max' | StatsFn | 'count_distinct';
+
+/** Aggregates rebuilt from per-shard partial states fetched in hidden columns (see sql-rewrite shardSelectText). */
+export type StatsFn = 'avg' | 'var_samp' | 'var_pop' | 'stddev_samp' | 'stddev_pop';
+
+export interface AggregateColumn {
+  index: number;
+  fn: AggregateFn;
+  /** StatsFn: first hidden column of its partial state (count, numeric sum, float8 sum[, numeric sum of squares, float8 Sxx]). */
+  state?: number;
+  /** count_distinct: which hidden distinct value column (0-based among `distinct`) it counts. */
+  distinct?: number;
+  /** StatsFn / count_distinct: byte offset of the aggregate call in the query text, for the rewrite. */
+  location?: number;
+}
 
 export interface AggregatePlan {
   /** Output columns (0-based) that are GROUP BY keys; empty for a plain aggregate. */
   groupBy: number[];
   /** Output columns holding aggregates and how partial results combine. */
-  columns: Array<{ index: number; fn: AggregateFn }>;
+  columns: AggregateColumn[];
+  /** Columns the client sees; the shards return `hidden` more after them (partial states, distinct values). */
+  visible: number;
+  hidden: number;
+  /** count(DISTINCT …) arguments (their call locations), fetched per shard with GROUPING SETS; hidden columns `distinctAt`… plus a GROUPING() column after them. */
+  distinct: number[];
+  distinctAt: number;
+}
+
+const STATS: Record<string, StatsFn> = {
+  avg: 'avg', variance: 'var_samp', var_samp: 'var_samp', var_pop: 'var_pop', stddev: 'stddev_samp', stddev_samp: 'stddev_samp', stddev_pop: 'stddev_pop',
+};
+
+/** Hidden columns a StatsFn needs: count, sum::numeric, sum::float8 (+ sum of squares::numeric, float8 Sxx for the spread). */
+export function stateWidth(fn: StatsFn): number {
+  return fn === 'avg' ? 3 : 5;
 }
 
 /** A LIMIT / OFFSET count: absent, a constant, or a Bind parameter ($n, 1-based). */
@@ -92,7 +122,8 @@ export function planSelectMerge(sel: Node): MergeTemplate | PgError {
     if (limit.kind !== 'none' || offset.kind !== 'none') {
       // Groups sorted on all (and only) the group keys are totally ordered, so each shard's first
       // limit+offset groups contain every group of the global answer, with all their partial rows.
-      shardLimit = aggregate.groupBy.length && orderCoversGroups(order, aggregate.groupBy) ? 'combine' : 'strip';
+      // GROUPING SETS for count(DISTINCT) add rows per value: then no shard-side limit is safe.
+      shardLimit = aggregate.groupBy.length && !aggregate.distinct.length && orderCoversGroups(order, aggregate.groupBy) ? 'combine' : 'strip';
     }
   } else if (offset.kind !== 'none') {
     shardLimit = 'combine';
@@ -192,7 +223,9 @@ function planAggregate(sel: Node, targets: Node[]): AggregatePlan | null | PgErr
     }
     if (!groupBy.includes(idx)) groupBy.push(idx);
   }
-  const columns: AggregatePlan['columns'] = [];
+  const columns: AggregateColumn[] = [];
+  const stats: AggregateColumn[] = [];
+  const distinct: AggregateColumn[] = [];
   for (let i = 0; i < targets.length; i++) {
     if (groupBy.includes(i)) continue;
     const val = targets[i].val as Node;
@@ -206,16 +239,38 @@ function planAggregate(sel: Node, targets: Node[]): AggregatePlan | null | PgErr
     }
     if (agg.window) return unsupported(`window function ${agg.name}()`);
     const fc = as(val, 'FuncCall');
-    const fn = fc ? MERGEABLE[lastName(fc.funcname).toLowerCase()] : undefined;
+    const name = fc ? lastName(fc.funcname).toLowerCase() : '';
+    const fn = fc ? MERGEABLE[name] ?? STATS[name] : undefined;
     if (!fc || !fn) {
-      if (fc && fn === undefined) return unsupported(`aggregate ${agg.name}()`, 'Only count, sum, min and max can be merged across shards; avg can be computed as sum/count in the application.');
+      if (fc && fn === undefined) return unsupported(`aggregate ${agg.name}()`, 'Only count, sum, min, max, avg, stddev and variance can be merged across shards.');
       return unsupported(`expression over aggregate ${agg.name}()`, 'Select the bare aggregate and compute the expression in the application.');
     }
-    if (fc.agg_distinct && (fn === 'count' || fn === 'sum')) return unsupported(`${fn}(DISTINCT …)`);
     if (fc.agg_within_group) return unsupported(`${fn}() WITHIN GROUP`);
-    columns.push({ index: i, fn });
+    const partial = STATS[name] !== undefined || (fn === 'count' && fc.agg_distinct);
+    if (partial && (fc.agg_filter || fc.agg_order || fc.agg_star || (fc.args ?? []).length !== 1)) {
+      return unsupported(`${name}() with FILTER, ORDER BY, * or several arguments`);
+    }
+    if (fn === 'count' && fc.agg_distinct) {
+      const c: AggregateColumn = { index: i, fn: 'count_distinct', location: fc.location as number };
+      distinct.push(c);
+      columns.push(c);
+      continue;
+    }
+    if (fc.agg_distinct && fn !== 'min' && fn !== 'max') return unsupported(`${name}(DISTINCT …)`, 'count(DISTINCT …) is supported; for other aggregates over distinct values, pin the query to one shard.');
+    const c: AggregateColumn = { index: i, fn, location: fc.location as number };
+    if (STATS[name] !== undefined) stats.push(c);
+    columns.push(c);
   }
-  return { groupBy, columns };
+  // Hidden columns after the visible ones: each StatsFn's partial state, then the distinct values and their GROUPING() mask.
+  let next = targets.length;
+  for (const c of stats) {
+    c.state = next;
+    next += stateWidth(c.fn as StatsFn);
+  }
+  const distinctAt = next;
+  distinct.forEach((c, k) => (c.distinct = k));
+  if (distinct.length) next += distinct.length + 1;
+  return { groupBy, columns, visible: targets.length, hidden: next - targets.length, distinct: distinct.map((c) => c.location!), distinctAt };
 }
 
 function hasColumnRef(n: Node): boolean {

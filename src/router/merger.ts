@@ -12,7 +12,9 @@ import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import type { Comparator } from './compare.js';
 import { OID, comparatorFor, groupKeyOf } from './compare.js';
 import { formatFloat, sumDecimalText, sumIntegerText } from './decimal.js';
-import type { AggregatePlan } from './merge-plan.js';
+import type { AggregateColumn, AggregateFn, AggregatePlan, StatsFn } from './merge-plan.js';
+import { stateWidth } from './merge-plan.js';
+import { floatStats, numericStats } from './stats-merge.js';
 import type { MergePlan } from './route.js';
 
 export type Row = (Buffer | null)[];
@@ -45,6 +47,8 @@ const COUNTED = /^(SELECT|INSERT 0|INSERT|UPDATE|DELETE|MERGE|COPY|MOVE|FETCH) (
 export class ResultMerger {
   private readonly state = new Map<number, ShardState>();
   private fieldsDesc: FieldDescription[] | null = null;
+  /** The shards' columns, including hidden partial-state columns the client does not see. */
+  private shardFields: FieldDescription[] | null = null;
   private keys: ResolvedKey[] = [];
   private out: Row[] = [];
   private skipped = 0;
@@ -81,12 +85,13 @@ export class ResultMerger {
   /** A shard's RowDescription. Every shard must describe the same columns and types. */
   rowDescription(shard: number, fields: FieldDescription[]): void {
     this.shard(shard);
-    if (!this.fieldsDesc) {
-      this.fieldsDesc = fields;
+    if (!this.shardFields) {
+      this.shardFields = fields;
+      this.fieldsDesc = this.agg?.hidden ? fields.slice(0, this.agg.visible) : fields;
       this.resolveKeys(fields);
       return;
     }
-    const f = this.fieldsDesc;
+    const f = this.shardFields;
     if (f.length !== fields.length || f.some((x, i) => x.typeOid !== fields[i].typeOid || x.format !== fields[i].format)) {
       throw new PgError(SQLSTATE.internalError, `shard ${shard} returned different result columns than the other shards`, {
         hint: 'The shards\' schemas differ; run schema sync so every shard has the same table definitions.',
@@ -213,25 +218,40 @@ export class ResultMerger {
   }
 
   private finishAggregate(agg: AggregatePlan): void {
-    const fields = this.fieldsDesc;
+    const fields = this.shardFields;
     if (!fields) return;
-    const groups = new Map<string, Row[]>();
+    // Per group: the shards' partial rows, and the distinct values of each count(DISTINCT) seen in GROUPING SETS rows.
+    const groups = new Map<string, { partials: Row[]; distinct: Set<string>[] }>();
+    const maskAt = agg.distinctAt + agg.distinct.length;
+    const baseMask = (1 << agg.distinct.length) - 1;
     for (const st of this.state.values()) {
       for (let i = st.head; i < st.queue.length; i++) {
         const row = st.queue[i];
         const key = agg.groupBy.map((g) => groupKeyOf(row[g], fields[g].typeOid, fields[g].format)).join('\u0001');
-        const l = groups.get(key);
-        if (l) l.push(row);
-        else groups.set(key, [row]);
+        let g = groups.get(key);
+        if (!g) groups.set(key, (g = { partials: [], distinct: agg.distinct.map(() => new Set<string>()) }));
+        const mask = agg.distinct.length ? intValue(row[maskAt], fields[maskAt].format) : baseMask;
+        if (mask === baseMask) {
+          g.partials.push(row);
+          continue;
+        }
+        // GROUPING(d1, …, dk) has bit k-1-j clear on the rows grouped by dj.
+        const j = agg.distinct.findIndex((_, k) => (mask & (1 << (agg.distinct.length - 1 - k))) === 0);
+        const v = row[agg.distinctAt + j];
+        const f = fields[agg.distinctAt + j];
+        if (v !== null) g.distinct[j].add(groupKeyOf(v, f.typeOid, f.format));
       }
       st.queue = [];
       st.head = 0;
     }
-    const combiners = agg.columns.map((c) => ({ index: c.index, combine: combinerFor(c.fn, fields[c.index]) }));
+    const combiners = agg.columns.map((c) => ({ c, combine: c.fn === 'count_distinct' ? null : c.state !== undefined ? statsCombiner(c, fields) : columnCombiner(c, fields[c.index]) }));
     const rows: Row[] = [];
-    for (const partials of groups.values()) {
-      const row = partials[0].slice();
-      for (const c of combiners) row[c.index] = c.combine(partials.map((p) => p[c.index]));
+    for (const { partials, distinct } of groups.values()) {
+      if (!partials.length) continue;
+      const row = partials[0].slice(0, agg.visible);
+      for (const { c, combine } of combiners) {
+        row[c.index] = combine ? combine(partials) : int8Value(distinct[c.distinct!].size, fields[c.index].format);
+      }
       rows.push(row);
     }
     if (this.order) rows.sort((a, b) => this.compare(a, b));
@@ -239,14 +259,73 @@ export class ResultMerger {
   }
 }
 
+/**
+ * Bind result formats for the shards' query: the client's for its columns, text for the hidden
+ * partial-state columns the rewrite added (the merger reads them as text).
+ */
+export function shardResultFormats(formats: readonly number[], plan: MergePlan): readonly number[] {
+  const agg = plan.kind === 'rows' ? plan.aggregate : null;
+  if (!agg || !agg.hidden || formats.length === 0 || (formats.length === 1 && formats[0] === 0)) return formats;
+  const visible = formats.length === 1 ? new Array<number>(agg.visible).fill(formats[0]) : formats;
+  return [...visible, ...new Array<number>(agg.hidden).fill(0)];
+}
+
 type Combiner = (values: (Buffer | null)[]) => Buffer | null;
+
+function intValue(v: Buffer | null, format: number): number {
+  if (v === null) throw new PgError(SQLSTATE.internalError, 'GROUPING() returned NULL');
+  return format === 1 ? v.readInt32BE(0) : Number(v.toString('latin1'));
+}
+
+function int8Value(n: number, format: number): Buffer {
+  if (format === 0) return Buffer.from(String(n));
+  const out = Buffer.alloc(8);
+  out.writeBigInt64BE(BigInt(n));
+  return out;
+}
+
+function columnCombiner(c: AggregateColumn, f: FieldDescription): (partials: Row[]) => Buffer | null {
+  const combine = combinerFor(c.fn, f);
+  return (partials) => combine(partials.map((p) => p[c.index]));
+}
+
+/** avg / variance / stddev from the partial-state columns of each shard's row, in the result type the shards reported. */
+function statsCombiner(c: AggregateColumn, fields: FieldDescription[]): (partials: Row[]) => Buffer | null {
+  const f = fields[c.index];
+  const fn = c.fn as StatsFn;
+  const width = stateWidth(fn);
+  for (let k = c.state!; k < c.state! + width; k++) {
+    if (fields[k].format !== 0) throw new PgError(SQLSTATE.internalError, 'partial aggregate states must be fetched in text format');
+  }
+  const states = (partials: Row[]) => partials.map((p) => p.slice(c.state!, c.state! + width).map((v) => (v === null ? null : v.toString('latin1'))));
+  if (f.typeOid === OID.numeric) {
+    if (f.format !== 0) throw new PgError(SQLSTATE.featureNotSupported, `${fn}() returning binary numeric (column "${f.name}") cannot be merged across shards`, { hint: 'Request numeric results in text format.' });
+    return (partials) => {
+      const r = numericStats(fn, states(partials));
+      return r === null ? null : Buffer.from(r);
+    };
+  }
+  if (f.typeOid === OID.float8) {
+    return (partials) => {
+      const r = floatStats(fn, states(partials));
+      if (r === null) return null;
+      if (f.format === 0) return Buffer.from(formatFloat(r, false));
+      const out = Buffer.alloc(8);
+      out.writeDoubleBE(r);
+      return out;
+    };
+  }
+  throw new PgError(SQLSTATE.featureNotSupported, `${fn}() returning type oid ${f.typeOid} (column "${f.name}") cannot be merged across shards`, {
+    hint: 'avg, stddev and variance are merged for integer, numeric and float arguments.',
+  });
+}
 
 function nonNull(values: (Buffer | null)[]): Buffer[] {
   return values.filter((v): v is Buffer => v !== null);
 }
 
 /** How partial aggregates of one column combine, by function and result type. */
-function combinerFor(fn: AggregatePlan['columns'][number]['fn'], f: FieldDescription): Combiner {
+function combinerFor(fn: AggregateFn, f: FieldDescription): Combiner {
   const bin = f.format === 1;
   if (fn === 'min' || fn === 'max') {
     const cmp = comparatorFor(f.typeOid, f.format, `${fn}()`);

@@ -31,7 +31,7 @@ const lib = createRequire(import.meta.url)('libpg-query') as LibPgQuery;
 let loaded: Promise<void> | undefined;
 let ready = false;
 
-/** Loads the WASM parser. Call once at startup (idempotent); parseStatement needs it. */
+/** Loads the WASM parser. Call once at startup (idempotent); ParseCache.parse needs it. */
 export function initParser(): Promise<void> {
   if (!loaded) {
     loaded = lib.loadModule().then(() => {
@@ -88,56 +88,67 @@ const DEFAULT_CAPACITY = 10_000;
 /** Texts longer than this are parsed but not cached (huge multi-row INSERTs would crowd the cache). */
 const MAX_CACHED_LENGTH = 64 * 1024;
 
-let capacity = DEFAULT_CAPACITY;
-const cache = new Map<string, ParsedQuery>();
-const stats = { hits: 0, misses: 0, evictions: 0 };
-
 /** Counters for the metrics endpoint. */
-export function parseCacheStats(): { hits: number; misses: number; evictions: number; size: number; capacity: number } {
-  return { ...stats, size: cache.size, capacity };
+export interface ParseCacheStats {
+  hits: number;
+  misses: number;
+  evictions: number;
+  size: number;
+  capacity: number;
 }
 
-/** Changes the cache bound (tests, config); drops the oldest entries if needed. */
-export function setParseCacheCapacity(n: number): void {
-  capacity = Math.max(1, Math.floor(n));
-  evict();
-}
+/**
+ * The parse cache of one proxy (the composition root creates it and hands it to the client
+ * loops; the metrics read its counters). Map iteration order is insertion order, so the first
+ * key is the least recently used.
+ */
+export class ParseCache {
+  private readonly cache = new Map<string, ParsedQuery>();
+  private hits = 0;
+  private misses = 0;
+  private evictions = 0;
 
-/** Empties the cache and zeroes the counters. */
-export function clearParseCache(): void {
-  cache.clear();
-  stats.hits = stats.misses = stats.evictions = 0;
-}
+  constructor(private capacity = DEFAULT_CAPACITY) {}
 
-function evict(): void {
-  while (cache.size > capacity) {
-    const oldest = cache.keys().next().value as string;
-    cache.delete(oldest);
-    stats.evictions++;
+  /** Parses (or fetches from the cache) a query text. Never throws for SQL syntax errors. */
+  parse(sql: string): ParsedQuery {
+    const hit = this.cache.get(sql);
+    if (hit) {
+      this.hits++;
+      // Re-inserting marks the entry most recently used.
+      this.cache.delete(sql);
+      this.cache.set(sql, hit);
+      return hit;
+    }
+    this.misses++;
+    const q = parseUncached(sql);
+    if (sql.length <= MAX_CACHED_LENGTH) {
+      this.cache.set(sql, q);
+      this.evict();
+    }
+    return q;
   }
-}
 
-/** Parses (or fetches from the cache) a query text. Never throws for SQL syntax errors. */
-export function parseStatement(sql: string): ParsedQuery {
-  const hit = cache.get(sql);
-  if (hit) {
-    stats.hits++;
-    // Map iteration order is insertion order: re-inserting marks the entry most recently used.
-    cache.delete(sql);
-    cache.set(sql, hit);
-    return hit;
+  stats(): ParseCacheStats {
+    return { hits: this.hits, misses: this.misses, evictions: this.evictions, size: this.cache.size, capacity: this.capacity };
   }
-  stats.misses++;
-  const q = parseUncached(sql);
-  if (sql.length <= MAX_CACHED_LENGTH) {
-    cache.set(sql, q);
-    evict();
+
+  /** Changes the bound; drops the oldest entries if needed. */
+  setCapacity(n: number): void {
+    this.capacity = Math.max(1, Math.floor(n));
+    this.evict();
   }
-  return q;
+
+  private evict(): void {
+    while (this.cache.size > this.capacity) {
+      this.cache.delete(this.cache.keys().next().value as string);
+      this.evictions++;
+    }
+  }
 }
 
 function parseUncached(sql: string): ParsedQuery {
-  if (!ready) throw new Error('initParser() must complete before parseStatement() is called');
+  if (!ready) throw new Error('initParser() must complete before a query is parsed');
   let raw: ReturnType<LibPgQuery['parseSync']>;
   try {
     raw = lib.parseSync(sql);

@@ -73,7 +73,7 @@ export function planInsert(q: ParsedQuery, s: ParsedStatement, body: Node, targe
   if (!target) return broadcast;
   const sharded = target.cls === 'sharded' && !!target.sharder;
   // A positional INSERT into an unnamed table: a name-less entry shards it if the table has its column.
-  const maybeSharded = !sharded && target.cls === 'unsharded' && !body.cols && schema.shardedTables().some((e) => e.name === undefined);
+  const maybeSharded = !sharded && target.cls === 'unsharded' && !body.cols && schema.hasColumnRules();
   if (!sharded && !maybeSharded) return broadcast;
   const name = target.relname;
   const sel = as(body.selectStmt, 'SelectStmt');
@@ -120,11 +120,9 @@ function keyValues(p: InsertPlan, columns: readonly string[] | null, schema: Sha
       return { kind: 'error', error: new PgError(SQLSTATE.syntaxError, 'INSERT has more expressions than target columns') };
     }
     if (!sharder) {
-      for (const e of schema.shardedTables()) {
-        if (e.name === undefined && columns.includes(e.column)) sharder = schema.columnSharder(e.column, name) ?? null;
-        if (sharder) break;
-      }
-      if (!sharder) return { kind: 'all', merge: { kind: 'first' } };
+      const placed = schema.placement(name, p.table.schemaname, (c) => columns.includes(c));
+      if (placed.kind !== 'sharded') return { kind: 'all', merge: { kind: 'first' } };
+      sharder = placed.sharder;
     }
     k = columns.indexOf(sharder.column);
     if (k < 0) {

@@ -13,12 +13,14 @@ import type { AggregatePlan, BoundParam, MergeTemplate, SortKey } from './merge-
 import { planSelectMerge, resolveCount } from './merge-plan.js';
 import type { ParsedQuery, ParsedStatement } from './parse-cache.js';
 import { shardsOfSources } from './key-values.js';
-import { rewriteLimit } from './sql-rewrite.js';
+import { shardSelectText } from './sql-rewrite.js';
 import { crossShardSubqueryError } from './subqueries.js';
 import type { KeyRestriction } from './tables.js';
 import { allTables, columnMentions, fromScope, keyRestriction } from './tables.js';
 import type { CopyPlan, InsertPlan } from './route-write.js';
 import { planCopy, planInsert, routeInsert } from './route-write.js';
+import type { KeyUpdatePlan, RowMove } from './shard-key-update.js';
+import { planKeyUpdate, routeKeyUpdate, setsShardKey } from './shard-key-update.js';
 
 export type { CopyPlan } from './route-write.js';
 export type { BoundParam } from './merge-plan.js';
@@ -48,6 +50,8 @@ export type RouteDecision =
   | { kind: 'all'; merge: MergePlan; sql?: string }
   /** Multi-row INSERT split per shard: send part.sql to part.shard with part.params; merge sums the tags. */
   | { kind: 'split'; parts: SplitPart[]; merge: MergePlan }
+  /** UPDATE of the shard key: run `move.sql` on `shards` (null: all) and move the rows whose new key is elsewhere (frontend/row-move.ts). */
+  | { kind: 'move'; move: RowMove; shards: number[] | null }
   /** COPY … FROM STDIN: the caller splits the rows with the plan. */
   | { kind: 'copy'; copy: CopyPlan }
   /** The table's column order is needed (positional INSERT) and not cached: load it (again, when `refresh`) and route again. */
@@ -92,6 +96,7 @@ type Plan =
   /** `fanOut`: the error when the statement reaches several shards (a subquery that cannot run shard by shard). */
   | { t: 'dml'; keys: KeyRestriction | null; fanOut: PgError | null }
   | { t: 'insert'; p: InsertPlan }
+  | { t: 'key_update'; p: KeyUpdatePlan }
   | { t: 'copy_query'; inner: Plan };
 
 function err(code: string, message: string, hint?: string): RouteDecision {
@@ -125,7 +130,7 @@ function combine(ds: RouteDecision[], follower: boolean[]): RouteDecision {
     const d = ds[i];
     if (d.kind === 'error' || d.kind === 'columns') return d;
     if (follower[i]) continue;
-    if (d.kind === 'split' || d.kind === 'copy' || (d.kind !== 'shards' && d.merge.kind !== 'first') || (d.kind === 'shards' && d.shards.length > 1)) {
+    if (d.kind === 'split' || d.kind === 'copy' || d.kind === 'move' || (d.kind !== 'shards' && d.merge.kind !== 'first') || (d.kind === 'shards' && d.shards.length > 1)) {
       return err(SQLSTATE.featureNotSupported, 'a multi-statement query whose statements need results merged from several shards is not supported', 'Send the statements one at a time.');
     }
     // A statement's own rewritten text (a positional INSERT's added column list) cannot stand for the whole query.
@@ -163,6 +168,10 @@ function execute(plan: Plan, q: ParsedQuery, ctx: RouteContext, params: readonly
     }
     case 'insert':
       return routeInsert(plan.p, q, ctx, params);
+    case 'key_update': {
+      const d = routeKeyUpdate(plan.p, params);
+      return d.kind === 'shards' ? { kind: 'shards', shards: d.shards, merge: NONE } : d;
+    }
     case 'select': {
       const shards = plan.keys ? shardsOfSources(plan.keys.values, plan.keys.table.sharder!, params) : 'any';
       if (shards instanceof PgError) return { kind: 'error', error: shards };
@@ -173,7 +182,7 @@ function execute(plan: Plan, q: ParsedQuery, ctx: RouteContext, params: readonly
       if (limit instanceof PgError) return { kind: 'error', error: limit };
       const offset = resolveCount(m.offset, params);
       if (offset instanceof PgError) return { kind: 'error', error: offset };
-      if (plan.sql === undefined) plan.sql = rewriteLimit(q, plan.s, m.shardLimit, m.limit, m.offset) ?? null;
+      if (plan.sql === undefined) plan.sql = shardSelectText(q, plan.s, m) ?? null;
       const merge: MergePlan = { kind: 'rows', order: m.order, limit, offset: offset ?? 0, aggregate: m.aggregate };
       const sql = plan.sql ?? undefined;
       return shards === 'any' ? { kind: 'all', merge, sql } : { kind: 'shards', shards, merge, sql };
@@ -220,16 +229,14 @@ function planStatement(q: ParsedQuery, s: ParsedStatement, schema: ShardingSchem
       const target = tables[0];
       // Omnisharded / unsharded targets hold a full copy on every shard: write them all.
       if (!target || target.cls !== 'sharded') return { t: 'fixed', d: ALL_FIRST };
-      if (info.kind === 'update') {
-        const setsKey = (body.targetList as Node[]).some((t) => t.ResTarget?.name === target.sharder!.column);
-        if (setsKey) {
-          return { t: 'fixed', d: err(SQLSTATE.featureNotSupported, `UPDATE of shard key column "${target.sharder!.column}" of sharded table "${target.relname}" is not supported`, 'Delete the row and insert it with the new key instead.') };
-        }
-      }
       const extra = (body.fromClause ?? body.usingClause ?? []) as Node[];
       const scope = fromScope(extra, schema, mentions);
       scope.tables.unshift(target);
-      return { t: 'dml', keys: keyRestriction(body.whereClause, scope), fanOut: crossShardSubqueryError(body, schema, mentions) };
+      const keys = keyRestriction(body.whereClause, scope);
+      const fanOut = crossShardSubqueryError(body, schema, mentions);
+      // A new shard key may move the row to another shard (shard-key-update.ts).
+      if (info.kind === 'update' && setsShardKey(body, target)) return { t: 'key_update', p: planKeyUpdate(q, s, body, target, keys, fanOut) };
+      return { t: 'dml', keys, fanOut };
     }
     case 'insert': {
       const p = planInsert(q, s, body, tables[0], schema);

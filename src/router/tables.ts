@@ -19,21 +19,18 @@ export interface TableRef {
   sharder?: TableSharder;
 }
 
-/** Classifies a RangeVar. Name-less `[[sharded_tables]]` entries match when the statement mentions their column for this table. */
+/**
+ * Classifies a RangeVar by the sharding schema's placement rule. The router does not know the
+ * table's columns: for name-less `[[sharded_tables]]` entries, the columns the statement
+ * mentions for this table stand in for them.
+ */
 export function classify(rv: Node, schema: ShardingSchema, mentions: Set<string>): TableRef {
   const relname = String(rv.relname);
   const schemaname = rv.schemaname ? String(rv.schemaname) : undefined;
   const alias = rv.alias?.aliasname ? String(rv.alias.aliasname) : relname;
-  const ref: TableRef = { relname, schemaname, alias, cls: 'unsharded' };
-  const s = schema.tableSharder(relname, schemaname);
-  if (s) return { ...ref, cls: 'sharded', sharder: s };
-  if (schema.isOmnisharded(relname, schemaname)) return { ...ref, cls: 'omnisharded' };
-  for (const e of schema.shardedTables()) {
-    if (e.name !== undefined || !(mentions.has(`${alias}.${e.column}`) || mentions.has(`.${e.column}`))) continue;
-    const cs = schema.columnSharder(e.column, relname);
-    if (cs) return { ...ref, cls: 'sharded', sharder: cs };
-  }
-  return ref;
+  const p = schema.placement(relname, schemaname, (c) => mentions.has(`${alias}.${c}`) || mentions.has(`.${c}`));
+  if (p.kind === 'sharded') return { relname, schemaname, alias, cls: 'sharded', sharder: p.sharder };
+  return { relname, schemaname, alias, cls: p.kind };
 }
 
 /** Column names the statement mentions: `alias.col` for qualified refs, `.col` for bare ones. */
@@ -44,6 +41,8 @@ export function columnMentions(tree: Node): Set<string> {
     if (parts) out.add(parts.length === 1 ? `.${parts[0]}` : `${parts[parts.length - 2]}.${parts[parts.length - 1]}`);
     const rt = as(n, 'ResTarget');
     if (rt && rt.name && !rt.val) out.add(`.${rt.name}`); // INSERT column list
+    const copy = as(n, 'CopyStmt');
+    if (copy?.attlist) for (const a of copy.attlist as Node[]) out.add(`.${as(a, 'String')?.sval}`); // COPY column list
     return undefined;
   });
   return out;

@@ -4,7 +4,7 @@
  */
 export type { TableSharder } from './sharder.js';
 export { createTableSharder, shardOfValue } from './sharder.js';
-export { ShardingSchema } from './schema.js';
+export { ShardingSchema, type Placement, type ShardKey } from './schema.js';
 
 /**
  * Where a row whose shard key is NULL is written (INSERT, COPY): shard 0, the partition

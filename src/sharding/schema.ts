@@ -1,10 +1,12 @@
 /**
  * ShardingSchema: which tables of one logical database are sharded, on which column, and which
- * are omnisharded (a full copy on every shard). Built once per configuration; sharders are
- * created lazily and cached, so lookups on the query path allocate nothing after the first.
+ * are omnisharded (a full copy on every shard); its placement() is the one rule every part of
+ * pgshift asks. Built once per configuration; sharders are created lazily and cached, so
+ * lookups on the query path allocate nothing after the first.
  */
 import type { OmnishardedTableConfig, ShardedMappingConfig, ShardedTableConfig } from '../config/types.js';
 import { checkShardCount, sharderFor, type TableSharder } from './sharder.js';
+import { PgError, SQLSTATE } from '../wire/pg-error.js';
 
 export class ShardingSchema {
   private readonly named = new Map<string, ShardedTableConfig[]>();
@@ -56,13 +58,57 @@ export class ShardingSchema {
   }
 
   /**
-   * The sharder of a table named in `[[sharded_tables]]`. With `schema`, an entry for that
-   * schema wins over one without a schema; an entry for another schema never matches. Without
-   * `schema` (an unqualified name), an entry without a schema matches, else the table's only
-   * entry. Entries without a `name` apply to any table having their column; the caller knows
-   * the columns, so it asks {@link columnSharder} for those. Undefined = not sharded by name.
+   * THE placement rule: where the rows of a table go. Every decider asks this one method — the
+   * router (statement by statement), the copy, the applier (both ends of a stream) and VERIFY —
+   * so they can never place a row differently. In order:
+   *
+   * 1. A `[[sharded_tables]]` entry naming the table: with `schema`, the entry for that schema
+   *    wins over one without a schema, and an entry for another schema never matches; without
+   *    `schema` (an unqualified name), the entry without a schema, else the table's only entry.
+   *    Its column shards the table whether or not `hasColumn` sees it (the callers that know the
+   *    columns report a missing one, see {@link shardKey}).
+   * 2. `[[omnisharded_tables]]` (bare or schema-qualified): a full copy on every shard. The
+   *    config check refuses a table listed in both, so 1 and 2 never compete.
+   * 3. Name-less `[[sharded_tables]]` entries, in config order: the first whose column the
+   *    table has (`hasColumn`: the catalog's columns, or those a statement mentions for it).
+   * 4. Otherwise unsharded: a full copy on every shard, as omnisharded, but not declared.
    */
-  tableSharder(table: string, schema?: string): TableSharder | undefined {
+  placement(table: string, schema: string | undefined, hasColumn: (column: string) => boolean): Placement {
+    const named = this.namedSharder(table, schema);
+    if (named) return { kind: 'sharded', sharder: named };
+    if (this.isOmnisharded(table, schema)) return OMNISHARDED;
+    for (const [column, entry] of this.unnamed) {
+      if (hasColumn(column)) return { kind: 'sharded', sharder: this.sharder(entry, table) };
+    }
+    return UNSHARDED;
+  }
+
+  /**
+   * {@link placement} for a table whose columns are known (copy, applier, VERIFY): the shard
+   * key's position among `t.columns` and its sharder; null when every shard holds every row.
+   * A table named in `[[sharded_tables]]` without that column is a configuration error.
+   */
+  shardKey(t: { name: string; schema?: string; columns: readonly { name: string }[] }): ShardKey | null {
+    const p = this.placement(t.name, t.schema, (c) => t.columns.some((x) => x.name === c));
+    if (p.kind !== 'sharded') return null;
+    const index = t.columns.findIndex((c) => c.name === p.sharder.column);
+    if (index < 0) {
+      const name = t.schema !== undefined ? `${t.schema}.${t.name}` : t.name;
+      throw new PgError(
+        SQLSTATE.configFileError,
+        `table ${name} is sharded on column "${p.sharder.column}" in [[sharded_tables]] of database "${this.database}", but it has no such column (or its publication leaves it out)`,
+        { hint: 'fix the column name in pgshift.toml, or list the table in [[omnisharded_tables]]' },
+      );
+    }
+    return { index, sharder: p.sharder };
+  }
+
+  /** Are rows placed by name-less entries (a table's columns decide whether it is sharded)? */
+  hasColumnRules(): boolean {
+    return this.unnamed.size > 0;
+  }
+
+  private namedSharder(table: string, schema?: string): TableSharder | undefined {
     const list = this.named.get(table);
     if (!list) return undefined;
     let entry: ShardedTableConfig | undefined;
@@ -71,32 +117,26 @@ export class ShardingSchema {
     return entry ? this.sharder(entry, table) : undefined;
   }
 
-  /**
-   * The sharder for a column of a table not named in the config: a name-less entry for that
-   * column. When the table is unknown (undefined), also the one named entry sharded on that
-   * column (several are ambiguous: undefined). Pass `table` to let table-specific mappings of a
-   * name-less entry apply.
-   */
-  columnSharder(column: string, table?: string): TableSharder | undefined {
-    const entry = this.unnamed.get(column);
-    if (entry) return this.sharder(entry, table ?? '');
-    // A named entry belongs to its table: another table with a column of the same name is not
-    // sharded by it (it would split a table that pgshift copies whole to every shard).
-    if (table !== undefined) return undefined;
-    let only: ShardedTableConfig | undefined;
-    for (const t of this.entries) {
-      if (t.name === undefined || t.column !== column) continue;
-      if (only) return undefined;
-      only = t;
-    }
-    return only ? this.sharder(only, only.name ?? '') : undefined;
-  }
-
-  /** Is the table listed in `[[omnisharded_tables]]` (bare or schema-qualified)? */
-  isOmnisharded(table: string, schema?: string): boolean {
+  private isOmnisharded(table: string, schema?: string): boolean {
     if (this.omni.has(table)) return true;
     if (schema !== undefined && this.omni.has(`${schema}.${table}`)) return true;
     const dot = table.lastIndexOf('.');
     return dot >= 0 && this.omni.has(table.slice(dot + 1));
   }
+}
+
+/**
+ * Where a table's rows go: 'sharded' = each row to the shard its key names (a NULL key to
+ * NULL_KEY_SHARD); 'omnisharded' and 'unsharded' = every shard holds every row (written to all,
+ * read from one).
+ */
+export type Placement = { kind: 'sharded'; sharder: TableSharder } | { kind: 'omnisharded' } | { kind: 'unsharded' };
+
+const OMNISHARDED: Placement = { kind: 'omnisharded' };
+const UNSHARDED: Placement = { kind: 'unsharded' };
+
+/** A sharded table's key: its position among the table's columns, and its sharder. */
+export interface ShardKey {
+  index: number;
+  sharder: TableSharder;
 }

@@ -10,7 +10,7 @@
  * live in sibling files and are re-exported here.
  */
 import { PgError, SQLSTATE } from './pg-error.js';
-import { PgOutputReader } from './pgoutput-reader.js';
+import { ByteReader } from './byte-reader.js';
 import {
   COL_BINARY,
   COL_NULL,
@@ -61,6 +61,11 @@ const MIN_VERSION: Record<number, number> = {
   0x70: 3,
 };
 
+/** What a reader of each message type says in its errors, built once (no string per message). */
+const WHAT: Record<number, string> = Object.fromEntries(Object.entries(NAMES).map(([t, n]) => [t, `pgoutput ${n} message`]));
+/** One reader for every message: decoding is synchronous, so it is never shared by two at once. */
+const reader = new ByteReader();
+
 /** Readable name for a message type byte, e.g. "Insert" or "unknown 'Z' (0x5a)". */
 export function pgOutputMessageName(typeByte: number): string {
   return NAMES[typeByte] ?? `unknown '${String.fromCharCode(typeByte)}' (0x${typeByte.toString(16)})`;
@@ -92,8 +97,7 @@ export function decodePgOutput(buf: Buffer, inStream: boolean, protoVersion: num
       `pgoutput ${name} message at offset 0 requires protocol version ${need}, but version ${protoVersion} was negotiated`,
     );
   }
-  const r = new PgOutputReader(buf, name);
-  r.pos = 1;
+  const r = reader.reset(buf, WHAT[t], 1);
   const streamXid = (): number | null => (inStream ? r.u32('xid') : null);
   let msg: PgOutputMessage;
   switch (t) {
@@ -276,13 +280,13 @@ function namespaceName(s: string): string {
   return s === '' ? 'pg_catalog' : s;
 }
 
-function replicaIdentityOf(r: PgOutputReader): ReplicaIdentity {
+function replicaIdentityOf(r: ByteReader): ReplicaIdentity {
   const b = r.u8('replica identity');
   if (b !== 0x64 && b !== 0x6e && b !== 0x66 && b !== 0x69) r.fail(`unknown replica identity ${charOf(b)}`);
   return String.fromCharCode(b) as ReplicaIdentity;
 }
 
-function readColumns(r: PgOutputReader): RelationColumn[] {
+function readColumns(r: ByteReader): RelationColumn[] {
   const n = r.i16('column count');
   if (n < 0) r.fail(`negative column count ${n}`);
   const cols: RelationColumn[] = new Array(n);
@@ -296,7 +300,7 @@ function readColumns(r: PgOutputReader): RelationColumn[] {
   return cols;
 }
 
-function readTuple(r: PgOutputReader): TupleData {
+function readTuple(r: ByteReader): TupleData {
   const n = r.i16('tuple column count');
   if (n < 0) r.fail(`negative tuple column count ${n}`);
   const kinds = new Uint8Array(n);
@@ -306,7 +310,7 @@ function readTuple(r: PgOutputReader): TupleData {
     kinds[i] = k;
     if (k === COL_TEXT || k === COL_BINARY) {
       const len = r.i32('column length');
-      values[i] = r.view(len, `column ${i + 1} value`);
+      values[i] = r.view(len, 'a column value');
     } else if (k === COL_NULL || k === COL_UNCHANGED_TOAST) {
       values[i] = null;
     } else {

@@ -15,7 +15,7 @@
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 import { PgError, SQLSTATE } from './pg-error.js';
-import { Cursor } from './decode.js';
+import { ByteReader } from './byte-reader.js';
 import { scramPasswordBytes } from './saslprep.js';
 
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
@@ -141,11 +141,11 @@ export function mockScramSecret(user: string): ScramSecret {
 
 /** Decodes the body of a SASLInitialResponse ('p'): mechanism cstring, int32 length (-1 = none), data. */
 export function saslInitialResponseData(buf: Buffer): { mechanism: string; data: string } {
-  const c = new Cursor(buf);
-  const mechanism = c.cstr();
-  const len = c.int32();
+  const c = new ByteReader(buf, 'SASLInitialResponse message');
+  const mechanism = c.cstr('the mechanism');
+  const len = c.i32('the data length');
   if (len < -1) throw new PgError(SQLSTATE.protocolViolation, `invalid SASLInitialResponse data length ${len}`);
-  const data = len === -1 ? '' : c.bytes(len).toString('utf8');
+  const data = len === -1 ? '' : c.view(len, 'the data').toString('utf8');
   if (c.remaining !== 0) throw new PgError(SQLSTATE.protocolViolation, 'invalid SASLInitialResponse message: trailing bytes after the data');
   return { mechanism, data };
 }

@@ -32,7 +32,7 @@ async function adminClient(fx: ProxyFixture = px): Promise<pgLib.Client> {
 }
 
 const COLUMNS: Record<string, string[]> = {
-  POOLS: ['id', 'database', 'user', 'addr', 'port', 'shard', 'role', 'cl_waiting', 'sv_idle', 'sv_active', 'sv_idle_xact', 'sv_total', 'maxwait', 'maxwait_us', 'pool_mode', 'paused', 'banned', 'healthy', 'errors', 're_synced', 'out_of_sync', 'force_closed', 'online', 'schema_admin'],
+  POOLS: ['id', 'database', 'user', 'addr', 'port', 'shard', 'role', 'cl_waiting', 'sv_idle', 'sv_active', 'sv_idle_xact', 'sv_total', 'maxwait', 'maxwait_us', 'pool_mode', 'paused', 'banned', 'healthy', 'errors', 're_synced', 'out_of_sync', 'force_closed', 'online', 'schema_admin', 'bans', 'ban_reason'],
   CLIENTS: ['id', 'user', 'database', 'addr', 'port', 'state', 'replication', 'connect_time', 'queries', 'transactions', 'bytes_received', 'bytes_sent', 'errors', 'application_name', 'server_id', 'age_ms'],
   SERVERS: ['pool_id', 'database', 'user', 'addr', 'port', 'state', 'connect_time', 'remote_pid', 'transactions', 'queries', 'prepared_statements', 'healthchecks', 'errors', 'bytes_received', 'bytes_sent', 'age', 'application_name'],
   STATS: ['database', 'user', 'addr', 'port', 'shard', 'role', 'total_xact_count', 'total_query_count', 'total_server_assignment_count', 'total_received', 'total_sent', 'total_wait_time', 'total_errors', 'total_connect_count', 'total_healthchecks'],

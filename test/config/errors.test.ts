@@ -215,3 +215,17 @@ test('a sharded table and an omnisharded table of the same name in different sch
   const sharded = `[[sharded_tables]]\ndatabase = "prod"\nname = "orders"\nschema = "sales"\ncolumn = "customer_id"\n`;
   assert.doesNotThrow(() => parseConfig(DB + sharded + `[[omnisharded_tables]]\ndatabase = "prod"\ntables = ["archive.orders"]\n`, '', PATHS, {}));
 });
+
+test('passthrough_auth = "enabled" is refused at load with the reason, instead of being accepted and ignored', () => {
+  expectError(`[general]\nport = 6432\npassthrough_auth = "enabled"\n` + DB, '', {
+    file: PATHS.config, key: 'general.passthrough_auth', line: 3, msg: /not supported: pgshift authenticates clients itself .* never learns their passwords/,
+  });
+  assert.equal(parseConfig(`[general]\npassthrough_auth = "disabled"\n` + DB, '', PATHS, {}).general.passthrough_auth, 'disabled');
+});
+
+test('lsn_check_interval, lsn_check_timeout and lsn_check_delay are settings of role = "auto", with defaults', () => {
+  const c = parseConfig(`[general]\nlsn_check_interval = 250\nlsn_check_timeout = 900\nlsn_check_delay = 10\n` + DB, '', PATHS, {});
+  assert.deepEqual([c.general.lsn_check_interval, c.general.lsn_check_timeout, c.general.lsn_check_delay], [250, 900, 10]);
+  const d = parseConfig(DB, '', PATHS, {});
+  assert.deepEqual([d.general.lsn_check_interval, d.general.lsn_check_timeout, d.general.lsn_check_delay], [1000, 5000, 0]);
+});

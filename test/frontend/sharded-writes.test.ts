@@ -4,7 +4,7 @@
  * shards and a failure on any shard leaves nothing anywhere. Run twice: with two_phase_commit off
  * (3 shards) and on (2 shards), where the commit goes through PREPARE TRANSACTION.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import postgres from 'postgres';
@@ -12,10 +12,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { writeFileSync, readFileSync } from 'node:fs';
 import copyStreams from 'pg-copy-streams';
-import { PgCluster } from '../harness/pg-cluster.js';
-import { startShardedProxy } from '../harness/sharded.js';
-import type { ProxyFixture } from '../harness/proxy.js';
-import { shardOfValue } from '../../src/sharding/index.js';
+import { bigintKeyOnShard, withCommitSetups, type CommitSetup } from '../harness/sharded.js';
 import { createMetrics } from '../../src/observe/metrics.js';
 
 // Shard key (customer_id) differs from the primary key; a deferrable unique constraint is checked
@@ -32,36 +29,12 @@ CREATE TABLE orders (
 const SHARDED = `[[sharded_tables]]\ndatabase = "app"\nname = "orders"\ncolumn = "customer_id"\ndata_type = "bigint"\n`;
 const BIG = 'x'.repeat(9000);
 
-interface Setup {
-  name: string;
-  shards: number;
-  general: string;
-  cluster?: PgCluster;
-  px?: ProxyFixture;
-}
-const OFF: Setup = { name: '2PC off', shards: 3, general: '' };
-const ON: Setup = { name: '2PC on', shards: 2, general: 'two_phase_commit = true' };
-
-before(async () => {
-  await Promise.all(
-    [OFF, ON].map(async (s) => {
-      s.cluster = await PgCluster.start();
-      s.px = await startShardedProxy(s.cluster, s.shards, SHARDED, s.general, SCHEMA);
-    }),
-  );
-});
-after(async () => {
-  for (const s of [OFF, ON]) {
-    await s.px?.stop();
-    await s.cluster?.stop();
-  }
-});
+type Setup = CommitSetup;
+const { off: OFF, on: ON } = withCommitSetups(SHARDED, SCHEMA);
 
 /** Customer ids 1, 2, … sorted by shard: `onShard(s, k)` is the k-th customer id living on shard s. */
 function customer(s: Setup, shard: number, k = 0): number {
-  const found: number[] = [];
-  for (let id = 1; found.length <= k; id++) if (shardOfValue('bigint', String(id), s.shards) === shard) found.push(id);
-  return found[k];
+  return bigintKeyOnShard(s.shards, shard, k);
 }
 
 /** Every shard's orders, as "customer_id:amount:ref" sorted, read directly from PostgreSQL. */

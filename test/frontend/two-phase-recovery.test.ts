@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { PgCluster, freePort } from '../harness/pg-cluster.js';
 import { PgshiftProcess, poll } from '../migrate/crash-helpers.js';
 import { parseConfig } from '../../src/config/index.js';
-import { Proxy } from '../../src/proxy.js';
+import { ProxyServer } from '../../src/proxy.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { shardOfValue } from '../../src/sharding/index.js';
 
@@ -172,9 +172,9 @@ test('kill -9 of pgshift between PREPARE and COMMIT PREPARED: after restart no p
   // An instance that has used 2PC before (its id file exists), so its start-up pass runs.
   mkdirSync(join(otherState, 'two-phase'), { recursive: true });
   writeFileSync(join(otherState, 'two-phase', 'instance'), 'abcdef01\n');
-  const other = new Proxy(parseConfig(toml(await freePort()), users, {}), { stateDir: otherState, log: silentLogger() });
+  const other = new ProxyServer(parseConfig(toml(await freePort()), users, {}), { stateDir: otherState, log: silentLogger() });
   await other.start();
-  await other.twoPhaseRecovered;
+  await other.twoPhase.recovered;
   await other.shutdown();
   assert.deepEqual(await preparedGids(), gidsD, 'a different instance did not touch the prepared transactions');
 

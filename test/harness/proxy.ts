@@ -8,12 +8,12 @@ import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
-import { Proxy } from '../../src/proxy.js';
+import { ProxyServer } from '../../src/proxy.js';
 import { silentLogger, createLogger, type Logger } from '../../src/observe/log.js';
 import { freePort, type PgCluster } from './pg-cluster.js';
 
 export interface ProxyFixture {
-  proxy: Proxy;
+  proxy: ProxyServer;
   port: number;
   /** node-postgres client through pgshift. */
   client(opts?: Partial<pg.ClientConfig>): Promise<pg.Client>;
@@ -53,7 +53,7 @@ export async function startProxy(cluster: PgCluster, setup: ProxySetup = {}): Pr
   writeFileSync(configPath, toml);
   writeFileSync(usersPath, users);
   const config = parseConfig(toml, users, { config: configPath, users: usersPath });
-  const proxy = new Proxy(config, { log: setup.log ?? (process.env.PGSHIFT_TEST_LOG ? createLogger(process.env.PGSHIFT_TEST_LOG) : silentLogger()) });
+  const proxy = new ProxyServer(config, { log: setup.log ?? (process.env.PGSHIFT_TEST_LOG ? createLogger(process.env.PGSHIFT_TEST_LOG) : silentLogger()) });
   const port = await proxy.start();
   const opened: pg.Client[] = [];
   return {

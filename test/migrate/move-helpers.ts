@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/index.js';
 import type { Config } from '../../src/config/types.js';
 import { createLogger, silentLogger } from '../../src/observe/log.js';
-import type { MigrationContext } from '../../src/migrate/tasks/tasks.js';
+import { MigrationTasks, type MigrationContext, type TasksContext } from '../../src/migrate/tasks/tasks.js';
 import type { PgCluster } from '../harness/pg-cluster.js';
 import type pg from 'pg';
 
@@ -51,9 +51,10 @@ export function moveConfig(source: Place[], destination: Place[], extra = SHARDE
   return parseConfig(toml, users, {}, {});
 }
 
-export function moveContext(config: Config, stateDir = mkdtempSync(join(tmpdir(), 'pgshift-state-'))): MigrationContext {
+export function moveContext(config: Config, stateDir = mkdtempSync(join(tmpdir(), 'pgshift-state-'))): TasksContext {
   // MOVE_DEBUG=1 shows the tasks' logs when a test needs explaining.
-  return { config: () => config, log: process.env.MOVE_DEBUG ? createLogger('debug') : silentLogger(), stateDir };
+  const ctx: MigrationContext = { config: () => config, log: process.env.MOVE_DEBUG ? createLogger('debug') : silentLogger(), stateDir };
+  return { ...ctx, tasks: new MigrationTasks(ctx) };
 }
 
 /** Many column types, serial and uuid keys, a FK to an omnisharded table, a CHECK, an index. */

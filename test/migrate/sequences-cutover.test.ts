@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
-import { checkClusterSequences } from '../../src/migrate/cutover/sequences.js';
+import { checkClusterSequences } from '../../src/migrate/cutover/sequence-check.js';
 import { shardEndpoints } from '../../src/migrate/endpoints.js';
 import { ShardingSchema } from '../../src/sharding/index.js';
 import { prodDatabases, taskPolling } from './cutover-helpers.js';

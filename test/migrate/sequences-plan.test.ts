@@ -5,7 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { planSequence, baseSettings, sequenceProblems, futureValues, firstCommonValue, alterSequenceSql, type SequenceState, type ShardSequencePlan } from '../../src/migrate/cutover/sequences.js';
+import { planSequence, baseSettings, alterSequenceSql, type ShardSequencePlan } from '../../src/migrate/cutover/sequence-plan.js';
+import { sequenceProblems, futureValues, firstCommonValue } from '../../src/migrate/cutover/sequence-check.js';
+import type { SequenceState } from '../../src/migrate/cutover/sequences.js';
 
 const I8MAX = 2n ** 63n - 1n;
 const I8MIN = -(2n ** 63n);

@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { TaskRegistry } from '../../src/migrate/tasks/task-registry.js';
-import { startCopyData, resumeTasks, stopTask, getTask } from '../../src/migrate/tasks/tasks.js';
+import { startCopyData, resumeTasks, stopTask } from '../../src/migrate/tasks/tasks.js';
 import { runMigrationCommand } from '../../src/admin/migration-commands.js';
 import { moveConfig, moveContext, SCHEMA, seedSql, destFingerprint, fingerprint, slotNames, waitFor, type Place } from './move-helpers.js';
 
@@ -121,7 +121,7 @@ test('admin COPY_DATA runs in the background to replicating; SHOW TASKS / TABLE_
   // Streaming is on: a new source row reaches its destination shard.
   await pg.query(`INSERT INTO countries VALUES ('it', 'Italy')`, [], source.db);
   await waitFor('the insert to be replicated', async () => (await fingerprint(dests[1], 'countries')).n === 4, 20000).catch(async (e) => {
-    const st = getTask(id)?.streams[0];
+    const st = ctx.tasks.get(id)?.streams[0];
     const d0 = (await fingerprint(dests[0], 'countries')).n;
     const slotRow = await pg.query(`SELECT * FROM pg_replication_slots`);
     const origins = await pg.query(`SELECT * FROM pg_replication_origin_status`);

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { networkInterfaces } from 'node:os';
 import { parseConfig } from '../../src/config/index.js';
-import { Proxy } from '../../src/proxy.js';
+import { ProxyServer } from '../../src/proxy.js';
 import { silentLogger } from '../../src/observe/log.js';
 import { freePort } from '../harness/pg-cluster.js';
 
@@ -26,9 +26,9 @@ async function reachable(host: string, port: number): Promise<boolean> {
   }
 }
 
-async function withProxy(general: string, fn: (p: Proxy) => Promise<void>): Promise<void> {
+async function withProxy(general: string, fn: (p: ProxyServer) => Promise<void>): Promise<void> {
   const toml = `[general]\nhost = "0.0.0.0"\nport = ${await freePort()}\nhttp_port = ${await freePort()}\n${general}\n[admin]\npassword = "x"\n`;
-  const proxy = new Proxy(parseConfig(toml, ''), { log: silentLogger() });
+  const proxy = new ProxyServer(parseConfig(toml, ''), { log: silentLogger() });
   await proxy.start();
   try {
     await fn(proxy);

@@ -4,7 +4,10 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { analyze, clearParseCache, initParser, parseCacheStats, parseStatement, setParseCacheCapacity } from '../../src/router/index.js';
+import { analyze, initParser, ParseCache } from '../../src/router/index.js';
+
+const shared = new ParseCache();
+const parseStatement = (sql: string) => shared.parse(sql);
 
 before(async () => {
   await initParser();
@@ -93,25 +96,21 @@ test('a syntax error does not throw: the query is marked unparseable with the pa
 });
 
 test('the parse cache counts hits and misses, returns the same parse, and stays bounded (LRU)', () => {
-  clearParseCache();
-  setParseCacheCapacity(3);
-  try {
-    const q1 = parseStatement('select 1');
-    assert.equal(parseStatement('select 1'), q1);
-    parseStatement('select 2');
-    parseStatement('select 3');
-    parseStatement('select 1'); // refresh: now most recent
-    parseStatement('select 4'); // evicts 'select 2'
-    const s = parseCacheStats();
-    assert.equal(s.size, 3);
-    assert.equal(s.hits, 2);
-    assert.equal(s.misses, 4);
-    assert.equal(s.evictions, 1);
-    assert.equal(parseStatement('select 1'), q1);
-    parseStatement('select 2');
-    assert.equal(parseCacheStats().misses, 5);
-  } finally {
-    setParseCacheCapacity(10_000);
-    clearParseCache();
-  }
+  const cache = new ParseCache(3);
+  const q1 = cache.parse('select 1');
+  assert.equal(cache.parse('select 1'), q1);
+  cache.parse('select 2');
+  cache.parse('select 3');
+  cache.parse('select 1'); // refresh: now most recent
+  cache.parse('select 4'); // evicts 'select 2'
+  const s = cache.stats();
+  assert.equal(s.size, 3);
+  assert.equal(s.hits, 2);
+  assert.equal(s.misses, 4);
+  assert.equal(s.evictions, 1);
+  assert.equal(cache.parse('select 1'), q1);
+  cache.parse('select 2');
+  assert.equal(cache.stats().misses, 5);
+  cache.setCapacity(1);
+  assert.equal(cache.stats().size, 1);
 });

@@ -7,8 +7,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PgCluster } from '../harness/pg-cluster.js';
 import { ShardingSchema } from '../../src/sharding/index.js';
-import { initParser, parseStatement, route } from '../../src/router/index.js';
+import { initParser, ParseCache, route } from '../../src/router/index.js';
 import type { BoundParam, RouteContext, RouteDecision } from '../../src/router/index.js';
+
+const cache = new ParseCache();
+const parseStatement = (sql: string) => cache.parse(sql);
 
 const N = 3;
 let pg: PgCluster;
@@ -243,7 +246,7 @@ test('unsupported writes on sharded tables are 0A000 errors naming the construct
     ['insert into users (id) select id from other', /INSERT … SELECT/],
     ['insert into users default values', /DEFAULT VALUES/],
     ['insert into users (id) values (nextval(\'s\'))', /constant or a parameter/],
-    ['update users set id = 5 where id = 4', /UPDATE of shard key column "id"/],
+    ['with x as (select 1) update users set id = 5 where id = 4', /UPDATE of the shard key of sharded table "users" with a WITH clause/],
     ["insert into users (id) values (1) on conflict (id) do update set id = 2", /ON CONFLICT DO UPDATE SET of shard key/],
     ["insert into users (id) values ('abc')", /invalid input syntax for type bigint/],
     ['with x as (delete from users returning *) select * from x', /data-modifying WITH/],
@@ -261,6 +264,12 @@ test('unsupported writes on sharded tables are 0A000 errors naming the construct
       if (!/abc/.test(sql)) assert.equal(d.error.code, '0A000', sql);
     }
   }
+});
+
+test('COPY FROM STDIN with a column list into a table a name-less entry shards is split by that column, as the copy and the applier place it', () => {
+  const schema = new ShardingSchema('db', [{ database: 'db', column: 'tenant_id', data_type: 'bigint' }], [], [], N);
+  const d = route(parseStatement('copy invoices (id, tenant_id, total) from stdin'), { schema, shards: N, roundRobin: 0 });
+  assert.ok(d.kind === 'copy' && !d.copy.broadcast && d.copy.keyColumn === 1 && d.copy.sharder?.column === 'tenant_id', JSON.stringify(d));
 });
 
 test('COPY FROM STDIN on a sharded table returns the split plan; on an omnisharded table it broadcasts', () => {

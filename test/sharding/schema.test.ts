@@ -1,6 +1,6 @@
 /**
- * ShardingSchema: finding the sharder of a table (by name and schema), of a column (entries
- * without a table name), omnisharded tables, and per-database filtering.
+ * ShardingSchema.placement: named tables (by name and schema), entries without a table name,
+ * omnisharded tables, their precedence, and per-database filtering.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -26,59 +26,81 @@ function schema(): ShardingSchema {
   );
 }
 
-test('tableSharder finds named tables of its own database with their column, type and shard count', () => {
+const none = () => false;
+const has = (...cols: string[]) => (c: string) => cols.includes(c);
+/** The shard-key column placement() picks, or the kind when the table is not sharded. */
+function placed(s: ShardingSchema, table: string, schema?: string, hasColumn: (c: string) => boolean = none): string {
+  const p = s.placement(table, schema, hasColumn);
+  return p.kind === 'sharded' ? p.sharder.column : p.kind;
+}
+
+test('placement finds named tables of its own database with their column, type and shard count', () => {
   const s = schema();
-  const users = s.tableSharder('users');
-  assert.ok(users);
-  assert.equal(users.column, 'id');
-  assert.equal(users.dataType, 'bigint');
-  assert.equal(users.shards, 3);
-  assert.equal(users.shardOfText('42'), shardOfValue('bigint', '42', 3));
-  assert.equal(s.tableSharder('orders'), undefined, 'unsharded table');
-  assert.equal(s.tableSharder('Users'), undefined, 'names are matched exactly (as PostgreSQL stores them)');
+  const users = s.placement('users', undefined, none);
+  assert.ok(users.kind === 'sharded');
+  assert.equal(users.sharder.column, 'id');
+  assert.equal(users.sharder.dataType, 'bigint');
+  assert.equal(users.sharder.shards, 3);
+  assert.equal(users.sharder.shardOfText('42'), shardOfValue('bigint', '42', 3));
+  assert.equal(placed(s, 'orders'), 'unsharded');
+  assert.equal(placed(s, 'Users'), 'unsharded', 'names are matched exactly (as PostgreSQL stores them)');
 });
 
-test('tableSharder prefers the entry for the given schema and never matches another schema', () => {
+test('placement prefers the entry for the given schema and never matches another schema', () => {
   const s = schema();
-  assert.equal(s.tableSharder('events', 'audit')?.column, 'event_id');
-  assert.equal(s.tableSharder('events', 'public')?.column, 'user_id', 'entry without schema applies to any schema');
-  assert.equal(s.tableSharder('events')?.column, 'user_id', 'unqualified name: the entry without schema');
-  assert.equal(s.tableSharder('users', 'public')?.column, 'id');
+  assert.equal(placed(s, 'events', 'audit'), 'event_id');
+  assert.equal(placed(s, 'events', 'public'), 'user_id', 'entry without schema applies to any schema');
+  assert.equal(placed(s, 'events'), 'user_id', 'unqualified name: the entry without schema');
+  assert.equal(placed(s, 'users', 'public'), 'id');
   const onlyQualified = new ShardingSchema('app', [{ database: 'app', name: 't', schema: 's1', column: 'c', data_type: 'bigint' }], [], [], 2);
-  assert.equal(onlyQualified.tableSharder('t', 's2'), undefined);
-  assert.equal(onlyQualified.tableSharder('t')?.column, 'c', 'an unqualified name matches the only entry');
+  assert.equal(placed(onlyQualified, 't', 's2', has('c')), 'unsharded');
+  assert.equal(placed(onlyQualified, 't'), 'c', 'an unqualified name matches the only entry');
 });
 
-test('columnSharder serves entries without a table name, with table-specific mappings when the table is given', () => {
+test('placement applies entries without a table name to tables having their column, with table-specific mappings', () => {
   const s = schema();
-  const any = s.columnSharder('tenant');
-  assert.ok(any);
-  assert.equal(any.dataType, 'varchar');
-  assert.equal(any.shardOfText('acme'), shardOfValue('varchar', 'acme', 3));
-  assert.equal(s.columnSharder('tenant', 'invoices')?.shardOfText('acme'), 2);
-  assert.equal(s.columnSharder('id')?.column, 'id', 'a column only one named entry uses');
-  assert.equal(s.columnSharder('email'), undefined, 'columns of other databases do not leak in');
-  assert.equal(s.columnSharder('nope'), undefined);
-  const ambiguous = new ShardingSchema(
+  const any = s.placement('orders', undefined, has('tenant'));
+  assert.ok(any.kind === 'sharded');
+  assert.equal(any.sharder.dataType, 'varchar');
+  assert.equal(any.sharder.shardOfText('acme'), shardOfValue('varchar', 'acme', 3));
+  const invoices = s.placement('invoices', undefined, has('tenant'));
+  assert.equal(invoices.kind === 'sharded' && invoices.sharder.shardOfText('acme'), 2);
+  assert.equal(placed(s, 'orders', undefined, has('id')), 'unsharded', "another table with a named entry's column is not sharded by it");
+  assert.equal(placed(s, 'orders', undefined, has('email')), 'unsharded', 'columns of other databases do not leak in');
+});
+
+test('placement: a named entry wins over a name-less one; name-less entries apply in config order, whatever the column order', () => {
+  const s = new ShardingSchema(
     'app',
     [
-      { database: 'app', name: 'a', column: 'id', data_type: 'bigint' },
-      { database: 'app', name: 'b', column: 'id', data_type: 'uuid' },
+      { database: 'app', column: 'account_id', data_type: 'bigint' },
+      { database: 'app', name: 'ledger', column: 'entry_id', data_type: 'bigint' },
+      { database: 'app', column: 'tenant_id', data_type: 'bigint' },
     ],
     [],
-    [],
+    [{ database: 'app', tables: ['ref.plans'] }],
     2,
   );
-  assert.equal(ambiguous.columnSharder('id'), undefined, 'two tables share the column name: ambiguous');
+  assert.equal(placed(s, 'ledger', undefined, has('tenant_id', 'account_id', 'entry_id')), 'entry_id');
+  assert.equal(placed(s, 'payments', undefined, has('tenant_id', 'account_id')), 'account_id');
+  assert.equal(placed(s, 'payments', 'public', has('tenant_id')), 'tenant_id');
+  assert.equal(placed(s, 'plans', 'ref', has('tenant_id')), 'omnisharded', 'a listed table beats a name-less entry');
+  assert.equal(placed(s, 'plans', 'public', has('tenant_id')), 'tenant_id', 'another schema\'s table of that name is not listed');
+  assert.equal(s.shardKey({ name: 'payments', columns: [{ name: 'tenant_id' }, { name: 'id' }, { name: 'account_id' }] })?.index, 2);
+  assert.throws(
+    () => s.shardKey({ name: 'ledger', schema: 'public', columns: [{ name: 'id' }, { name: 'tenant_id' }] }),
+    (e: unknown) => e instanceof PgError && e.code === 'F0000' && /public\.ledger is sharded on column "entry_id"/.test(e.message),
+    'a named table without its shard column is a configuration error, not a silently unsharded table',
+  );
 });
 
-test('isOmnisharded matches listed tables of its own database, bare or schema-qualified', () => {
+test('placement finds omnisharded tables of its own database, bare or schema-qualified', () => {
   const s = schema();
-  assert.equal(s.isOmnisharded('countries'), true);
-  assert.equal(s.isOmnisharded('currencies', 'ref'), true);
-  assert.equal(s.isOmnisharded('public.countries'), true);
-  assert.equal(s.isOmnisharded('settings'), false, 'another database');
-  assert.equal(s.isOmnisharded('users'), false);
+  assert.equal(placed(s, 'countries'), 'omnisharded');
+  assert.equal(placed(s, 'currencies', 'ref'), 'omnisharded');
+  assert.equal(placed(s, 'public.countries'), 'omnisharded');
+  assert.equal(placed(s, 'settings'), 'unsharded', 'another database');
+  assert.equal(placed(s, 'users'), 'id');
 });
 
 test('a bad sharded table or mapping fails when the schema is built, not at the first query', () => {

@@ -9,7 +9,8 @@ import { FrameReader } from '../../src/wire/frame-reader.js';
 import { B, F, AUTH, PROTOCOL_V3, SSL_REQUEST_CODE, GSSENC_REQUEST_CODE } from '../../src/wire/protocol.js';
 import * as fe from '../../src/wire/frontend-messages.js';
 import * as be from '../../src/wire/backend-messages.js';
-import { decodeStartupParams, Cursor } from '../../src/wire/decode.js';
+import { decodeStartupParams } from '../../src/wire/decode.js';
+import { ByteReader } from '../../src/wire/byte-reader.js';
 import { PgError, parseErrorFields } from '../../src/wire/pg-error.js';
 import { ScramClient, ScramServer, saslInitialResponseData, SCRAM_SHA_256, type ScramSecret } from '../../src/wire/scram.js';
 import { md5PasswordHash, md5HashFromStored, verifyMd5, verifyMd5Stored } from '../../src/wire/md5.js';
@@ -120,8 +121,8 @@ export async function rawLogin(port: number, user: string, creds: RawCredentials
       }
       if (m.type === B.ReadyForQuery) return out;
       if (m.type !== B.Authentication) continue;
-      const c = new Cursor(m.body);
-      const code = c.int32();
+      const c = new ByteReader(m.body);
+      const code = c.i32();
       out.authCodes.push(code);
       if (code === AUTH.SASL) {
         const mechs: string[] = [];
@@ -134,7 +135,7 @@ export async function rawLogin(port: number, user: string, creds: RawCredentials
       } else if (code === AUTH.SASLFinal) {
         scram!.verifyServerFinal(c.rest().toString('utf8'));
       } else if (code === AUTH.MD5Password) {
-        const salt = c.bytes(4);
+        const salt = c.view(4);
         const hash = 'md5Stored' in creds ? md5HashFromStored(creds.md5Stored, salt) : md5PasswordHash(user, 'password' in creds ? creds.password : '', salt);
         sock.write(fe.passwordMessage(hash));
       } else if (code !== AUTH.Ok) {
@@ -240,7 +241,7 @@ async function serve(sock: net.Socket, mode: 'scram' | 'md5', users: Record<stri
     sock.write(be.authMd5(salt));
     const m = await inbox.next();
     if (m.type !== F.Password) throw new PgError('08P01', 'expected PasswordMessage');
-    const answer = new Cursor(m.body).cstr();
+    const answer = new ByteReader(m.body).cstr();
     const ok = entry?.md5Stored !== undefined ? verifyMd5Stored(entry.md5Stored, salt, answer) : entry?.password !== undefined && verifyMd5(user, entry.password, salt, answer);
     if (!ok) fail(`password authentication failed for user "${user}"`);
   }

@@ -19,7 +19,8 @@ import type { ShardingSchema } from '../../sharding/index.js';
 import { withConn, connect, describeEndpoint, type Endpoint } from '../endpoints.js';
 import { importSnapshot } from '../snapshot.js';
 import { qualifiedName, tableBlocks, tableKey, type PublishedTable } from '../catalog.js';
-import { blockRanges, keyColumn, type BlockRange, type KeyColumn } from './table-plan.js';
+import { blockRanges, type BlockRange } from './table-plan.js';
+import type { ShardKey } from '../../sharding/index.js';
 import { copyChunk, type CopyCounters } from './copy-table.js';
 import { TableCopy } from './table-progress.js';
 import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
@@ -49,7 +50,7 @@ export interface CopyDataOptions {
 
 interface Item {
   table: PublishedTable;
-  key: KeyColumn | null;
+  key: ShardKey | null;
   range: BlockRange;
   progress: TableCopy;
   blocks: number;
@@ -66,7 +67,7 @@ export async function copyData(opts: CopyDataOptions): Promise<void> {
   const pending = new Map<string, number>();
   const blocks = await Promise.all(opts.source.map((e) => withConn(e, 'pgshift copy', (c) => tableBlocks(c, tables))));
   for (const t of tables) {
-    const key = keyColumn(opts.sharding, t);
+    const key = opts.sharding.shardKey(t);
     let p = progress.get(tableKey(t));
     if (!p) progress.set(tableKey(t), (p = new TableCopy(t.schema, t.name, t.estimatedRows)));
     p.reset();

@@ -11,7 +11,8 @@
 import type { ServerConnection } from '../../backend/server.js';
 import { BinaryCopyParser, binaryCopyHeader, binaryCopyTrailer } from '../../wire/copy-binary.js';
 import { NULL_KEY_SHARD } from '../../sharding/index.js';
-import type { KeyColumn, BlockRange } from './table-plan.js';
+import type { BlockRange } from './table-plan.js';
+import type { ShardKey } from '../../sharding/index.js';
 import { rangePredicate } from './table-plan.js';
 import { qualifiedName, type PublishedTable } from '../catalog.js';
 import { B } from '../../wire/protocol.js';
@@ -29,7 +30,7 @@ export interface CopyCounters {
 
 export interface CopyChunkJob {
   table: PublishedTable;
-  key: KeyColumn | null;
+  key: ShardKey | null;
   range: BlockRange;
 }
 

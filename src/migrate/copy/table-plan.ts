@@ -1,43 +1,10 @@
 /**
- * How one published table is copied: which column routes its rows (and with which sharder),
- * which source shards it is read from, and how it is split into ctid ranges.
- *
- * - Sharded table (named in [[sharded_tables]], or having a column of a name-less entry):
- *   every source shard's rows are read and each row goes to the shard its key hashes to; a NULL
- *   key goes to NULL_KEY_SHARD (shard 0, where PostgreSQL's hash partitioning puts NULLs too).
- * - Omnisharded table, or a table with no sharding config: a full copy lives on every shard, so
- *   it is read from source shard 0 only and every destination shard gets every row.
+ * How one published table is split for the copy: ctid ranges of heap blocks. Which column
+ * routes its rows is the sharding schema's placement rule (ShardingSchema.shardKey): a sharded
+ * table is read from every source shard and each row goes to the shard its key names; a full
+ * copy (omnisharded, or no rule) is read from source shard 0 and every destination shard gets
+ * every row.
  */
-import type { ShardingSchema, TableSharder } from '../../sharding/index.js';
-import { tableKey, type PublishedTable } from '../catalog.js';
-import { PgError, SQLSTATE } from '../../wire/pg-error.js';
-
-export interface KeyColumn {
-  index: number;
-  sharder: TableSharder;
-}
-
-/** The routing column of `t`, or null when every destination shard gets every row. */
-export function keyColumn(sharding: ShardingSchema, t: PublishedTable): KeyColumn | null {
-  if (sharding.isOmnisharded(t.name, t.schema)) return null;
-  const named = sharding.tableSharder(t.name, t.schema);
-  if (named) {
-    const index = t.columns.findIndex((c) => c.name === named.column);
-    if (index < 0) {
-      throw new PgError(
-        SQLSTATE.configFileError,
-        `table ${tableKey(t)} is sharded on column "${named.column}" in [[sharded_tables]] of database "${sharding.database}", but it has no such column`,
-        { hint: `fix the column name in pgshift.toml, or list the table in [[omnisharded_tables]]` },
-      );
-    }
-    return { index, sharder: named };
-  }
-  for (let index = 0; index < t.columns.length; index++) {
-    const sharder = sharding.columnSharder(t.columns[index].name, t.name);
-    if (sharder) return { index, sharder };
-  }
-  return null;
-}
 
 /** A half-open range of heap blocks; `to` null = to the end (rows added later land there). */
 export interface BlockRange {

@@ -10,16 +10,19 @@ import { quoteIdent, quoteLiteral } from '../../wire/quote.js';
 import { withConn, connect, describeEndpoint, type Endpoint } from '../endpoints.js';
 import { publishedTables, qualifiedName } from '../catalog.js';
 import { slotName } from '../snapshot.js';
-import { prepareSequenceSync, finishSequenceSync, type SequenceSync } from './sequences.js';
+import { prepareSequenceSync, finishSequenceSync, type SequenceSync } from './sequence-sync.js';
 import { dropTaskSlots, resolveTask, resolveBound } from '../tasks/task-runner.js';
-import { migrationRegistry, startCopyData, startReplicate, type MigrationContext, type Task } from '../tasks/tasks.js';
+import { startCopyData, startReplicate, type TasksContext, type Task } from '../tasks/tasks.js';
+import type { CutoverHistory } from './cutover-history.js';
 import { runCutover, cutoverSettings, type CutoverReport, type CutoverSubject, type CutoverTraffic, type FailureInjector, type ReverseHandle } from './cutover.js';
 import type { ServerConnection } from '../../backend/server.js';
 import { parseLsn, formatLsn } from '../../wire/lsn.js';
 import { cutoverJournal, type CutoverJournal, type CutoverJournalFile, type JournalPhase } from './cutover-journal.js';
 import { physicalShards } from '../tasks/physical.js';
 
-export interface CutoverContext extends MigrationContext {
+export interface CutoverContext extends TasksContext {
+  /** The cutovers of this proxy: one at a time, the last one's report for /progress. */
+  readonly cutovers: CutoverHistory;
   traffic: CutoverTraffic;
   /** Called with the swapped config once it is live (the proxy remembers it for RELOAD). */
   swapped(source: string, destination: string, saved: boolean): void;
@@ -27,28 +30,25 @@ export interface CutoverContext extends MigrationContext {
   inject?: FailureInjector;
 }
 
-/** The last cutover of this process, for /progress and metrics. */
-export const cutoverHistory: { last: (CutoverReport & { taskId: number; rollback: boolean }) | null; count: number; running: number | null } = { last: null, count: 0, running: null };
-
 function isStreamingTask(t: Task): boolean {
   return !t.terminal && (t.kind === 'replication' || t.kind === 'copy_data' || t.kind === 'reshard') && t.phase === 'replicating' && t.streams.length > 0;
 }
 
 export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise<CutoverReport & { taskId: number }> {
-  const reg = await migrationRegistry(ctx);
+  const reg = await ctx.tasks.registry();
   const task = taskId !== undefined ? reg.get(taskId) : reg.list().find(isStreamingTask);
   if (!task) throw new PgError(SQLSTATE.undefinedObject, taskId !== undefined ? `task ${taskId} not found` : 'no running replication task to cut over; see SHOW TASKS');
   if (!isStreamingTask(task)) {
     throw new PgError(SQLSTATE.objectNotInState, `task ${task.id} (${task.type}) cannot be cut over: it is ${task.status}${task.innerStatus ? ` (${task.innerStatus})` : ''}; only a task that is replicating can`);
   }
-  if (cutoverHistory.running !== null) throw new PgError(SQLSTATE.objectNotInState, `a cutover of task ${cutoverHistory.running} is already running`);
+  if (ctx.cutovers.running !== null) throw new PgError(SQLSTATE.objectNotInState, `a cutover of task ${ctx.cutovers.running} is already running`);
   const interrupted = cutoverJournal(ctx.stateDir).unsettled().find((j) => j.taskId === task.id);
   if (interrupted) {
     throw new PgError(SQLSTATE.objectNotInState, `an earlier cutover of task ${task.id} was interrupted at ${interrupted.phase} and its recovery has not finished (see the log); restart pgshift to run the recovery again once the clusters are reachable`);
   }
   // cutover_verify: prove the move before traffic is paused; a difference refuses the cutover.
   if (ctx.config().general.cutover_verify) await (await import('../verify/verify-start.js')).verifyBeforeCutover(reg, ctx, task);
-  cutoverHistory.running = task.id;
+  ctx.cutovers.running = task.id;
   const rollback = !!task.options.reverse;
   const previousInner = task.innerStatus;
   await task.update({ inner: rollback ? 'rolling back' : 'cutting over' });
@@ -64,8 +64,8 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
     const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, () => {
       if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
     });
-    cutoverHistory.last = { ...report, taskId: task.id, rollback };
-    cutoverHistory.count++;
+    ctx.cutovers.last = { ...report, taskId: task.id, rollback };
+    ctx.cutovers.count++;
     return { ...report, taskId: task.id };
   } catch (err) {
     // A STOP_TASK that interrupted the cutover owns the task's status from here on.
@@ -74,7 +74,7 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
   } finally {
     for (const p of probes) p.destroy();
     for (const c of destConns) c.destroy();
-    cutoverHistory.running = null;
+    ctx.cutovers.running = null;
   }
 }
 
@@ -139,7 +139,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     async beforePause() {
       // Everything the pause needs is prepared while traffic still flows: connections to every
       // destination shard, the sequences with everything slow about them (max() of the columns
-      // they feed, their settings set on the destination; sequences.ts), and warm destination pools.
+      // they feed, their settings set on the destination; sequence-sync.ts), and warm destination pools.
       for (const e of dst) destConns.push(await connect(e, { applicationName: 'pgshift cutover' }));
       const sharding = resolveTask(ctx.config(), task).sharding;
       sequences = await prepareSequenceSync(probes, destConns, await publishedTables(probes[0], task.publication), sharding, ctx.log, (d) => `destination ${describeEndpoint(dst[d])}`);
@@ -195,7 +195,7 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
         },
         async start() {
           // After the swap, task.source names the new cluster and task.destination the old one.
-          const reg = await migrationRegistry(ctx);
+          const reg = await ctx.tasks.registry();
           reverseTask = await startReplicate(reg, ctx, reverseRequest(journal, !task.options.reverse));
           journal.reverseTaskId = reverseTask.id;
           record('reverse_task');
@@ -295,7 +295,7 @@ function untilStopped<T>(task: Task, p: Promise<T>): Promise<T> {
  * is replicating and caught up. Returns the task at once; the cutover runs in the background.
  */
 export async function reshard(ctx: CutoverContext, req: { source: string; destination: string; publication: string; slot?: string }): Promise<Task> {
-  const reg = await migrationRegistry(ctx);
+  const reg = await ctx.tasks.registry();
   const task = await startCopyData(reg, ctx, req, 'reshard');
   autoCutover(ctx, task);
   return task;

@@ -45,24 +45,11 @@ export const UNKNOWN = -1;
 /** Reads the destination table through `first` (outside any transaction) and builds the route. */
 export async function resolveRoute(rel: RelationInfo, first: ShardSession, rules: RouteRules): Promise<Route> {
   const target = await loadTargetTable(first.conn, rel, `destination ${first.where}`);
-  let sharder: TableSharder | null = null;
-  const sh = rules.sharding;
-  if (sh) {
-    sharder = sh.tableSharder(rel.name, rel.namespace) ?? null;
-    if (!sharder && !sh.isOmnisharded(rel.name, rel.namespace)) {
-      for (const c of rel.columns) {
-        sharder = sh.columnSharder(c.name, rel.name) ?? null;
-        if (sharder) break;
-      }
-    }
-  }
-  let keyIdx = -1;
-  if (sharder) {
-    keyIdx = rel.columns.findIndex((c) => c.name === sharder!.column);
-    if (keyIdx < 0) {
-      throw new PgError(SQLSTATE.objectNotInState, `table ${target.qname} is sharded on column "${sharder.column}", which the source does not publish`);
-    }
-  }
+  // The published columns: a column the publication leaves out cannot route a change.
+  const table = { name: rel.name, schema: rel.namespace, columns: rel.columns };
+  const key = rules.sharding?.shardKey(table) ?? null;
+  const sharder = key?.sharder ?? null;
+  const keyIdx = key ? key.index : -1;
   const locate: Locate = keyIdx < 0 ? 'every' : rel.columns[keyIdx].isKey ? 'identity' : 'probe';
   if (locate === 'probe') {
     rules.log.info(
@@ -75,9 +62,7 @@ export async function resolveRoute(rel: RelationInfo, first: ShardSession, rules
   let ignore = false;
   const src = rules.sourceSharding;
   if (src && rules.sourceShard !== 0) {
-    let sharded = !!src.tableSharder(rel.name, rel.namespace);
-    if (!sharded && !src.isOmnisharded(rel.name, rel.namespace)) sharded = rel.columns.some((c) => !!src.columnSharder(c.name, rel.name));
-    ignore = !sharded;
+    ignore = src.shardKey(table) === null;
   }
   return { target, sharder: keyIdx >= 0 ? sharder : null, keyIdx, locate, ignore };
 }

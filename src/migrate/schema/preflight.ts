@@ -7,7 +7,6 @@
 import type { ServerConnection } from '../../backend/server.js';
 import { connect, describeEndpoint, type Endpoint } from '../endpoints.js';
 import { publicationExists, publishedTables, serverVersionNum, tableKey, type PublishedTable } from '../catalog.js';
-import { keyColumn } from '../copy/table-plan.js';
 import type { ShardingSchema } from '../../sharding/index.js';
 import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
 import { quoteLiteral } from '../../wire/quote.js';
@@ -169,7 +168,7 @@ async function checkSource(c: ServerConnection, e: Endpoint, opts: PreflightOpti
     }
     if (opts.sharding) {
       try {
-        keyColumn(opts.sharding, t);
+        opts.sharding.shardKey(t);
       } catch (err) {
         const pe = asPgError(err);
         problems.push({ code: pe.code, message: pe.message, hint: pe.hint });

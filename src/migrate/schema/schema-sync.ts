@@ -6,7 +6,7 @@
  * - `pre`: types, sequences, tables, primary keys (before the copy).
  * - `post`: secondary indexes, constraints, foreign keys (after the copy).
  * - `cutover`: every destination sequence set past every value used on the source, interleaved
- *   across destination shards (sequences.ts), so ids generated after the cutover never collide
+ *   across destination shards (cutover/sequence-sync.ts), so ids generated after the cutover never collide
  *   with copied rows nor with each other.
  */
 import type { Logger } from '../../observe/log.js';
@@ -14,7 +14,7 @@ import type { ShardingSchema } from '../../sharding/index.js';
 import { withConn, describeEndpoint, type Endpoint } from '../endpoints.js';
 import { publishedTables, type PublishedTable } from '../catalog.js';
 import { preDataStatements, postDataStatements, type SchemaStatement } from './schema-ddl.js';
-import { syncSequences } from '../cutover/sequences.js';
+import { syncSequences } from '../cutover/sequence-sync.js';
 import { PgError, asPgError } from '../../wire/pg-error.js';
 
 export type SchemaPhase = 'pre' | 'post' | 'cutover';

@@ -167,31 +167,46 @@ export async function resumeTasks(reg: TaskRegistry, ctx: MigrationContext): Pro
   }
 }
 
-let current: { stateDir: string; registry: Promise<TaskRegistry> } | null = null;
-let loaded: TaskRegistry | null = null;
+/**
+ * The task registry of one proxy: opened (and its tasks resumed) on first use. The composition
+ * root creates one and hands it to whoever starts, lists or cuts over tasks; there is no
+ * process-wide registry.
+ */
+export class MigrationTasks {
+  private opening: Promise<TaskRegistry> | null = null;
+  private opened: TaskRegistry | null = null;
 
-/** The process's registry for `ctx.stateDir`, opened (and its tasks resumed) on first use. */
-export function migrationRegistry(ctx: MigrationContext): Promise<TaskRegistry> {
-  if (current && current.stateDir === ctx.stateDir) return current.registry;
-  const registry = (async () => {
-    const reg = await TaskRegistry.open(ctx.stateDir, ctx.log);
-    loaded = reg;
-    await ctx.beforeResume?.(reg);
-    await resumeTasks(reg, ctx);
-    return reg;
-  })();
-  current = { stateDir: ctx.stateDir, registry };
-  registry.catch(() => {
-    if (current?.registry === registry) current = null;
-  });
-  return registry;
+  constructor(private readonly ctx: MigrationContext) {}
+
+  /** The registry of `ctx.stateDir`; a failed open is retried by the next call. */
+  registry(): Promise<TaskRegistry> {
+    if (this.opening) return this.opening;
+    const ctx = this.ctx;
+    const opening = (async () => {
+      const reg = await TaskRegistry.open(ctx.stateDir, ctx.log);
+      this.opened = reg;
+      await ctx.beforeResume?.(reg);
+      await resumeTasks(reg, ctx);
+      return reg;
+    })();
+    this.opening = opening;
+    opening.catch(() => {
+      if (this.opening === opening) this.opening = null;
+    });
+    return opening;
+  }
+
+  /** A task of the registry (undefined before it is opened). */
+  get(id: number): Task | undefined {
+    return this.opened?.get(id);
+  }
+
+  list(): Task[] {
+    return this.opened?.list() ?? [];
+  }
 }
 
-/** For the cutover: a task of the process registry (undefined before it is opened). */
-export function getTask(id: number): Task | undefined {
-  return loaded?.get(id);
-}
-
-export function listTasks(): Task[] {
-  return loaded?.list() ?? [];
+/** A migration context that also reaches the proxy's task registry (admin commands, cutover). */
+export interface TasksContext extends MigrationContext {
+  readonly tasks: MigrationTasks;
 }

@@ -10,14 +10,13 @@ import { ShardingSchema } from '../../sharding/index.js';
 import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
 import { shardEndpoints, withConn } from '../endpoints.js';
 import { qualifiedName, tableKey } from '../catalog.js';
-import { keyColumn } from '../copy/table-plan.js';
 import { TableCopy } from '../copy/table-progress.js';
 import type { MigrationContext, Task } from '../tasks/tasks.js';
 import type { TaskRegistry } from '../tasks/task-registry.js';
 import { openVerifyPoint, type VerifyPoint } from './consistent-point.js';
 import { compareTable } from './table-compare.js';
 import { newTableState, summarize, summaryText, type TableVerifyState, type VerifyStateJson } from './report.js';
-import { checkSequences } from '../cutover/sequences.js';
+import { checkSequences } from '../cutover/sequence-check.js';
 import { verifyTables, type VerifyTable } from './verify-tables.js';
 
 
@@ -40,7 +39,7 @@ export async function runVerify(task: Task, ctx: MigrationContext): Promise<void
     let s = state.tables.find((x) => x.table === key);
     if (!s) state.tables.push((s = newTableState(key)));
     let progress = task.tables.get(key);
-    if (!progress) task.tables.set(key, (progress = new TableCopy(t.schema, t.name, t.estimatedRows * (keyColumn(sourceSharding, t) ? src.length : 1))));
+    if (!progress) task.tables.set(key, (progress = new TableCopy(t.schema, t.name, t.estimatedRows * (sourceSharding.shardKey(t) ? src.length : 1))));
     if (!s.cursor.done) pending.push({ table: t, state: s, progress });
   }
   const target = task.options.verifyOf !== undefined ? task.registry.get(task.options.verifyOf) : undefined;
@@ -70,8 +69,8 @@ export async function runVerify(task: Task, ctx: MigrationContext): Promise<void
       point.workers.map(async (sessions) => {
         for (let job = queue.shift(); job; job = queue.shift()) {
           const { table: t, state: s, progress } = job;
-          const key = keyColumn(sharding, t);
-          const srcKey = keyColumn(sourceSharding, t);
+          const key = sharding.shardKey(t);
+          const srcKey = sourceSharding.shardKey(t);
           s.status = 'running';
           progress.status = 'running';
           progress.startedAt ??= Date.now();
@@ -113,7 +112,7 @@ export async function runVerify(task: Task, ctx: MigrationContext): Promise<void
 
 /**
  * Sequences of the destination that could hand out the same value on two shards, or copies of
- * one sequence that are out of step (the cutover's own check, src/migrate/cutover/sequences.ts).
+ * one sequence that are out of step (the cutover's own check, src/migrate/cutover/sequence-check.ts).
  * The tables are looked up again on the destination: sequences are found by table oid there.
  */
 async function sequenceRisks(point: VerifyPoint, sharding: ShardingSchema, tables: VerifyTable[]): Promise<string[]> {

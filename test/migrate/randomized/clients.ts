@@ -37,18 +37,39 @@ export async function connect(driver: Conn['driver'], e: Endpoint): Promise<Conn
       },
     };
   }
-  const s = postgres({ host: '127.0.0.1', port: e.port, user: e.user, password: e.password, database: e.database, max: 1, prepare: false, onnotice: () => undefined, connect_timeout: 5, idle_timeout: 0 });
+  // postgres.js reconnects by itself: after its connection died between two statements of a
+  // transaction (pgshift killed), the next statement would run on a new connection, outside the
+  // transaction, and the final COMMIT would "succeed" with no transaction in progress, so the
+  // ledger would count rolled-back writes as acknowledged. A Conn is one session: once its
+  // connection closed, every query fails as a lost connection, like node-postgres.
+  let lost = false;
+  const s = postgres({
+    host: '127.0.0.1', port: e.port, user: e.user, password: e.password, database: e.database,
+    max: 1, prepare: false, onnotice: () => undefined, connect_timeout: 5, idle_timeout: 0, max_lifetime: null,
+    onclose: () => {
+      lost = true;
+    },
+  });
   await s.unsafe('SELECT 1');
   return {
     driver,
     castParams: true,
     async query(sql, params = []) {
-      return [...(await s.unsafe(sql, params as string[]))] as Row[];
+      if (lost) throw sessionEnded();
+      const rows = [...(await s.unsafe(sql, params as string[]))] as Row[];
+      // Closed while this ran: postgres.js may have run it on a new connection (queued, then
+      // resent); its effect is unknown, as for any statement cut by a lost connection.
+      if (lost) throw sessionEnded();
+      return rows;
     },
     async close() {
       await s.end({ timeout: 1 }).catch(() => undefined);
     },
   };
+}
+
+function sessionEnded(): Error {
+  return Object.assign(new Error('write CONNECTION_CLOSED: the session ended (postgres.js would go on outside the transaction on a new connection)'), { code: 'CONNECTION_CLOSED' });
 }
 
 const LOST = /terminat|ECONNRESET|ECONNREFUSED|EPIPE|socket|CONNECTION_(CLOSED|ENDED|DESTROYED)|Connection terminated|not queryable|write after end|closed|timeout expired|CONNECT_TIMEOUT/i;

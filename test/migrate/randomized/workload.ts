@@ -27,11 +27,10 @@ export interface Features {
   /**
    * Shard-key changes (rows moving between shards) while the application is served by the
    * sharded cluster, i.e. while a reverse stream from several shards into one runs. OFF by
-   * default: that reverse path has no order across its per-shard streams, so a row moved from
-   * shard A to B and back can reach the single source as an INSERT before the DELETE it depends
-   * on, and the reverse task fails on a duplicate key (a known open bug; a one-way move is
-   * waited out by the stream, a move and move-back is not). PGSHIFT_RANDOM_ON=movesWhileSharded
-   * turns it on to reproduce.
+   * default: that reverse path has no order across its per-shard streams; a one-way move is
+   * waited out and a single row's move and move-back is resolved (cross-stream-order.ts), but
+   * many rows moved crosswise within moments can still make two streams wait on each other
+   * (docs/data-movement.md, known limits). PGSHIFT_RANDOM_ON=movesWhileSharded turns it on.
    */
   movesWhileSharded: boolean;
 }

@@ -5,7 +5,7 @@
  */
 import { PgCluster } from '../../harness/pg-cluster.js';
 import { TaskRegistry } from '../../../src/migrate/tasks/task-registry.js';
-import { startCopyData, type MigrationContext, type Task } from '../../../src/migrate/tasks/tasks.js';
+import { startCopyData, type TasksContext, type Task } from '../../../src/migrate/tasks/tasks.js';
 import { verifyOutcome } from '../../../src/migrate/verify/verify-task.js';
 import { startVerify, type VerifyRequest } from '../../../src/migrate/verify/verify-start.js';
 import type { TableVerifyState, VerifyStateJson } from '../../../src/migrate/verify/report.js';
@@ -40,7 +40,7 @@ INSERT INTO audit SELECT g % 50, 'a' || (g % 300) FROM generate_series(1, 1500) 
 export interface Move {
   source: Place;
   dests: Place[];
-  ctx: MigrationContext;
+  ctx: TasksContext;
   reg: TaskRegistry;
   task: Task;
 }
@@ -51,7 +51,7 @@ export async function startMove(
   dst: PgCluster,
   prefix: string,
   chunkRows = 400,
-  registry: (ctx: MigrationContext) => Promise<TaskRegistry> = (ctx) => TaskRegistry.open(ctx.stateDir, ctx.log),
+  registry: (ctx: TasksContext) => Promise<TaskRegistry> = (ctx) => TaskRegistry.open(ctx.stateDir, ctx.log),
 ): Promise<Move> {
   const source: Place = { pg: src, db: `${prefix}_src` };
   const dests: Place[] = [{ pg: dst, db: `${prefix}_d0` }, { pg: dst, db: `${prefix}_d1` }];

@@ -4,9 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { TaskRegistry } from '../../../src/migrate/tasks/task-registry.js';
-import { migrationRegistry, resumeTasks, stopTask } from '../../../src/migrate/tasks/tasks.js';
+import { resumeTasks, stopTask } from '../../../src/migrate/tasks/tasks.js';
 import { runMigrationCommand } from '../../../src/admin/migration-commands.js';
 import { cutoverTask, type CutoverContext } from '../../../src/migrate/cutover/cutover-task.js';
+import { CutoverHistory } from '../../../src/migrate/cutover/cutover-history.js';
 import { PauseGate } from '../../../src/frontend/pause-gate.js';
 import { verifyOutcome } from '../../../src/migrate/verify/verify-task.js';
 import { startVerify } from '../../../src/migrate/verify/verify-start.js';
@@ -52,7 +53,7 @@ test('STOP_TASK stops a running VERIFY: the VERIFY answer says stopped, SHOW TAS
     await caughtUp(m);
     const ctx = moveContext(m.ctx.config());
     const answer = runMigrationCommand({ kind: 'verify', args: ['src', 'dst'] }, ctx);
-    const reg = await migrationRegistry(ctx);
+    const reg = await ctx.tasks.registry();
     await waitFor('VERIFY progress', () => reg.list().some((t) => t.kind === 'verify' && /^verifying: \d+ of ~\d+ rows, \d+ rows\/s/.test(t.innerStatus)), 20000);
     const shown = await runMigrationCommand({ kind: 'show', what: 'tasks' }, ctx);
     assert.match(JSON.stringify(shown), /verify src -> dst/);
@@ -67,7 +68,7 @@ test('STOP_TASK stops a running VERIFY: the VERIFY answer says stopped, SHOW TAS
 });
 
 test('cutover_verify refuses CUTOVER on a difference before the gate closes; the move keeps streaming', async () => {
-  const m = await startMove(clusters.src(), clusters.dst(), 'vcut', 400, (ctx) => migrationRegistry(ctx));
+  const m = await startMove(clusters.src(), clusters.dst(), 'vcut', 400, (ctx) => ctx.tasks.registry());
   try {
     await caughtUp(m);
     const [{ id }] = await clusters.dst().query<{ id: string }>(`SELECT id::text FROM orders ORDER BY id LIMIT 1`, [], m.dests[1].db);
@@ -81,7 +82,7 @@ test('cutover_verify refuses CUTOVER on a difference before the gate closes; the
       closed++;
       close(...a);
     };
-    const cctx: CutoverContext = { ...m.ctx, traffic: { gate, currentConfig: config, applyConfig: () => assert.fail('no swap') }, swapped: () => assert.fail('no swap') };
+    const cctx: CutoverContext = { ...m.ctx, cutovers: new CutoverHistory(), traffic: { gate, currentConfig: config, applyConfig: () => assert.fail('no swap') }, swapped: () => assert.fail('no swap') };
     await assert.rejects(cutoverTask(cctx, m.task.id), (e: Error) => {
       assert.match(e.message, /CUTOVER refused by cutover_verify: VERIFY task \d+ verified 5 tables, \d+ rows: 1 row differences/);
       return true;
