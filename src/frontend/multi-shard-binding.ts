@@ -1,22 +1,20 @@
 /**
  * The multi-shard binding: a session of a database with several shards. Each client message is
  * copied out of the frame reader and handled in order, asynchronously: a simple Query, or the
- * extended-protocol messages collected up to Sync (so the router sees the bound values), each
- * statement run by multi-shard-statement.ts through the session's shard transaction
+ * extended-protocol messages collected up to Sync (multi-shard-extended.ts), each statement run by multi-shard-statement.ts through the session's shard transaction
  * (shard-transaction.ts: one server per shard, BEGIN/COMMIT or 2PC). Unlike the direct binding
  * this decodes every response; it trades some speed for correctness across shards.
  */
 import type net from 'node:net';
-import { B, F, type TxStatus } from '../wire/protocol.js';
+import { F, type TxStatus } from '../wire/protocol.js';
 import * as be from '../wire/backend-messages.js';
-import * as fe from '../wire/frontend-messages.js';
-import { decodeParse, decodeBind, decodeTarget, decodeQuery } from '../wire/decode.js';
+import { decodeQuery } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { analyze } from '../router/index.js';
 import { statementText } from '../router/parse-cache.js';
-import { withUniqueIds } from '../router/unique-id-rewrite.js';
 import { ShardTransaction } from './shard-transaction.js';
 import { MultiShardStatements, WRITE_KINDS } from './multi-shard-statement.js';
+import { ExtendedBatch } from './multi-shard-extended.js';
 import { SessionState, holdsGate } from './session-state.js';
 import { releaseSessionServer } from './session-reset.js';
 import type { Binding, ClientSession } from './session.js';
@@ -27,13 +25,6 @@ export interface StatementText {
   paramTypes: number[];
 }
 
-interface Portal {
-  stmt: StatementText;
-  params: (Buffer | null)[];
-  formats: number[];
-  resultFormats: number[];
-}
-
 /** Unread client input above which a busy session stops reading the client. */
 const READ_AHEAD = 1 << 20;
 
@@ -42,9 +33,7 @@ export class MultiShardBinding implements Binding {
   private waiter: (() => void) | null = null;
   /** A client message is being handled (a statement runs, or the loop waits for COPY data). */
   private handling = false;
-  private skipUntilSync = false;
-  private batch: [number, Buffer][] = [];
-  private portals = new Map<string, Portal>();
+  private readonly extended = new ExtendedBatch(this);
   readonly tx: ShardTransaction;
   readonly run: MultiShardStatements;
 
@@ -121,7 +110,7 @@ export class MultiShardBinding implements Binding {
 
   /** Nothing of a transaction or a batch is open: the session may move to another binding. */
   private betweenTransactions(): boolean {
-    return !this.tx.inTransaction && this.tx.servers.size === 0 && this.batch.length === 0 && !this.skipUntilSync;
+    return !this.tx.inTransaction && this.tx.servers.size === 0 && this.extended.batch.length === 0 && !this.extended.skipUntilSync;
   }
 
   private get status(): TxStatus {
@@ -170,21 +159,21 @@ export class MultiShardBinding implements Binding {
         return;
       }
       case F.Sync:
-        if (!this.skipUntilSync) await this.withGate(() => this.runBatch());
-        this.skipUntilSync = false;
-        this.batch = [];
+        if (!this.extended.skipUntilSync) await this.withGate(() => this.extended.run());
+        this.extended.skipUntilSync = false;
+        this.extended.batch = [];
         s.write(be.readyForQuery(this.status));
         return;
       case F.Flush:
         // The client waits for the answers so far (postgres.js: Parse, Describe, Flush, then Bind).
-        if (!this.skipUntilSync) await this.withGate(() => this.runBatch());
+        if (!this.extended.skipUntilSync) await this.withGate(() => this.extended.run());
         return;
       case F.Parse:
       case F.Bind:
       case F.Describe:
       case F.Execute:
       case F.Close:
-        if (!this.skipUntilSync) this.batch.push([t, body]);
+        if (!this.extended.skipUntilSync) this.extended.batch.push([t, body]);
         return;
       case F.CopyData:
       case F.CopyDone:
@@ -257,145 +246,6 @@ export class MultiShardBinding implements Binding {
       return;
     }
     await this.run.statement(q, sql, null);
-  }
-
-  // ---- extended protocol --------------------------------------------------------------------
-
-  /** Runs the collected messages; after a failure the rest up to Sync is skipped, as PostgreSQL does. */
-  private async runBatch(): Promise<void> {
-    if (!(await this.runMessages())) this.skipUntilSync = true;
-    this.batch = [];
-  }
-
-  private async runMessages(): Promise<boolean> {
-    const msgs = this.batch;
-    for (let i = 0; i < msgs.length; i++) {
-      const [t, body] = msgs[i];
-      switch (t) {
-        case F.Parse: {
-          const p = decodeParse(body);
-          if (p.name && this.statements.has(p.name)) {
-            this.fail(new PgError(SQLSTATE.duplicatePreparedStatement, `prepared statement "${p.name}" already exists`));
-            return false;
-          }
-          this.statements.set(p.name, { query: p.query, paramTypes: p.paramTypes });
-          this.s.write(be.parseComplete());
-          break;
-        }
-        case F.Bind: {
-          const b = decodeBind(body);
-          const stmt = this.statements.get(b.statement);
-          if (!stmt) {
-            this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${b.statement}" does not exist`));
-            return false;
-          }
-          this.portals.set(b.portal, { stmt, params: b.params.map((p) => (p ? Buffer.from(p) : null)), formats: b.paramFormats, resultFormats: b.resultFormats });
-          this.s.write(be.bindComplete());
-          break;
-        }
-        case F.Describe: {
-          const { kind, name } = decodeTarget(body);
-          if (kind === 'S') {
-            if (!(await this.describeStatement(name))) return false;
-            break;
-          }
-          const next = msgs[i + 1];
-          if (next && next[0] === F.Execute && decodeTarget(Buffer.concat([Buffer.from('P'), next[1]])).name === name) {
-            i++;
-            if (!(await this.executePortal(name, true))) return false;
-          } else if (!(await this.describePortal(name))) return false;
-          break;
-        }
-        case F.Execute: {
-          const portal = decodeTarget(Buffer.concat([Buffer.from('P'), body])).name;
-          this.s.info.stats.queries++;
-          if (!(await this.executePortal(portal, false))) return false;
-          break;
-        }
-        case F.Close: {
-          const { kind, name } = decodeTarget(body);
-          if (kind === 'S') this.statements.delete(name);
-          else this.portals.delete(name);
-          this.s.write(be.closeComplete());
-          break;
-        }
-        case F.Flush:
-          break;
-      }
-    }
-    return true;
-  }
-
-  private fail(e: PgError): void {
-    this.s.info.stats.errors++;
-    this.s.write(be.errorResponse(e));
-    if (this.tx.inTransaction) this.tx.failed = true;
-  }
-
-  private async executePortal(name: string, describe: boolean): Promise<boolean> {
-    const p = this.portals.get(name);
-    if (!p) {
-      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
-      return false;
-    }
-    const q = this.s.ctx.parseCache.parse(p.stmt.query);
-    if (q.ok && q.statements.length === 0) {
-      this.s.write(be.emptyQueryResponse());
-      return true;
-    }
-    return this.run.statement(q, p.stmt.query, { paramTypes: p.stmt.paramTypes, params: p.params, formats: p.formats, resultFormats: p.resultFormats, describe });
-  }
-
-  /** ParameterDescription + RowDescription of a statement, asked of shard 0. */
-  private async describeStatement(name: string): Promise<boolean> {
-    const stmt = this.statements.get(name);
-    if (!stmt) {
-      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${name}" does not exist`));
-      return false;
-    }
-    const text = await this.describableText(stmt.query);
-    if (text instanceof PgError) {
-      this.fail(text);
-      return false;
-    }
-    return this.describeOn(Buffer.concat([fe.parse('', text, stmt.paramTypes), fe.describe('S', ''), fe.sync()]));
-  }
-
-  /** The text shard 0 can describe: unique_id calls replaced by a placeholder id of the same type. */
-  private async describableText(query: string): Promise<string | PgError> {
-    try {
-      return (await withUniqueIds(this.s.ctx.parseCache.parse(query), async () => '0')) ?? query;
-    } catch (err) {
-      return asPgError(err);
-    }
-  }
-
-  private async describePortal(name: string): Promise<boolean> {
-    const p = this.portals.get(name);
-    if (!p) {
-      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
-      return false;
-    }
-    const text = await this.describableText(p.stmt.query);
-    if (text instanceof PgError) {
-      this.fail(text);
-      return false;
-    }
-    return this.describeOn(Buffer.concat([fe.parse('', text, p.stmt.paramTypes), fe.bind('', '', p.params, p.formats, p.resultFormats), fe.describe('P', ''), fe.sync()]));
-  }
-
-  private async describeOn(bytes: Buffer): Promise<boolean> {
-    const srv = await this.tx.server(0);
-    let ok = true;
-    await srv.exchange(bytes, (t, _b, raw) => {
-      if (t === B.ParameterDescription || t === B.RowDescription || t === B.NoData) this.s.write(raw);
-      else if (t === B.ErrorResponse) {
-        ok = false;
-        this.s.write(raw);
-      }
-    });
-    if (!ok && this.tx.inTransaction) this.tx.failed = true;
-    return ok;
   }
 
   // ---- Binding ------------------------------------------------------------------------------
