@@ -273,8 +273,8 @@ export class ProxyServer implements SessionContext, LoginContext, AdminContext, 
     return this.twoPhase.coordinator;
   }
 
-  uniqueIds(): UniqueIdGenerator {
-    return this.uniqueIdGenerator;
+  uniqueId(): Promise<string> {
+    return this.uniqueIdGenerator.next(this.config_.general.unique_id_min);
   }
 
   twoPhaseStats(): TwoPhaseStats | null {

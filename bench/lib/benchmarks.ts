@@ -13,5 +13,6 @@ export const BENCHMARKS: Benchmark[] = [
   moduleBenchmark('copy', 'table copy 1 → 2 shards: pgshift vs binary COPY pipe vs pgcopydb (rows/s, MB/s)', () => import('../copy.js')),
   moduleBenchmark('verify', 'VERIFY 1 → 2 shards vs a plain count(*) + hash over both sides (rows/s, ratio, memory)', () => import('../verify.js')),
   moduleBenchmark('replication', 'streaming apply under pgbench: pgshift 1/2 shards vs native subscription', () => import('../replication.js')),
+  moduleBenchmark('fuzz', 'seeded protocol fuzzer vs pgshift under pgbench (crashes, failed tx, TPS ratio, memory)', () => import('../fuzz.js')),
   moduleBenchmark('router', 'routed pgbench through pgshift: 2 shards vs pass-through vs direct (TPS)', () => import('../router.js')),
 ];

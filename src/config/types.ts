@@ -46,6 +46,8 @@ export interface GeneralConfig {
   two_phase_commit: boolean;
   /** With two_phase_commit: autocommit statements that write to several shards also use 2PC. */
   two_phase_commit_auto: boolean;
+  /** pgshift.unique_id() hands out only ids above this (PgDog's key); default 0. */
+  unique_id_min: number;
   read_write_split: 'include_primary' | 'exclude_primary';
   load_balancing_strategy: 'random' | 'round_robin' | 'least_active_connections';
   http_port?: number; // progress + metrics endpoint; off when unset

@@ -6,6 +6,8 @@
  * 28P01 at its end, as PostgreSQL does, so a client cannot probe which names exist.
  */
 import { randomBytes } from 'node:crypto';
+import tls from 'node:tls';
+import { tlsServerEndPoint } from '../wire/tls-server-end-point.js';
 import * as be from '../wire/backend-messages.js';
 import { PgError, SQLSTATE } from '../wire/pg-error.js';
 import { F } from '../wire/protocol.js';
@@ -22,6 +24,8 @@ export type ClientAuthMethod = 'scram' | 'md5' | 'trust';
  */
 export class ClientAuth {
   private readonly secrets = new Map<string, ScramSecret>();
+  /** tls-server-end-point data per server certificate (certificates change only on RELOAD). */
+  private readonly bindingByCert = new Map<string, Buffer | null>();
 
   /** Runs `method` against the configured `password`; throws 28P01 when the client's does not match. */
   async authenticate(io: PacketIO, method: ClientAuthMethod, user: string, password: string | undefined): Promise<void> {
@@ -34,14 +38,31 @@ export class ClientAuth {
       if (!verifyMd5(user, password, salt, response)) throw failed(user);
       return;
     }
-    await scramExchange(io, this.secretFor(password), user);
+    await scramExchange(io, this.secretFor(password), user, this.channelBinding(io.socket));
   }
 
   /** Runs the exchange `method` would run for an unknown login, then fails with 28P01. */
   async mock(io: PacketIO, method: ClientAuthMethod, user: string): Promise<never> {
     if (method === 'md5') await md5Exchange(io);
-    else await scramExchange(io, mockScramSecret(user), user);
+    else await scramExchange(io, mockScramSecret(user), user, this.channelBinding(io.socket));
     throw failed(user);
+  }
+
+  /**
+   * tls-server-end-point data when the client is on TLS with a certificate whose hash is defined
+   * (then SCRAM-SHA-256-PLUS is offered), else undefined.
+   */
+  private channelBinding(socket: PacketIO['socket']): Buffer | undefined {
+    if (!(socket instanceof tls.TLSSocket)) return undefined;
+    const der = (socket.getCertificate() as { raw?: Buffer } | null)?.raw;
+    if (!der) return undefined;
+    const key = der.toString('base64');
+    let b = this.bindingByCert.get(key);
+    if (b === undefined) {
+      if (this.bindingByCert.size > 16) this.bindingByCert.clear();
+      this.bindingByCert.set(key, (b = tlsServerEndPoint(der)));
+    }
+    return b ?? undefined;
   }
 
   private secretFor(password: string): ScramSecret {
@@ -70,16 +91,13 @@ async function md5Exchange(io: PacketIO): Promise<{ salt: Buffer; response: stri
   return { salt, response: body.toString('utf8', 0, end < 0 ? body.length : end) };
 }
 
-async function scramExchange(io: PacketIO, secret: ScramSecret, user: string): Promise<void> {
-  io.write(be.authSasl(['SCRAM-SHA-256']));
+async function scramExchange(io: PacketIO, secret: ScramSecret, user: string, binding: Buffer | undefined): Promise<void> {
+  const server = new ScramServer(secret, undefined, binding);
+  io.write(be.authSasl(server.mechanisms));
   const [t1, b1] = await io.message();
   if (t1 !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected SASLInitialResponse, got message type '${String.fromCharCode(t1)}'`);
   const init = saslInitialResponseData(b1);
-  if (init.mechanism !== 'SCRAM-SHA-256') {
-    throw new PgError(SQLSTATE.protocolViolation, `client selected SASL mechanism "${init.mechanism}"; only SCRAM-SHA-256 is offered`);
-  }
-  const server = new ScramServer(secret);
-  io.write(be.authSaslContinue(server.serverFirst(init.data)));
+  io.write(be.authSaslContinue(server.serverFirst(init.data, init.mechanism)));
   const [t2, b2] = await io.message();
   if (t2 !== F.Password) throw new PgError(SQLSTATE.protocolViolation, `expected SASLResponse, got message type '${String.fromCharCode(t2)}'`);
   let final: string;

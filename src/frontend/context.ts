@@ -12,7 +12,6 @@ import type { PoolerMode } from '../config/types.js';
 import type { ShardingSchema } from '../sharding/index.js';
 import type { TableColumns } from '../router/index.js';
 import type { TwoPhaseCoordinator } from './two-phase.js';
-import type { UniqueIdGenerator } from '../router/unique-id.js';
 
 export interface ClientStats {
   queries: number;
@@ -79,6 +78,6 @@ export interface SessionContext extends ProxyContext {
   twoPhaseCommit(implicit: boolean): boolean;
   /** Null until the decision log is open (or when it could not be opened). */
   twoPhaseCoordinator(): TwoPhaseCoordinator | null;
-  /** The process's generator for pgshift.unique_id(). */
-  uniqueIds(): UniqueIdGenerator;
+  /** The next id of the process's pgshift.unique_id() generator (above unique_id_min). */
+  uniqueId(): Promise<string>;
 }

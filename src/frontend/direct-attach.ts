@@ -137,7 +137,7 @@ export class DirectAttach {
     let lease: ServerLease | null = null;
     // A pooled connection whose server just went away fails here, before the client saw a byte: take another.
     for (let attempt = 1; !lease; attempt++) {
-      const { pool, srv } = await s.ctx.checkout(s.info, readOnly && !s.sessionMode);
+      const { pool, srv } = await s.ctx.checkout(s.info, readOnly && !this.b.keepsServer);
       try {
         const sql = paramSyncSql(s.params, srv.applied);
         if (sql) {
@@ -202,7 +202,7 @@ export class DirectAttach {
 
   /** Gives `srv` back to `pool`; session mode resets it first. */
   release(pool: Pool, srv: ServerConnection, reusable: boolean): void {
-    if (reusable && this.b.s.sessionMode) releaseSessionServer(pool, srv);
+    if (reusable && this.b.keepsServer) releaseSessionServer(pool, srv);
     else pool.release(srv, reusable);
   }
 }

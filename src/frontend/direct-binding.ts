@@ -47,6 +47,11 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
     this.pump();
   }
 
+  /** Session mode, or session state (a temp table, LISTEN, ...) pins the client to its server. */
+  get keepsServer(): boolean {
+    return this.s.sessionMode || this.requests.guard.pinned !== null;
+  }
+
   get busy(): boolean {
     return this.server !== null && !this.tracker.empty;
   }
@@ -172,6 +177,9 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
         if (t === B.ParameterStatus) {
           const [k, v] = decodeParameterStatus(r.body());
           srv.params.set(k, v);
+          // Reported parameters changed by any means (a function, set_config anywhere) are read back too.
+          const changed = this.requests.guard.noteParameterStatus(k);
+          if (changed) this.requests.noteParams([changed]);
         } else if (t === B.ErrorResponse) {
           s.info.stats.errors++;
           // A FATAL means the server is about to close. The client's connection survives, so it
@@ -253,7 +261,7 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
 
   private maybeRelease(srv: ServerConnection): void {
     if (this.server !== srv) return;
-    if (this.s.sessionMode && !this.s.closed && !(this.pool?.closed ?? false)) {
+    if (this.keepsServer && !this.s.closed && !(this.pool?.closed ?? false)) {
       this.s.to(SessionState.Idle); // between transactions a session client does not hold the gate
       return;
     }
@@ -319,6 +327,12 @@ export class DirectBinding implements Binding, ServerSink, ParseObserver {
       s.write(be.errorResponse(e));
       s.write(be.readyForQuery('I'));
     }
+    // The client may be held waiting for the dead server's 'drain' (a write to it failed), which
+    // never comes: read the client again, or even its Terminate is never seen.
+    queueMicrotask(() => {
+      s.serverGone();
+      this.pump();
+    });
   }
 
   // ---- Binding ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import type { ServerConnection } from '../backend/server.js';
 import { ResponseTracker, Pending } from './response-tracker.js';
 import { ClientStatements, StatementEffect, mayTouchStatements, statementEffect, RESERVED_NAME_SQL, type GlobalStatement } from './prepared-statements.js';
 import { changedSessionParams } from './session-params.js';
+import { SessionStateGuard, mayLeaveSessionState } from './session-state-guard.js';
 import type { ClientSession } from './session.js';
 import { ReplicaReplay } from './replica-replay.js';
 
@@ -26,9 +27,12 @@ export class DirectRequests {
   statementsDropped = false;
   /** A read on a replica that may run again elsewhere if the replica dies before answering. */
   readonly replay = new ReplicaReplay();
+  /** Session state beyond SET that pins the client to its server connection (transaction mode). */
+  readonly guard: SessionStateGuard;
 
   constructor(private readonly s: ClientSession) {
     this.statements = new ClientStatements(s.ctx.statements);
+    this.guard = new SessionStateGuard(s.ctx.parseCache);
   }
 
   /** Forwards the reader's current message to `srv`, rewriting statement names where needed. */
@@ -43,6 +47,7 @@ export class DirectRequests {
         s.armQueryTimeout();
         this.tracker.push(Pending.Query);
         if (mayChangeParams(r.body())) this.noteSets(decodeQuery(r.body()));
+        if (mayLeaveSessionState(r.body())) this.noteSessionState(decodeQuery(r.body()));
         if (mayTouchStatements(r.body()) && this.touchesStatements(srv, decodeQuery(r.body()))) {
           s.toServer(srv, fe.query(RESERVED_NAME_SQL));
           return;
@@ -60,6 +65,7 @@ export class DirectRequests {
           }
           s.toServer(srv, r.message());
           if (this.pendingSets === null && mayChangeParams(body, 1)) this.noteSets(decodeParse(body).query);
+          if (mayLeaveSessionState(body, 1)) this.noteSessionState(decodeParse(body).query);
           return;
         }
         const p = decodeParse(body);
@@ -84,6 +90,7 @@ export class DirectRequests {
         const b = decodeBind(body);
         const g = this.ensurePrepared(srv, b.statement);
         this.tracker.push(Pending.Bind);
+        if (g && this.guard.statementMayLeaveState(g)) this.noteSessionState(g.query);
         if (!g) {
           s.toServer(srv, r.message()); // the server reports "prepared statement does not exist"
           return;
@@ -176,7 +183,21 @@ export class DirectRequests {
 
   private noteSets(sql: string): void {
     const names = changedSessionParams(sql);
-    if (!names) return;
+    if (names) this.noteParams(names);
+  }
+
+  /** Session state beyond SET: parameters set by set_config() follow the client; the rest pins it. */
+  private noteSessionState(sql: string): void {
+    const wasPinned = this.guard.pinned;
+    const params = this.guard.noteSql(sql);
+    if (params) this.noteParams(params);
+    if (wasPinned === null && this.guard.pinned !== null && this.s.info.poolerMode !== 'session') {
+      this.s.ctx.log.info({ client: this.s.info.id, reason: this.guard.pinned }, 'client keeps its server connection for the rest of its session (session state)');
+    }
+  }
+
+  /** Parameters to read back before the server is released. */
+  noteParams(names: readonly string[] | 'all'): void {
     if (names === 'all') this.pendingSets = 'all';
     else if (this.pendingSets !== 'all') {
       this.pendingSets ??= new Set();

@@ -15,6 +15,7 @@ import { withUniqueIds } from '../router/unique-id-rewrite.js';
 import { ResultMerger, shardResultFormats } from '../router/merger.js';
 import { copyInSharded } from './sharded-copy.js';
 import { moveRows } from './row-move.js';
+import { shardedSessionRefusal } from './session-state-guard.js';
 import type { MultiShardBinding } from './multi-shard-binding.js';
 
 /** Errors after which a cached column order may be stale: undefined column or table, wrong INSERT arity, type mismatch, generated column. */
@@ -79,9 +80,11 @@ export class MultiShardStatements {
   }
 
   private async statementInner(q: ParsedQuery, sql: string, ext: Extended | null): Promise<boolean> {
+    const refusal = shardedSessionRefusal(sql, this.ctx.parseCache);
+    if (refusal) throw refusal;
     // pgshift.unique_id() calls become literals before routing, so a row routes by its new id.
-    const withIds = await withUniqueIds(q, () => this.ctx.uniqueIds().next());
-    if (withIds !== null) q = this.ctx.parseCache.parse((sql = withIds));
+    const withIds = await withUniqueIds(q, () => this.ctx.uniqueId());
+    if (withIds !== null) q = this.ctx.parseCache.parseOnce((sql = withIds));
     const a = q.ok ? analyze(q).statements[0] : undefined;
     const tx = this.tx;
     if (a) {

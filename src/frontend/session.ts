@@ -180,6 +180,13 @@ export class ClientSession implements StateOwner {
     });
   }
 
+  /** The server whose 'drain' the client waited for is gone: read the client again. */
+  serverGone(): void {
+    if (!this.serverFull) return;
+    this.serverFull = false;
+    this.updateReading();
+  }
+
   /** For a binding that serves asynchronously: stop (true) or resume (false) reading the client. */
   holdInput(full: boolean): void {
     if (this.inputFull === full) return;

@@ -20,6 +20,8 @@ export interface SlotSnapshot {
   snapshotName: string;
   /** Closes the walsender connection; the snapshot can no longer be imported afterwards. */
   close(): void;
+  /** The walsender connection ended before close() (the source restarted): the snapshot is gone. */
+  readonly lost: boolean;
 }
 
 /** Slot name of source shard `shard`: the base itself for one source shard, else `<base>_<shard>`. */
@@ -55,6 +57,9 @@ export async function createSlotWithSnapshot(e: Endpoint, slot: string, serverVe
       consistentPoint: parseLsn(row[1] as string),
       snapshotName,
       close: () => conn.destroy(),
+      get lost() {
+        return conn.closed;
+      },
     };
   } catch (err) {
     conn.destroy();

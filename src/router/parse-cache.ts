@@ -129,6 +129,12 @@ export class ParseCache {
     return q;
   }
 
+  /** Parses a text that is used once (a statement with ids pgshift generated): not cached, so it does not evict texts that repeat. */
+  parseOnce(sql: string): ParsedQuery {
+    this.misses++;
+    return parseUncached(sql);
+  }
+
   stats(): ParseCacheStats {
     return { hits: this.hits, misses: this.misses, evictions: this.evictions, size: this.cache.size, capacity: this.capacity };
   }

@@ -42,8 +42,8 @@ export class UniqueIdGenerator {
     this.nodeBits = node << 12;
   }
 
-  /** One attempt, without waiting: the caller waits `waitMs` (0: yield once) and tries again. */
-  attempt(): UniqueIdAttempt {
+  /** One attempt, without waiting: the caller waits `waitMs` (0: yield once) and tries again. `min`: unique_id_min. */
+  attempt(min = 0): UniqueIdAttempt {
     const now = this.clock() - UNIQUE_ID_EPOCH_MS;
     if (now < this.lastMs) {
       const behind = this.lastMs - now;
@@ -64,13 +64,17 @@ export class UniqueIdGenerator {
       this.lastMs = now;
       this.sequence = 0;
     }
-    return { id: ((BigInt(now) << 22n) | BigInt(this.nodeBits | this.sequence)).toString() };
+    const id = (BigInt(now) << 22n) | BigInt(this.nodeBits | this.sequence);
+    if (min > 0 && id <= BigInt(min)) {
+      return { error: new PgError('55000', `pgshift.unique_id(): the generated id ${id} is not above unique_id_min (${min})`, { hint: 'Lower unique_id_min: ids are time-based and grow by about 4.2 billion per second.' }) };
+    }
+    return { id: id.toString() };
   }
 
   /** The next id (decimal text), waiting for the clock when needed. */
-  async next(): Promise<string> {
+  async next(min = 0): Promise<string> {
     for (;;) {
-      const a = this.attempt();
+      const a = this.attempt(min);
       if ('id' in a) return a.id;
       if ('error' in a) throw a.error;
       await new Promise<void>((r) => (a.waitMs > 0 ? setTimeout(r, a.waitMs) : setImmediate(r)));

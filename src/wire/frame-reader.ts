@@ -54,7 +54,9 @@ export class FrameReader {
       return;
     }
     const rest = this.buf.subarray(this.pos);
-    const total = avail >= 5 ? 1 + this.checkedLength(rest, 0) : 0;
+    // push() never throws (callers push from socket events, outside their error handling): a bad
+    // length is only buffered here, and next() reports it inside the caller's message loop.
+    const total = avail >= 5 && this.acceptableLength(rest.readUInt32BE(1)) ? 1 + rest.readUInt32BE(1) : 0;
     if (avail < total) {
       // The rest is one message in progress whose length is known: size its buffer once.
       if (avail + chunk.length < total) {
@@ -83,6 +85,10 @@ export class FrameReader {
   /** Bytes buffered but not yet returned as messages. */
   get pending(): number {
     return (this.partial ? this.filled : this.buf.length - this.pos) + (this.tail ? this.tail.length : 0);
+  }
+
+  private acceptableLength(len: number): boolean {
+    return len >= 4 && len <= MAX_MESSAGE_LENGTH && len <= this.limit;
   }
 
   private checkedLength(b: Buffer, at: number): number {

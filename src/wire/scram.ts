@@ -3,8 +3,9 @@
  *  - ScramClient: pgshift logging in to a PostgreSQL server;
  *  - ScramServer: a client logging in to pgshift.
  *
- * No channel binding (gs2 header "n,," from us; "n" or "y" accepted from clients, "p=" refused),
- * and, like PostgreSQL, the username inside the SCRAM messages is ignored (the startup packet's
+ * Our client uses no channel binding (gs2 header "n,,"). The server side offers
+ * SCRAM-SHA-256-PLUS with `tls-server-end-point` when the client connected over TLS (the caller
+ * passes the certificate hash, see tls-server-end-point.ts), and, like PostgreSQL, the username inside the SCRAM messages is ignored (the startup packet's
  * user counts), so our client sends "n=".
  *
  * SCRAM passthrough: after a successful ScramServer exchange, `clientKey` holds the client's
@@ -19,6 +20,9 @@ import { ByteReader } from './byte-reader.js';
 import { scramPasswordBytes } from './saslprep.js';
 
 export const SCRAM_SHA_256 = 'SCRAM-SHA-256';
+export const SCRAM_SHA_256_PLUS = 'SCRAM-SHA-256-PLUS';
+/** The only channel-binding type PostgreSQL (and pgshift) supports. */
+const CB_TYPE = 'tls-server-end-point';
 export const DEFAULT_SCRAM_ITERATIONS = 4096;
 const NONCE_BYTES = 18;
 const KEY_LEN = 32;
@@ -282,6 +286,8 @@ export class ScramClient {
 
 export class ScramServer {
   private gs2Header = '';
+  /** What the client-final c= attribute must decode to: the gs2 header, plus the binding data for "p=". */
+  private cbindExpected: Buffer = Buffer.alloc(0);
   private bare = '';
   private first = '';
   private nonce = '';
@@ -294,29 +300,51 @@ export class ScramServer {
   constructor(
     private readonly secret: ScramSecret,
     private readonly user?: string,
+    /** tls-server-end-point data when the client is on TLS (PLUS offered); undefined otherwise. */
+    private readonly channelBinding?: Buffer,
   ) {}
+
+  /** The SASL mechanisms to advertise, best first (PLUS only over TLS, as PostgreSQL does). */
+  get mechanisms(): string[] {
+    return this.channelBinding ? [SCRAM_SHA_256_PLUS, SCRAM_SHA_256] : [SCRAM_SHA_256];
+  }
 
   /** ClientKey recovered after a successful proof (for SCRAM passthrough); undefined before. */
   get clientKey(): Buffer | undefined {
     return this.recoveredKey;
   }
 
-  /** Handles SASLInitialResponse data; returns the AuthenticationSASLContinue data. */
-  serverFirst(clientFirstData: string): string {
+  /**
+   * Handles SASLInitialResponse data for `mechanism` (one of `mechanisms`); returns the
+   * AuthenticationSASLContinue data.
+   */
+  serverFirst(clientFirstData: string, mechanism: string = SCRAM_SHA_256): string {
     if (this.state !== 'initial') throw new PgError(SQLSTATE.protocolViolation, 'SCRAM client-first-message sent twice');
-    const d = clientFirstData;
-    if (d.startsWith('p=')) {
-      throw new PgError(SQLSTATE.invalidAuthorization, 'channel binding is not supported by pgshift', {
-        hint: 'Connect with channel_binding=disable or channel_binding=prefer.',
-      });
+    if (!this.mechanisms.includes(mechanism)) {
+      throw new PgError(SQLSTATE.protocolViolation, `client selected SASL mechanism "${mechanism}", which was not offered (${this.mechanisms.join(', ')})`);
     }
-    if ((d[0] !== 'n' && d[0] !== 'y') || d[1] !== ',') throw protocolError('unexpected channel-binding flag in client-first-message');
-    if (d.startsWith('a=', 2)) {
+    const d = clientFirstData;
+    const flagEnd = d.indexOf(',');
+    const flag = flagEnd < 0 ? d : d.slice(0, flagEnd);
+    if (mechanism === SCRAM_SHA_256_PLUS) {
+      if (flag !== `p=${CB_TYPE}`) {
+        throw new PgError(SQLSTATE.protocolViolation, flag.startsWith('p=') ? `unsupported SCRAM channel-binding type "${flag.slice(2)}"` : `client selected ${SCRAM_SHA_256_PLUS} without channel-binding data`);
+      }
+    } else if (flag.startsWith('p=')) {
+      throw new PgError(SQLSTATE.protocolViolation, this.channelBinding ? `client requires channel binding but selected ${SCRAM_SHA_256}` : 'channel binding requires TLS', {
+        hint: this.channelBinding ? undefined : 'Connect with sslmode=require to use channel_binding=require.',
+      });
+    } else if (flag === 'y') {
+      // The client could bind but believes the server cannot, although PLUS was offered: a downgrade.
+      if (this.channelBinding) throw new PgError(SQLSTATE.protocolViolation, 'SCRAM channel binding negotiation error: the client supports channel binding but did not use it although the server offered it');
+    } else if (flag !== 'n') throw protocolError('unexpected channel-binding flag in client-first-message');
+    if (d.startsWith('a=', flagEnd + 1)) {
       throw new PgError(SQLSTATE.featureNotSupported, 'client uses SCRAM authorization identity, which is not supported');
     }
-    if (d[2] !== ',') throw protocolError('expected "," after the channel-binding flag');
-    this.gs2Header = d.slice(0, 3);
-    this.bare = d.slice(3);
+    if (flagEnd < 0 || d[flagEnd + 1] !== ',') throw protocolError('expected "," after the channel-binding flag');
+    this.gs2Header = d.slice(0, flagEnd + 2);
+    this.cbindExpected = flag.startsWith('p=') ? Buffer.concat([Buffer.from(this.gs2Header, 'latin1'), this.channelBinding!]) : Buffer.from(this.gs2Header, 'latin1');
+    this.bare = d.slice(flagEnd + 2);
     const attrs = attributes(this.bare, 'client-first-message');
     if (attrs[0]?.[0] === 'm') throw protocolError('client requires an unsupported SCRAM extension');
     if (attrs.length < 2 || attrs[0][0] !== 'n' || attrs[1][0] !== 'r') throw protocolError('client-first-message must be n=…,r=…');
@@ -336,7 +364,10 @@ export class ScramServer {
       throw protocolError('client-final-message must be c=…,r=…[,…],p=…');
     }
     const cbind = fromBase64(attrs[0][1]);
-    if (!cbind || cbind.toString('latin1') !== this.gs2Header) {
+    if (!cbind || !cbind.equals(this.cbindExpected)) {
+      if (this.gs2Header.startsWith('p=')) {
+        throw new PgError(SQLSTATE.protocolViolation, 'SCRAM channel binding check failed: the client saw another server certificate (a TLS-terminating middlebox?)');
+      }
       throw protocolError('channel-binding data does not match the client-first-message header');
     }
     if (attrs[1][1] !== this.nonce) throw protocolError('nonce does not match');

@@ -8,15 +8,10 @@
 // and after a rollback, and a crash during recovery itself.
 //
 // `npm test` runs a few representative steps; PGSHIFT_FAULTS_ALL=1 runs every step.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { PgCluster, freePort } from '../harness/pg-cluster.js';
-import type { Place } from './move-helpers.js';
-import { PgshiftProcess, poll, sleep, type AdminRow } from './crash-helpers.js';
-import { LEDGER_SCHEMA, LedgerApp, checkLedger, ledgerProblems, sameRows } from './ledger-helpers.js';
+import { poll, sleep } from './crash-helpers.js';
+import { ledgerMoves, startMove, startApp, waitTask, assertNoOrphanSlots, assertLedger, servedBy } from './ledger-move.js';
 
 const ALL = ['reverse_intended', 'reverse_created', 'barrier', 'sequences', 'switched', 'resumed', 'reverse_task', 'forward_finished', 'done'] as const;
 type Step = (typeof ALL)[number];
@@ -26,113 +21,8 @@ const DEFAULT: Step[] = ['reverse_created'];
 const STEPS: readonly Step[] = process.env.PGSHIFT_FAULTS_ALL ? ALL : DEFAULT;
 const SWITCHED: Step[] = ['switched', 'resumed', 'reverse_task', 'forward_finished', 'done'];
 
-let src: PgCluster;
-let dst: PgCluster;
-const running: PgshiftProcess[] = [];
-const apps: LedgerApp[] = [];
-const dirs: string[] = [];
-
-before(async () => {
-  [src, dst] = await Promise.all([PgCluster.start(), PgCluster.start()]);
-});
-after(async () => {
-  for (const p of running) await p.kill9();
-  for (const a of apps) await a.stop().catch(() => undefined);
-  await Promise.all([src?.stop(), dst?.stop()]);
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-interface Move {
-  p: PgshiftProcess;
-  source: Place[];
-  dest: Place[];
-  app: LedgerApp;
-  explain: () => string;
-}
-
-let n = 0;
-
-/** A 1-shard source and a 2-shard destination, pgshift running, COPY_DATA replicating, the application writing. */
-async function setUp(general = 'cutover_timeout = 20000\n'): Promise<Move> {
-  const i = ++n;
-  const source: Place[] = [{ pg: src, db: `lsrc_${i}` }];
-  const dest: Place[] = [{ pg: dst, db: `ldst_${i}_0` }, { pg: dst, db: `ldst_${i}_1` }];
-  await src.createDatabase(source[0].db);
-  for (const d of dest) await dst.createDatabase(d.db);
-  await src.query(LEDGER_SCHEMA, [], source[0].db);
-  const dir = mkdtempSync(join(tmpdir(), 'pgshift-cutcrash-'));
-  dirs.push(dir);
-  const port = await freePort();
-  const db = (name: string, p: Place, shard: number) => `[[databases]]\nname = "${name}"\nhost = "127.0.0.1"\nport = ${p.pg.port}\ndatabase_name = "${p.db}"\nshard = ${shard}\n`;
-  writeFileSync(
-    join(dir, 'pgshift.toml'),
-    [
-      `[general]\nhost = "127.0.0.1"\nport = ${port}\n${general}cutover_traffic_stop_threshold = 100000000\n`,
-      `[admin]\npassword = "adminpw"\n`,
-      db('app', source[0], 0),
-      ...dest.map((d, s) => db('app_new', d, s)),
-      `[[sharded_tables]]\ndatabase = "app_new"\nname = "ledger"\ncolumn = "tenant"\ndata_type = "bigint"\n`,
-    ].join('\n'),
-  );
-  writeFileSync(join(dir, 'users.toml'), ['app', 'app_new'].map((d) => `[[users]]\nname = "app"\ndatabase = "${d}"\npassword = "pw"\nserver_user = "postgres"\nserver_password = "postgres"\n`).join('\n'));
-  const p = new PgshiftProcess(join(dir, 'pgshift.toml'), join(dir, 'users.toml'), join(dir, 'state'), port);
-  running.push(p);
-  const explain = () => `pgshift output:\n${p.tail()}`;
-  return { p, source, dest, app: null as unknown as LedgerApp, explain };
-}
-
-async function startMove(m: Move, env: Record<string, string> = {}): Promise<void> {
-  await m.p.start(20000, env);
-  const [started] = await m.p.admin('COPY_DATA app app_new pub');
-  assert.equal(started.task_id, '1');
-  await waitTask(m, '1', (t) => t.inner_status === 'replicating');
-  m.app = new LedgerApp(`postgresql://app:pw@127.0.0.1:${m.p.port}/app?sslmode=disable`);
-  apps.push(m.app);
-  await poll('the application to have written', async () => (m.app.acked.size >= 30 ? true : undefined), 20000, m.explain);
-}
-
-async function waitTask(m: Move, id: string, ok: (t: AdminRow) => boolean, timeoutMs = 30000): Promise<AdminRow> {
-  return poll(
-    `task ${id} to reach the expected state`,
-    async () => {
-      const t = (await m.p.admin('SHOW TASKS')).find((r) => r.id === id);
-      if (t?.status?.startsWith('failed')) assert.fail(`task ${id} failed: ${t.status}\n${m.explain()}`);
-      return t && ok(t) ? t : undefined;
-    },
-    timeoutMs,
-    m.explain,
-  );
-}
-
-async function slotsOn(places: Place[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const p of places) for (const r of await p.pg.query<{ slot_name: string }>(`SELECT slot_name FROM pg_replication_slots WHERE database = $1`, [p.db])) out.push(r.slot_name);
-  return out.sort();
-}
-
-/** The slots on both clusters are exactly those live tasks own (SHOW REPLICATION_SLOTS), and SHOW ORPHANS lists no slot. */
-async function assertNoOrphanSlots(m: Move): Promise<void> {
-  const owned = (await m.p.admin('SHOW REPLICATION_SLOTS')).map((r) => r.name!).sort();
-  assert.deepEqual(await slotsOn([...m.source, ...m.dest]), owned, `slots on the clusters = slots live tasks own\n${m.explain()}`);
-  const orphans = (await m.p.admin('SHOW ORPHANS')).filter((r) => r.kind === 'slot');
-  assert.deepEqual(orphans, [], 'SHOW ORPHANS lists no slot');
-}
-
-/** Stops the writer, then: the ledger is on `served`, and `other` catches up to exactly the same rows. */
-async function assertLedger(m: Move, served: Place[], other: Place[], what: string): Promise<void> {
-  await m.app.stop();
-  const c = await checkLedger(m.app, served);
-  assert.equal(ledgerProblems(c), '', `${what}: the served cluster holds every acknowledged write (${c.acked} acknowledged)\n${m.explain()}`);
-  await poll(`${what}: the other cluster to hold the same rows`, async () => ((await sameRows(served, other)) === '' ? true : undefined), 20000, () => m.explain());
-}
-
-/** Through pgshift: the serving cluster is the one named (by counting rows on both sides after one tagged insert). */
-async function servedBy(m: Move): Promise<'source' | 'destination'> {
-  const rows = await m.p.admin('SHOW ROUTING');
-  const app = rows.find((r) => r.database === 'app');
-  assert.ok(app, 'SHOW ROUTING lists app');
-  return app.serving!.includes(m.dest[0].db) ? 'destination' : 'source';
-}
+const moves = ledgerMoves();
+const setUp = (general?: string) => moves.setUp(general);
 
 for (const step of STEPS) {
   test(`kill -9 at cutover step ${step}: after a restart pgshift serves the ${SWITCHED.includes(step) ? 'destination' : 'source'}, no acknowledged write is lost or doubled, no slot is orphaned, and the next CUTOVER works`, async (t) => {
@@ -230,8 +120,7 @@ test('graceful restarts (SIGTERM) after a finished cutover and after its rollbac
 test("RESHARD's automatic cutover resumes after a kill -9 at its barrier: the restart rolls the attempt back, then RESHARD cuts over by itself with every acknowledged write", async () => {
   const m = await setUp();
   await m.p.start(20000, { PGSHIFT_FAULT: 'barrier' });
-  m.app = new LedgerApp(`postgresql://app:pw@127.0.0.1:${m.p.port}/app?sslmode=disable`);
-  apps.push(m.app);
+  startApp(m);
   await poll('the application to have written', async () => (m.app.acked.size >= 20 ? true : undefined), 20000, m.explain);
   await m.p.admin('RESHARD app app_new pub');
   await m.p.waitExit(60000);

@@ -31,6 +31,8 @@ export class LedgerApp {
   uncertainInserts = 0;
   ops = 0;
   errors = 0;
+  /** What the writer is waiting for now (shown when a test times out waiting for writes). */
+  doing = 'starting';
   private running = true;
   private loop: Promise<void>;
   private readonly ids: string[] = [];
@@ -55,8 +57,10 @@ export class LedgerApp {
         if (!c) {
           c = new pg.Client({ connectionString: this.url });
           c.on('error', () => undefined);
+          this.doing = 'connecting';
           await c.connect();
         }
+        this.doing = 'writing';
         if (round % 2 === 1 || ids.length === 0) {
           const tenant = round % 23;
           const body = round % 40 === 0 ? 'x'.repeat(9000) : null;
@@ -66,8 +70,9 @@ export class LedgerApp {
           await this.update(c, id);
         }
         this.ops++;
-      } catch {
+      } catch (err) {
         this.errors++;
+        this.doing = `closing after: ${(err as Error).message}`;
         await c?.end().catch(() => undefined);
         c = null;
         await sleep(30);

@@ -109,6 +109,8 @@ test('plain cross-shard avg / stddev / variance (no GROUP BY) with a WHERE param
   await same('SELECT avg(n) AS mean, stddev(n), variance(i8), stddev_pop(i4), var_pop(n), avg(i4) FROM metrics');
   await same('SELECT avg(n), stddev(i8), variance(i4), count(*) FROM metrics WHERE i4 > $1', [0]);
   await same('SELECT i4 % 3 AS k, avg(i8), stddev(n) FROM metrics GROUP BY 1 ORDER BY 1');
+  // Many small groups, each spread over the shards: every rounding of the division and the square root is compared.
+  await same('SELECT abs(tenant_id) % 61 AS k, avg(n), stddev(n), var_pop(i8), stddev_samp(i4), avg(i8) AS avg8 FROM metrics GROUP BY 1 ORDER BY 1');
   await same('SELECT grp, avg(i4 / 2 + 1) FROM metrics GROUP BY grp ORDER BY avg(i4 / 2 + 1) DESC NULLS LAST LIMIT 3 OFFSET 1');
 });
 
@@ -140,6 +142,22 @@ test('avg / stddev / variance of float columns across shards match one server to
       assert.ok(x !== null && y !== null && Math.abs(Number(x) - Number(y)) <= 1e-12 * Math.abs(Number(y)), `${k} of group ${b.rows[i].grp}: ${x} vs ${y}`);
     }
   }
+});
+
+test('binary results: float8 avg/stddev merge in binary, a binary numeric avg is refused with 0A000 asking for text', async () => {
+  await setup();
+  const sql = 'SELECT grp, stddev(f8) AS s, count(DISTINCT f4) AS k FROM metrics GROUP BY grp ORDER BY grp';
+  const a = await viaProxy.query({ text: sql, binary: true, name: 'bin_stats' } as pg.QueryConfig);
+  const b = await direct.query({ text: sql, binary: true, name: 'bin_stats' } as pg.QueryConfig);
+  assert.equal(typeof b.rows[0].s, 'number', 'the reference result was binary');
+  assert.equal(a.rows.length, b.rows.length);
+  for (let i = 0; i < a.rows.length; i++) {
+    assert.deepEqual(a.rows[i].k, b.rows[i].k, 'count(DISTINCT) in binary');
+    const [x, y] = [a.rows[i].s as number | null, b.rows[i].s as number | null];
+    assert.equal(typeof x, typeof y);
+    if (x !== null && y !== null) assert.ok(Math.abs(x - y) <= 1e-12 * Math.abs(y), `${x} vs ${y}`);
+  }
+  await assert.rejects(viaProxy.query({ text: 'SELECT avg(n) FROM metrics', binary: true, name: 'bin_avg' } as pg.QueryConfig), (e: { code?: string; message: string }) => e.code === '0A000' && /binary numeric/.test(e.message));
 });
 
 test('aggregates that cannot be merged exactly are still refused with 0A000 naming them', async () => {

@@ -96,3 +96,17 @@ test('a message longer than the limit is refused with 54000 from its header alon
   bad.push(Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xff]));
   assert.throws(() => bad.next(), (e: unknown) => e instanceof PgError && e.code === '08P01');
 });
+
+test('push never throws for a bad length that arrives behind buffered bytes: next() reports it, inside the caller\'s message loop', () => {
+  for (const len of [3, 0x7fffffff, (1 << 20) + 1]) {
+    const r = new FrameReader(1 << 20);
+    // Three bytes of a header first, then the rest of a header with a bad length, then more.
+    const head = Buffer.alloc(5);
+    head[0] = 0x51;
+    head.writeUInt32BE(len, 1);
+    r.push(head.subarray(0, 3));
+    assert.doesNotThrow(() => r.push(Buffer.concat([head.subarray(3), Buffer.alloc(100)])));
+    assert.doesNotThrow(() => r.push(Buffer.alloc(10)));
+    assert.throws(() => r.next(), (e: unknown) => e instanceof PgError && (e.code === '08P01' || e.code === '54000'), `length ${len}`);
+  }
+});

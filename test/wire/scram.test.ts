@@ -15,6 +15,12 @@ import {
 import { saslprep } from '../../src/wire/saslprep.js';
 import * as fe from '../../src/wire/frontend-messages.js';
 import { PgError } from '../../src/wire/pg-error.js';
+import { tlsServerEndPoint } from '../../src/wire/tls-server-end-point.js';
+import { createHash, createHmac, pbkdf2Sync, X509Certificate } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../harness/proxy.js';
 import { rawLogin, startFakeServer, runPsql } from './auth-fixtures.js';
 
 let cluster: PgCluster;
@@ -208,14 +214,64 @@ function exchange(secret: ScramSecret, clientFirst: string): ScramServer {
   return s;
 }
 
-test('ScramServer refuses channel binding with 28000 and authzid with 0A000', () => {
+test('ScramServer without TLS refuses channel-binding data (08P01, as PostgreSQL) and authzid with 0A000', () => {
   const secret = scramSecretFromPassword('pw');
-  assert.throws(() => exchange(secret, 'p=tls-server-end-point,,n=,r=abc'), (e: PgError) => e.code === '28000' && /channel binding/.test(e.message));
+  assert.throws(() => exchange(secret, 'p=tls-server-end-point,,n=,r=abc'), (e: PgError) => e.code === '08P01' && /channel binding requires TLS/.test(e.message));
   assert.throws(() => exchange(secret, 'n,a=someone,n=,r=abc'), (e: PgError) => e.code === '0A000');
-  // 'y' (client could bind but thinks we cannot) is fine: we do not advertise SCRAM-SHA-256-PLUS.
+  // 'y' (client could bind but thinks we cannot) is fine: without TLS we do not advertise SCRAM-SHA-256-PLUS.
   const s = new ScramServer(secret);
+  assert.deepEqual(s.mechanisms, ['SCRAM-SHA-256']);
   assert.match(s.serverFirst('y,,n=*,r=abc'), /^r=abc[^,]+,s=[^,]+,i=4096$/);
   assert.equal(s.scramUser, '*');
+  assert.throws(() => new ScramServer(secret).serverFirst('p=tls-server-end-point,,n=,r=abc', 'SCRAM-SHA-256-PLUS'), (e: PgError) => e.code === '08P01' && /not offered/.test(e.message));
+});
+
+/** A SCRAM-SHA-256-PLUS client-final for `server`, binding `cbData` (what the client saw). */
+function plusFinal(password: string, salt: Buffer, iterations: number, bare: string, serverFirst: string, cbData: Buffer): string {
+  const hmacOf = (k: Buffer, m: string) => createHmac('sha256', k).update(m).digest();
+  const clientKey = hmacOf(pbkdf2Sync(password, salt, iterations, 32, 'sha256'), 'Client Key');
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const nonce = serverFirst.split(',')[0].slice(2);
+  const withoutProof = `c=${Buffer.concat([Buffer.from('p=tls-server-end-point,,'), cbData]).toString('base64')},r=${nonce}`;
+  const sig = hmacOf(storedKey, `${bare},${serverFirst},${withoutProof}`);
+  return `${withoutProof},p=${Buffer.from(clientKey.map((b, i) => b ^ sig[i])).toString('base64')}`;
+}
+
+test('ScramServer with TLS: SCRAM-SHA-256-PLUS succeeds with the certificate hash, fails on another, and a "y" downgrade is refused', () => {
+  const salt = Buffer.from('0123456789abcdef');
+  const secret = scramSecretFromPassword('pw', salt, 4096);
+  const certHash = createHash('sha256').update('the server certificate').digest();
+  const good = new ScramServer(secret, 'bob', certHash);
+  assert.deepEqual(good.mechanisms, ['SCRAM-SHA-256-PLUS', 'SCRAM-SHA-256']);
+  const first = good.serverFirst('p=tls-server-end-point,,n=,r=abc', 'SCRAM-SHA-256-PLUS');
+  assert.match(good.serverFinal(plusFinal('pw', salt, 4096, 'n=,r=abc', first, certHash)), /^v=/);
+  // A man in the middle terminates TLS with its own certificate: the client binds that one.
+  const mitm = new ScramServer(secret, 'bob', certHash);
+  const f2 = mitm.serverFirst('p=tls-server-end-point,,n=,r=abc', 'SCRAM-SHA-256-PLUS');
+  assert.throws(() => mitm.serverFinal(plusFinal('pw', salt, 4096, 'n=,r=abc', f2, createHash('sha256').update('another certificate').digest())), (e: PgError) => e.code === '08P01' && /channel binding check failed/.test(e.message));
+  assert.throws(() => new ScramServer(secret, 'bob', certHash).serverFirst('y,,n=,r=abc'), (e: PgError) => /negotiation error/.test(e.message));
+  assert.throws(() => new ScramServer(secret, 'bob', certHash).serverFirst('n,,n=,r=abc', 'SCRAM-SHA-256-PLUS'), (e: PgError) => /without channel-binding data/.test(e.message));
+  assert.throws(() => new ScramServer(secret, 'bob', certHash).serverFirst('p=tls-unique,,n=,r=abc', 'SCRAM-SHA-256-PLUS'), (e: PgError) => /unsupported SCRAM channel-binding type "tls-unique"/.test(e.message));
+  // Plain SCRAM-SHA-256 ('n') is still accepted over TLS.
+  assert.match(new ScramServer(secret, 'bob', certHash).serverFirst('n,,n=,r=abc'), /^r=abc/);
+});
+
+test('tls-server-end-point hashes the DER with the signature hash, SHA-256 for SHA-1', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pgshift-tse-'));
+  try {
+    for (const [digest, expected] of [['-sha1', 'sha256'], ['-sha256', 'sha256'], ['-sha384', 'sha384'], ['-sha512', 'sha512']]) {
+      const r = await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', digest, '-nodes', '-subj', '/CN=x', '-days', '1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')]);
+      assert.equal(r.code, 0, r.stderr);
+      const der = new X509Certificate(readFileSync(join(dir, 'c.pem'))).raw;
+      assert.deepEqual(tlsServerEndPoint(der), createHash(expected).update(der).digest(), digest);
+    }
+    const ed = await run('openssl', ['req', '-x509', '-newkey', 'ed25519', '-nodes', '-subj', '/CN=x', '-days', '1', '-keyout', join(dir, 'k.pem'), '-out', join(dir, 'c.pem')]);
+    assert.equal(ed.code, 0, ed.stderr);
+    assert.equal(tlsServerEndPoint(new X509Certificate(readFileSync(join(dir, 'c.pem'))).raw), null, 'Ed25519 has no hash: PLUS is not offered');
+    assert.equal(tlsServerEndPoint(Buffer.from([0x30, 0x82, 0xff])), null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('ScramServer rejects malformed client messages with 08P01 and a wrong proof with 28P01 naming the user', () => {

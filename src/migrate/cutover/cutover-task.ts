@@ -19,6 +19,7 @@ import type { ServerConnection } from '../../backend/server.js';
 import { parseLsn, formatLsn } from '../../wire/lsn.js';
 import { cutoverJournal, type CutoverJournal, type CutoverJournalFile, type JournalPhase } from './cutover-journal.js';
 import { physicalShards } from '../tasks/physical.js';
+import { isConnectionLoss } from '../replicate/reconnect.js';
 
 export interface CutoverContext extends TasksContext {
   /** The cutovers of this proxy: one at a time, the last one's report for /progress. */
@@ -56,10 +57,15 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
   const destConns: ServerConnection[] = [];
   try {
     const config = ctx.config();
-    const { src, dst } = await resolveBound(task, config);
-    // Connections used during the pause are opened before it, to keep the pause short.
-    for (const e of src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
-    const journal = await newJournal(task, src, dst);
+    // A server down when CUTOVER starts is waited for, within cutover_timeout, as the lag check
+    // waits for replication to stream again: traffic keeps flowing to the source meanwhile.
+    const { src, dst, journal } = await whileUnreachable(task, config.general.cutover_timeout, async () => {
+      for (const p of probes.splice(0)) p.destroy();
+      const r = await resolveBound(task, config);
+      // Connections used during the pause are opened before it, to keep the pause short.
+      for (const e of r.src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
+      return { ...r, journal: await newJournal(task, r.src, r.dst) };
+    });
     const subject = buildSubject(ctx, task, src, dst, probes, destConns, cutoverJournal(ctx.stateDir), journal);
     const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, () => {
       if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
@@ -75,6 +81,26 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
     for (const p of probes) p.destroy();
     for (const c of destConns) c.destroy();
     ctx.cutovers.running = null;
+  }
+}
+
+/** Retries `once` while it fails for want of a server (connection loss), for at most `timeoutMs`. */
+async function whileUnreachable<T>(task: Task, timeoutMs: number, once: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await once();
+    } catch (err) {
+      const e = asPgError(err);
+      if (!isConnectionLoss(e)) throw e;
+      if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
+      if (Date.now() > deadline) {
+        throw new PgError(e.code, `cutover aborted, traffic resumed on the source with nothing changed: a server was not reachable for cutover_timeout (${timeoutMs} ms): ${e.message}; traffic was never paused`, {
+          hint: 'run CUTOVER again once the servers are back and SHOW TASKS shows the task replicating',
+        });
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
   }
 }
 
@@ -117,6 +143,10 @@ function buildSubject(ctx: CutoverContext, task: Task, src: Endpoint[], dst: End
     destination: task.destination,
     async lagBytes() {
       if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
+      if (task.terminal) throw new PgError(SQLSTATE.objectNotInState, `task ${task.id} is ${task.status}`);
+      // A stream reconnecting (or still starting) is waiting for a server: its lag means nothing
+      // yet. Reported as a connection loss, which the lag check waits out within cutover_timeout.
+      if (!task.streams.every((s) => s.streaming)) throw new PgError(SQLSTATE.connectionFailure, `replication is not streaming: ${task.innerStatus}`);
       const lags = await Promise.all(task.streams.map((s) => s.lagBytes()));
       return lags.reduce((a, b) => a + b, 0);
     },

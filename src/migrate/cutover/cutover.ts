@@ -26,6 +26,7 @@ import type { Logger } from '../../observe/log.js';
 import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
 import { formatLsn } from '../../wire/lsn.js';
 import { faultPoint } from '../fault.js';
+import { isConnectionLoss } from '../replicate/reconnect.js';
 
 /** The data path, as the cutover sees it. */
 export interface CutoverTraffic {
@@ -135,12 +136,19 @@ export async function runCutover(subject: CutoverSubject, traffic: CutoverTraffi
     await enter('wait_lag');
     const lagDeadline = Date.now() + s.timeout;
     for (;;) {
-      const lag = await subject.lagBytes();
-      if (lag <= s.trafficStopThreshold) break;
+      // A server down (the lag cannot be read, or replication is reconnecting) is waited out
+      // like a lag above the threshold: traffic still flows to the source meanwhile.
+      const lag = await subject.lagBytes().catch((err) => {
+        const e = asPgError(err);
+        if (!isConnectionLoss(e)) throw e;
+        return e;
+      });
+      if (typeof lag === 'number' && lag <= s.trafficStopThreshold) break;
       if (Date.now() > lagDeadline) {
-        throw new PgError(SQLSTATE.objectNotInState, `replication lag is ${lag} bytes, above cutover_traffic_stop_threshold (${s.trafficStopThreshold}) for cutover_timeout (${s.timeout} ms); traffic was never paused`);
+        if (typeof lag === 'number') throw new PgError(SQLSTATE.objectNotInState, `replication lag is ${lag} bytes, above cutover_traffic_stop_threshold (${s.trafficStopThreshold}) for cutover_timeout (${s.timeout} ms); traffic was never paused`);
+        throw new PgError(lag.code, `replication was not reachable for cutover_timeout (${s.timeout} ms): ${lag.message}; traffic was never paused`, { hint: 'run CUTOVER again once the servers are back and SHOW TASKS shows the task replicating' });
       }
-      await sleep(50);
+      await sleep(typeof lag === 'number' ? 50 : 200);
     }
     step('wait_lag');
 

@@ -21,7 +21,9 @@ import { dropOrigins } from '../replicate/origin.js';
 import { endpointsOf } from './physical.js';
 import type { Task } from './task-registry.js';
 import type { ReplicationStream } from '../replicate/stream.js';
+import { retryConnectionLoss, type OnRetry, type ReconnectPolicy } from '../replicate/reconnect.js';
 import { PgError, SQLSTATE, asPgError } from '../../wire/pg-error.js';
+import { faultPoint } from '../fault.js';
 
 export interface MigrationContext {
   config(): Config;
@@ -87,13 +89,26 @@ export async function dropTaskOrigins(task: Task, dst: Endpoint[]): Promise<void
 }
 
 export async function runCopyData(task: Task, ctx: MigrationContext): Promise<void> {
-  const r = await resolveBound(task, ctx.config());
   const log = ctx.log.child({ task: task.id });
+  if (task.phase === 'created' || task.phase === 'schema_pre' || task.phase === 'copying' || task.phase === 'schema_post') {
+    // A server lost mid-copy takes the exported snapshot with it: once it is back, the copy starts
+    // over exactly as after a crash (the 'copying' branch below), with the streams' retry policy.
+    await retryConnectionLoss(retryPolicy(ctx.config()), task.controller.signal, { action: `the copy of task ${task.id}`, then: 'run COPY_DATA again' }, showRetry(task, 'syncing data', log), () => copyPhases(task, ctx, log));
+    if (task.terminal) return; // --sync-only ends after the copy
+  }
+  if (task.phase === 'replicating') await startStreams(task, ctx, log);
+}
+
+/** Schema pre, slots + snapshot, copy, schema post: from whichever of those the task is in. */
+async function copyPhases(task: Task, ctx: MigrationContext, log: Logger): Promise<void> {
+  const r = await resolveBound(task, ctx.config());
   const skipSchema = task.options.skipSchemaSync === true;
   if (task.phase === 'created' || task.phase === 'schema_pre' || task.phase === 'copying') {
     if (task.phase === 'copying') {
-      // Resumed after a crash mid-copy: that snapshot is gone; start the copy over.
+      // Resumed after a crash (or a lost server) mid-copy: that snapshot is gone; start the copy over.
       log.warn('copy was cut off midway; dropping its slots and copying every table again');
+      // The source must be reachable to drop them: an unreachable one is a connection loss (retried), not a slot in use.
+      await Promise.all(r.src.map((e) => slotExists(e, task.slots[e.shard])));
       const left = await dropTaskSlots(task, r.src, log);
       if (left.length > 0) throw new PgError(SQLSTATE.objectNotInState, `cannot restart the copy: slots still in use: ${left.join(', ')}`);
     }
@@ -105,6 +120,7 @@ export async function runCopyData(task: Task, ctx: MigrationContext): Promise<vo
     checkAborted(task);
     await task.update({ status: 'running', phase: 'copying', inner: 'syncing data' });
     const snapshots = await createSnapshots(task, r.src);
+    faultPoint('copy_started');
     try {
       checkAborted(task);
       await copyData({
@@ -120,6 +136,12 @@ export async function runCopyData(task: Task, ctx: MigrationContext): Promise<vo
         signal: task.controller.signal,
         log,
       });
+    } catch (err) {
+      // The snapshot died with its connection (the source restarted): whatever the workers saw
+      // (invalid snapshot, refused connection), that is a connection loss, and the copy starts over.
+      const lost = snapshots.find((s) => s.lost);
+      if (!lost || task.controller.signal.aborted) throw err;
+      throw new PgError(SQLSTATE.connectionFailure, `the source connection holding the copy's snapshot on ${describeEndpoint(lost.endpoint)} was lost (${asPgError(err).message}); the copy must start over`);
     } finally {
       for (const s of snapshots) s.close();
     }
@@ -141,7 +163,6 @@ export async function runCopyData(task: Task, ctx: MigrationContext): Promise<vo
     }
     await task.update({ phase: 'replicating' });
   }
-  if (task.phase === 'replicating') await startStreams(task, r, log);
 }
 
 async function createSnapshots(task: Task, src: Endpoint[]): Promise<SlotSnapshot[]> {
@@ -157,9 +178,9 @@ async function createSnapshots(task: Task, src: Endpoint[]): Promise<SlotSnapsho
 }
 
 export async function runReplicate(task: Task, ctx: MigrationContext): Promise<void> {
-  const r = await resolveBound(task, ctx.config());
   const log = ctx.log.child({ task: task.id });
   if (task.phase !== 'replicating') {
+    const r = await resolveBound(task, ctx.config());
     await Promise.all(
       r.src.map(async (e) => {
         const slot = task.slots[e.shard];
@@ -168,7 +189,7 @@ export async function runReplicate(task: Task, ctx: MigrationContext): Promise<v
     );
     await task.update({ status: 'running', phase: 'replicating' });
   }
-  await startStreams(task, r, log);
+  await startStreams(task, ctx, log);
 }
 
 export async function runSchemaSync(task: Task, ctx: MigrationContext): Promise<void> {
@@ -180,17 +201,53 @@ export async function runSchemaSync(task: Task, ctx: MigrationContext): Promise<
   await task.update({ status: 'finished', phase: 'done', inner: res.skipped.length > 0 ? `skipped: ${res.skipped.join('; ')}` : '' });
 }
 
-/** One ReplicationStream per source shard, each applying to every destination shard. */
-async function startStreams(task: Task, r: Resolved, log: Logger): Promise<void> {
-  checkAborted(task);
-  for (const e of r.src) {
-    if (!(await slotExists(e, task.slots[e.shard]))) {
-      throw new PgError(
-        SQLSTATE.undefinedObject,
-        `replication slot "${task.slots[e.shard]}" no longer exists on source ${describeEndpoint(e)}; the changes since the copy are lost, start again with COPY_DATA`,
-      );
+/**
+ * One ReplicationStream per source shard, each applying to every destination shard. Their first
+ * start (a new task, or one resumed after a restart) waits for a server that is down with the
+ * same policy as a reconnect: the clusters are resolved and every stream started again.
+ */
+async function startStreams(task: Task, ctx: MigrationContext, log: Logger): Promise<void> {
+  let failed: ((e: PgError) => void) | null = null;
+  const failure = new Promise<never>((_, reject) => {
+    failed = reject;
+  });
+  failure.catch(() => undefined); // observed through Promise.race below
+  const once = async (): Promise<void> => {
+    checkAborted(task);
+    const r = await resolveBound(task, ctx.config());
+    for (const e of r.src) {
+      if (!(await slotExists(e, task.slots[e.shard]))) {
+        throw new PgError(
+          SQLSTATE.undefinedObject,
+          `replication slot "${task.slots[e.shard]}" no longer exists on source ${describeEndpoint(e)}; the changes since the copy are lost, start again with COPY_DATA`,
+        );
+      }
     }
-  }
+    const streams = await newStreams(task, r, log);
+    task.streams = streams;
+    for (const s of streams) s.onError = (e) => failed?.(e);
+    showReconnects(task, streams, r.src, log);
+    const started = Promise.all(streams.map((s) => s.start()));
+    try {
+      await Promise.race([started, failure]);
+    } catch (err) {
+      // One shard's stream may have started: stop them all before the next attempt.
+      await started.catch(() => undefined);
+      await Promise.allSettled(streams.map((s) => s.stop()));
+      throw err;
+    }
+  };
+  const show = showRetry(task, 'replicating', log);
+  await retryConnectionLoss(retryPolicy(ctx.config()), task.controller.signal, { action: `starting the replication of task ${task.id}`, then: `resume it with REPLICATE (its slot ${task.slots.join(', ')} is kept)` }, show, async () => {
+    await once();
+    if (task.innerStatus !== 'replicating') await task.update({ status: 'running', phase: 'replicating', inner: 'replicating' });
+  });
+  // Streams run in the background from here; keep the task's `done` pending until one fails
+  // or the task is stopped, so errors surface through the same path.
+  await Promise.race([failure, abortPromise(task)]);
+}
+
+async function newStreams(task: Task, r: Resolved, log: Logger): Promise<ReplicationStream[]> {
   // Loaded lazily: the copy path does not depend on the streaming modules.
   const { ReplicationStream } = await import('../replicate/stream.js');
   const streams: ReplicationStream[] = r.src.map(
@@ -210,19 +267,19 @@ async function startStreams(task: Task, r: Resolved, log: Logger): Promise<void>
         originName: task.slots[e.shard],
       }),
   );
-  task.streams = streams;
-  await task.update({ status: 'running', phase: 'replicating', inner: 'replicating' });
-  let failed: ((e: PgError) => void) | null = null;
-  const failure = new Promise<never>((_, reject) => {
-    failed = reject;
-  });
-  failure.catch(() => undefined); // observed through Promise.race below
-  for (const s of streams) s.onError = (e) => failed?.(e);
-  showReconnects(task, streams, r.src, log);
-  await Promise.race([Promise.all(streams.map((s) => s.start())), failure]);
-  // Streams run in the background from here; keep the task's `done` pending until one fails
-  // or the task is stopped, so errors surface through the same path.
-  await Promise.race([failure, abortPromise(task)]);
+  return streams;
+}
+
+function retryPolicy(config: Config): ReconnectPolicy {
+  return { maxAttempts: config.general.resharding_replication_retry_max_attempts, minDelayMs: config.general.resharding_replication_retry_min_delay };
+}
+
+/** SHOW TASKS while a start waits for a server: "<what> (reconnecting, attempt 2/10: …)". */
+function showRetry(task: Task, what: string, log: Logger): OnRetry {
+  return (attempt, max, err, delayMs) => {
+    log.warn({ attempt, max, delayMs, code: err.code, err: err.message }, `${what}: a server is unreachable; retrying`);
+    task.update({ inner: `${what} (reconnecting, attempt ${attempt}/${max}: ${err.message})` }).catch((e) => log.warn({ err: asPgError(e).message }, 'cannot save the task state'));
+  };
 }
 
 /** SHOW TASKS' inner status follows the streams' reconnects ("replicating (reconnecting, attempt 2/10: …)"). */
@@ -265,7 +322,10 @@ export async function failTask(task: Task, err: unknown, ctx: MigrationContext):
     try {
       src = (await resolveBound(task, ctx.config())).src;
     } catch (e) {
-      note = ` (slots ${task.slots.join(', ')} may remain on the source: ${asPgError(e).message})`;
+      // The source is unreachable (the likely reason for the failure): the slots stay the
+      // task's, so STOP_TASK drops them once it is back, and they are never orphans.
+      task.slotsKept = true;
+      note = ` (slots ${task.slots.join(', ')} may remain on the source: ${asPgError(e).message}; STOP_TASK ${task.id} drops them once it is reachable)`;
     }
     if (valuable) {
       task.slotsKept = true;
