@@ -171,13 +171,17 @@ export class ClientSession implements StateOwner {
 
   /** Writes to a server; while its buffer is full the client is not read. */
   toServer(srv: ServerConnection, b: Buffer): void {
-    if (srv.write(b) || this.serverFull) return;
+    if (srv.write(b) || this.serverFull || srv.socket.destroyed) return;
     this.serverFull = true;
     this.socket.pause();
-    srv.socket.once('drain', () => {
-      this.serverFull = false;
-      this.updateReading();
-    });
+    // A server that dies instead of draining must not hold the client forever.
+    const done = () => {
+      srv.socket.off('drain', done);
+      srv.socket.off('close', done);
+      this.serverGone();
+    };
+    srv.socket.on('drain', done);
+    srv.socket.on('close', done);
   }
 
   /** The server whose 'drain' the client waited for is gone: read the client again. */
