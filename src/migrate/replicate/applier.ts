@@ -20,8 +20,8 @@
  * the common case); each such UPDATE returns a row when it found one. If one found nothing, the
  * row changed shards: every shard rolls the group back and it is applied again "probing", where
  * each such UPDATE waits for its answer and, when it found nothing, the row is moved (DELETE …
- * RETURNING on the other shards, INSERT on the new one). Nothing commits before that decision,
- * so exactly-once holds as for any group.
+ * RETURNING on the other shards, INSERT on the new one: apply-moves.ts). Nothing commits before
+ * that decision, so exactly-once holds as for any group.
  */
 import type { Logger } from '../../observe/log.js';
 import type { ShardingSchema } from '../../sharding/index.js';
@@ -31,11 +31,11 @@ import { setupOriginSession, shardOriginName } from './origin.js';
 import { COL_UNCHANGED_TOAST, type RelationInfo, type TupleData } from '../../wire/pgoutput.js';
 import { UNKNOWN, resolveRoute, shardOf, type Route } from './apply-route.js';
 import { ShardSession, type ParamValue } from './shard-session.js';
+import { RowMoves } from './apply-moves.js';
 import {
   columnsKey,
   deleteStatement,
   insertStatement,
-  selectStatement,
   truncateSql,
   updateStatement,
   type TargetTable,
@@ -85,9 +85,18 @@ export class ShardApplier {
   /** Shards rows with unchanged TOAST values were moved away from in the current group. */
   private readonly toastSources = new Set<number>();
   private mode: PassMode = 'pipelined';
+  private readonly moves: RowMoves;
 
   constructor(private readonly opts: ApplierOptions) {
     this.format = opts.binary ? 1 : 0;
+    this.moves = new RowMoves({
+      sessions: this.sessions,
+      params: this.params,
+      format: this.format,
+      toastSources: this.toastSources,
+      fill: (values, cols, at) => this.fill(values, cols, at),
+      insert: (r, values, shard, skip) => this.insert(r, values, shard, skip),
+    });
   }
 
   /** Connects to every shard, sets up its origin and reads its durable progress. */
@@ -307,13 +316,13 @@ export class ShardApplier {
       let newShard = shardOf(r, nt);
       if (newShard === UNKNOWN) newShard = oldShard;
       if (oldShard === UNKNOWN) oldShard = newShard;
-      if (oldShard !== newShard) return this.move(r, nt, old, where, oldShard, newShard, toast, skip);
+      if (oldShard !== newShard) return this.moves.move(r, nt, old, where, oldShard, newShard, toast, skip);
       target = oldShard;
     } else if (r.locate === 'probe') {
       // The old shard is unknown; the new one too when the key is an unchanged TOAST value, but
       // then the key did not change and updating wherever the row is (every shard) is right.
       target = shardOf(r, nt);
-      if (target !== UNKNOWN && skip[target]) return this.removeElsewhere(r, old, where, target, skip);
+      if (target !== UNKNOWN && skip[target]) return this.moves.removeElsewhere(r, old, where, target, skip);
       probe = target !== UNKNOWN;
     }
     // Same shard (or every shard): UPDATE, leaving unchanged TOAST columns out of the SET list.
@@ -323,107 +332,9 @@ export class ShardApplier {
     const st = updateStatement(r.target, set, where, key, probe);
     let n = this.fill(nt.values, set, 0);
     n = this.fill(old.values, where, n);
-    if (probe && this.mode === 'probing') return this.probe(r, nt, old, where, target, toast, skip, st, n);
+    if (probe && this.mode === 'probing') return this.moves.probe(r, nt, old, where, target, toast, skip, st, n);
     if (probe) this.sessions[target].execProbe(st, this.params, n, this.format);
     else this.each(target, skip, (s) => s.exec(st, this.params, n, this.format));
     return undefined;
-  }
-
-  /**
-   * Probing pass, 'probe' table: `update` (its `n` parameters filled) on the new tuple's shard,
-   * waiting for the answer (a round trip; only groups in which a row changed shards pay it).
-   * Not there: the row is on
-   * another shard; DELETE … RETURNING it there (one round trip to each other shard, in
-   * parallel) and INSERT it on the new shard with its unchanged TOAST values.
-   */
-  private async probe(
-    r: Route,
-    nt: TupleData,
-    old: TupleData,
-    where: number[],
-    target: number,
-    toast: boolean,
-    skip: boolean[],
-    update: { name: string; sql: string },
-    n: number,
-  ): Promise<void> {
-    const t = r.target;
-    if (await this.sessions[target].fetchRow(update, this.params.slice(0, n), n, this.format)) return;
-    const del = deleteStatement(t, where, '', true);
-    n = this.fill(old.values, where, 0);
-    const args = this.params.slice(0, n);
-    const others = this.sessions.filter((s) => s.shard !== target && !skip[s.shard]);
-    const rows = await Promise.all(others.map((s) => s.fetchRow(del, args, n, this.format)));
-    const from = others.filter((_, i) => rows[i] !== null).map((s) => s.shard);
-    const found = rows.find((x) => x !== null) ?? null;
-    if (from.length > 1) {
-      throw new PgError(SQLSTATE.objectNotInState, `cannot move a row of ${t.qname} to shard ${target}: its replica identity matches rows on shards ${from.join(', ')}`, {
-        hint: 'the replica identity (primary key) of a sharded table must be unique across all shards',
-      });
-    }
-    const row: (Buffer | null)[] = nt.values.slice();
-    if (found) {
-      if (toast) this.toastSources.add(from[0]);
-      for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] === COL_UNCHANGED_TOAST) row[i] = found[i];
-    } else if (toast || !skip.some((x) => x)) {
-      // Replaying after a crash, a shard that committed this group may have taken the row away
-      // already; the complete new tuple is then all we need. Otherwise the row is gone.
-      throw new PgError(
-        SQLSTATE.objectNotInState,
-        `cannot apply an UPDATE of ${t.qname} on shard ${target}: the row is on no destination shard (destination out of sync with the source)`,
-      );
-    }
-    this.insert(r, row, target, skip);
-  }
-
-  /**
-   * Replay after a crash: the row's new shard already committed this group, so the row is
-   * there in its final state; remove any copy a shard that did not commit still holds.
-   */
-  private removeElsewhere(r: Route, old: TupleData, where: number[], target: number, skip: boolean[]): undefined {
-    const del = deleteStatement(r.target, where, '');
-    const n = this.fill(old.values, where, 0);
-    for (const s of this.sessions) if (s.shard !== target && !skip[s.shard]) s.exec(del, this.params, n, this.format);
-    return undefined;
-  }
-
-  /**
-   * The shard key changed shards: DELETE on the old shard, INSERT on the new one. Unchanged
-   * TOAST columns are not in the change, so they are read from the old shard first (inside its
-   * open transaction, after the earlier changes of this group).
-   */
-  private async move(
-    r: Route,
-    nt: TupleData,
-    old: TupleData,
-    where: number[],
-    oldShard: number,
-    newShard: number,
-    toast: boolean,
-    skip: boolean[],
-  ): Promise<void> {
-    const t = r.target;
-    const row: (Buffer | null)[] = nt.values.slice();
-    if (toast && !skip[newShard]) {
-      this.toastSources.add(oldShard);
-      const missing: number[] = [];
-      for (let i = 0; i < nt.kinds.length; i++) if (nt.kinds[i] === COL_UNCHANGED_TOAST) missing.push(i);
-      const sel = selectStatement(t, missing, where, columnsKey(missing) + '|' + columnsKey(where));
-      const n = this.fill(old.values, where, 0);
-      const got = await this.sessions[oldShard].fetchRow(sel, this.params.slice(0, n), n, this.format);
-      if (!got) {
-        throw new PgError(
-          SQLSTATE.objectNotInState,
-          `cannot move a row of ${t.qname} from shard ${oldShard} to shard ${newShard}: the row is not on shard ${oldShard} (destination out of sync with the source)`,
-        );
-      }
-      for (let i = 0; i < missing.length; i++) row[missing[i]] = got[i];
-    }
-    if (!skip[oldShard]) {
-      const del = deleteStatement(t, where, t.match === 'key' ? '' : columnsKey(where));
-      const n = this.fill(old.values, where, 0);
-      this.sessions[oldShard].exec(del, this.params, n, this.format);
-    }
-    this.insert(r, row, newShard, skip);
   }
 }
