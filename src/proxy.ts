@@ -31,11 +31,10 @@ import { Listener } from './frontend/listener.js';
 import { ClientAuth } from './frontend/client-auth.js';
 import { LoginFailures } from './frontend/login-failures.js';
 import { login, type LoginContext } from './frontend/login.js';
-import { ShardedClient, type ShardedContext } from './frontend/sharded-client.js';
 import type { TableColumnsCache } from './backend/table-columns.js';
 import { initParser, ParseCache } from './router/index.js';
 import type { ShardingSchema } from './sharding/index.js';
-import type { ClientInfo, ProxyContext } from './frontend/context.js';
+import type { ClientInfo, SessionContext } from './frontend/context.js';
 import { PgError, SQLSTATE } from './wire/pg-error.js';
 import { AdminSession } from './admin/session.js';
 import type { AdminContext } from './admin/context.js';
@@ -66,7 +65,7 @@ export interface ProxyOptions {
   stateDir?: string;
 }
 
-export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
+export class ProxyServer implements SessionContext, LoginContext, AdminContext, CutoverContext, CutoverTraffic, MetricsSource {
   readonly gate: PauseGate;
   readonly statements = new StatementRegistry(() => this.config_.general.prepared_statements_limit);
   readonly registry: ClusterRegistry;
@@ -196,7 +195,7 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
 
   // ---- LoginContext -------------------------------------------------------------------------
 
-  get sessions(): ProxyContext & ShardedContext {
+  get sessions(): SessionContext {
     return this;
   }
 
@@ -297,14 +296,6 @@ export class ProxyServer implements ProxyContext, ShardedContext, LoginContext, 
 
   isSharded(info: ClientInfo): boolean {
     return (this.registry.get(info.database)?.shardCount ?? 1) > 1;
-  }
-
-  moveToSharded(info: ClientInfo, socket: import('node:net').Socket, params: Map<string, string>, statements: Map<string, { query: string; paramTypes: number[] }>, leftover: Buffer): void {
-    const client = new ShardedClient(socket, this, info, params);
-    for (const [k, v] of statements) client.statements.set(k, v);
-    info.cancel = () => client.cancel();
-    this.clientsById.set(info.id, { info, close: () => client.close() });
-    client.start(leftover);
   }
 
   clientGone(info: ClientInfo): void {

@@ -9,6 +9,9 @@ import type { Pool } from '../backend/pool.js';
 import type { ServerLease } from '../backend/load-balancer.js';
 import type { Logger } from '../observe/log.js';
 import type { PoolerMode } from '../config/types.js';
+import type { ShardingSchema } from '../sharding/index.js';
+import type { TableColumns } from '../router/index.js';
+import type { TwoPhaseCoordinator } from './two-phase.js';
 
 export interface ClientStats {
   queries: number;
@@ -51,8 +54,6 @@ export interface ProxyContext {
   clientGone(info: ClientInfo): void;
   /** True when the client's database has several shards now (it may change at a cutover). */
   isSharded(info: ClientInfo): boolean;
-  /** Moves a client to the sharded query loop (its database became sharded, e.g. by a cutover). */
-  moveToSharded(info: ClientInfo, socket: import('node:net').Socket, params: Map<string, string>, statements: Map<string, { query: string; paramTypes: number[] }>, leftover: Buffer): void;
   log: Logger;
   /** `[general] query_timeout` in ms (0 = none), read per query so RELOAD applies. */
   queryTimeout(): number;
@@ -60,4 +61,23 @@ export interface ProxyContext {
   maxPacketSize(): number;
   /** `client_idle_timeout` and `client_idle_in_transaction_timeout` in ms (0 = off), read at login. */
   clientIdleTimeouts(): { idle: number; idleInTransaction: number };
+}
+
+/** Column order of the database's tables (see backend/table-columns.ts), loaded on demand. */
+export interface TableColumnSource extends TableColumns {
+  load(run: (sql: string) => Promise<{ rows: (string | null)[][] }>, table: string, schema?: string): Promise<void>;
+  invalidate(): void;
+}
+
+/** What a client session reaches: the above, and for several shards their pools, layout and 2PC. */
+export interface SessionContext extends ProxyContext {
+  shardCheckout(info: ClientInfo, shard: number, readOnly?: boolean): Promise<ServerLease>;
+  tableColumns(info: ClientInfo): TableColumnSource;
+  sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
+  /** Whether a commit across shards uses 2PC: explicit transactions need two_phase_commit, pgshift's implicit ones also two_phase_commit_auto. */
+  twoPhaseCommit(implicit: boolean): boolean;
+  /** Null until the decision log is open (or when it could not be opened). */
+  twoPhaseCoordinator(): TwoPhaseCoordinator | null;
+  /** The next id of the process's pgshift.unique_id() generator (above unique_id_min). */
+  uniqueId(): Promise<string>;
 }

@@ -2,8 +2,7 @@
  * Logging a client in once its startup message is read: the password exchange (the same one,
  * and the same 28P01, for a user or database that does not exist), the delay after repeated
  * failures, the welcome (ParameterStatus from a real server of the database, BackendKeyData),
- * and the start of its session: the admin session, or the client loop of a database of one
- * shard or of several.
+ * and the start of its session: the admin session, or a client session (frontend/session.ts).
  */
 import type { Socket } from 'node:net';
 import type { Config, UserConfig } from '../config/types.js';
@@ -17,9 +16,8 @@ import type { ClientAuth } from './client-auth.js';
 import type { LoginFailures } from './login-failures.js';
 import { newBackendKey, type StartupInfo } from './listener.js';
 import { startupSessionParams } from './session-params.js';
-import type { ClientInfo, ProxyContext } from './context.js';
-import { Client } from './client.js';
-import { ShardedClient, type ShardedContext } from './sharded-client.js';
+import type { ClientInfo, SessionContext } from './context.js';
+import { ClientSession } from './session.js';
 
 /** What a login needs from the proxy; the composition root implements it. */
 export interface LoginContext {
@@ -29,7 +27,7 @@ export interface LoginContext {
   readonly loginFailures: LoginFailures;
   readonly auth: ClientAuth;
   /** What the client loops are given. */
-  readonly sessions: ProxyContext & ShardedContext;
+  readonly sessions: SessionContext;
   currentConfig: Config;
   isShuttingDown(): boolean;
   findUser(name: string, database: string): UserConfig | undefined;
@@ -123,7 +121,7 @@ async function loginOrThrow(ctx: LoginContext, s: StartupInfo, why: { reason?: s
   for (const [k, v] of reported) out.push(be.parameterStatus(k, v));
   out.push(be.backendKeyData(info.pid, info.secret), be.readyForQuery('I'));
   s.socket.write(Buffer.concat(out));
-  const client = cluster.shardCount > 1 ? new ShardedClient(s.socket, ctx.sessions, info, sessionParams) : new Client(s.socket, ctx.sessions, info, sessionParams);
+  const client = new ClientSession(s.socket, ctx.sessions, info, sessionParams);
   ctx.clientStarted(info, client);
   client.start(leftover);
 }

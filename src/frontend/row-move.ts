@@ -22,7 +22,8 @@ import { PgError, SQLSTATE, parseErrorFields } from '../wire/pg-error.js';
 import { quoteLiteral, quoteQualified } from '../wire/quote.js';
 import type { ServerConnection } from '../backend/server.js';
 import { MOVE_COLUMNS, NULL_KEY_SHARD, type RowMove } from '../router/index.js';
-import type { Extended, ShardedClient } from './sharded-client.js';
+import type { Extended } from './multi-shard-statement.js';
+import type { MultiShardBinding } from './multi-shard-binding.js';
 
 type Row = (Buffer | null)[];
 
@@ -47,7 +48,7 @@ interface Moving {
 }
 
 /** Runs a shard-key UPDATE on `shards` (null: all); the caller has opened a transaction. */
-export async function moveRows(client: ShardedClient, move: RowMove, shards: number[] | null, ext: Extended | null): Promise<boolean> {
+export async function moveRows(client: MultiShardBinding, move: RowMove, shards: number[] | null, ext: Extended | null): Promise<boolean> {
   const sources = shards ?? Array.from({ length: client.ctx.sharding(client.info).shards }, (_, i) => i);
   const table = quoteQualified(move.schemaname, move.relname);
   const first = await client.tx.server(sources[0]);
@@ -127,7 +128,7 @@ async function resultFormats(srv: ServerConnection, move: RowMove, ext: Extended
   return [...mine, ...new Array<number>((d.fields?.length ?? MOVE_COLUMNS) - MOVE_COLUMNS).fill(asked[0])];
 }
 
-async function deleteMoved(client: ShardedClient, shard: number, table: string, rows: Moving[]): Promise<void> {
+async function deleteMoved(client: MultiShardBinding, shard: number, table: string, rows: Moving[]): Promise<void> {
   const srv = await client.tx.server(shard);
   for (const [tableoid, part] of groupBy(rows, (m) => m.tableoid)) {
     const sql = `DELETE FROM ${table} WHERE tableoid = $1::oid AND ctid = ANY ($2::tid[])`;
@@ -138,7 +139,7 @@ async function deleteMoved(client: ShardedClient, shard: number, table: string, 
   }
 }
 
-async function insertMoved(client: ShardedClient, shard: number, table: string, columns: Columns, rows: Moving[]): Promise<void> {
+async function insertMoved(client: MultiShardBinding, shard: number, table: string, columns: Columns, rows: Moving[]): Promise<void> {
   const srv = await client.tx.server(shard);
   // The table's row type parses the row's text form; identity values are kept, not regenerated.
   const sql = `INSERT INTO ${table} (${columns.list}) OVERRIDING SYSTEM VALUE SELECT ${columns.fields} FROM (SELECT unnest($1::text[])::${table} AS r) AS moved`;

@@ -33,8 +33,19 @@ export interface CommitResult {
   warning?: PgError;
 }
 
+/** A shard's server held by the client; `joined`: it runs the current transaction (BEGIN sent). */
+interface Held {
+  srv: ServerConnection;
+  pool: Pool;
+  joined: boolean;
+  /** Used since the last release point (one client transaction counted on it then). */
+  used: boolean;
+}
+
 export class ShardTransaction {
-  readonly servers = new Map<number, { srv: ServerConnection; pool: Pool }>();
+  readonly servers = new Map<number, Held>();
+  /** Session pooling: servers stay held between transactions (released at disconnect). */
+  keepServers = false;
   inTransaction = false;
   /** The transaction is pgshift's own, around one autocommit statement (or one multi-statement query). */
   implicit = false;
@@ -52,16 +63,22 @@ export class ShardTransaction {
     private readonly twoPhase: TwoPhaseSettings,
   ) {}
 
+  /** The shards in the transaction. */
   get shards(): number[] {
-    return [...this.servers.keys()].sort((a, b) => a - b);
+    return [...this.servers.entries()]
+      .filter(([, h]) => h.joined || !this.inTransaction)
+      .map(([shard]) => shard)
+      .sort((a, b) => a - b);
   }
 
   /** The client's BEGIN (`sql` as it wrote it, replayed on each shard the transaction joins). */
   begin(sql: string, readOnly = false): void {
-    // A server still held from outside a transaction (a Describe answered after a Flush) never
-    // got this transaction's BEGIN: release it, so every shard joins through server() with BEGIN
-    // (else its part autocommits and PREPARE TRANSACTION finds no transaction there).
-    this.releaseAll();
+    // A server still held from outside a transaction (a Describe answered after a Flush, or
+    // kept by session pooling) never got this transaction's BEGIN: server() sends it when the
+    // transaction first reaches that shard (else its part would autocommit and PREPARE
+    // TRANSACTION would find no transaction there).
+    if (this.keepServers) for (const h of this.servers.values()) h.joined = false;
+    else this.releaseAll();
     this.inTransaction = true;
     this.readOnly = readOnly;
     this.beginSql = sql;
@@ -76,23 +93,36 @@ export class ShardTransaction {
   /** The server for `shard`, checked out (and brought into the transaction) on first use. */
   async server(shard: number): Promise<ServerConnection> {
     const have = this.servers.get(shard);
-    if (have && !have.srv.closed) return have.srv;
-    if (have) throw new PgError(SQLSTATE.connectionFailure, `server connection for shard ${shard} was lost`);
-    const { pool, srv } = await this.pools.checkout(shard, this.inTransaction ? this.readOnly : this.preferReplica);
+    if (have && have.srv.closed) throw new PgError(SQLSTATE.connectionFailure, `server connection for shard ${shard} was lost`);
+    if (have) {
+      have.used = true;
+      if (this.inTransaction && !have.joined) {
+        await have.srv.query(this.joinSql());
+        have.joined = true;
+      }
+      return have.srv;
+    }
+    // Session pooling keeps the server for later writes too: like the direct binding, no replica.
+    const { pool, srv } = await this.pools.checkout(shard, !this.keepServers && (this.inTransaction ? this.readOnly : this.preferReplica));
     try {
       let sql = paramSyncSql(this.params, srv.applied);
       if (sql) {
         srv.applied.clear();
         for (const [k, v] of this.params) srv.applied.set(k, v);
       }
-      if (this.inTransaction) sql += this.beginSql + ';' + this.savepoints.map((s) => `SAVEPOINT ${quoteIdent(s)};`).join('');
+      if (this.inTransaction) sql += this.joinSql();
       if (sql) await srv.query(sql);
     } catch (err) {
       pool.release(srv, false);
       throw err;
     }
-    this.servers.set(shard, { srv, pool });
+    this.servers.set(shard, { srv, pool, joined: this.inTransaction, used: true });
     return srv;
+  }
+
+  /** What brings a server into the open transaction: the client's BEGIN and its savepoints. */
+  private joinSql(): string {
+    return this.beginSql + ';' + this.savepoints.map((s) => `SAVEPOINT ${quoteIdent(s)};`).join('');
   }
 
   /** Runs a control statement on every joined shard; returns the first error, if any. */
@@ -110,7 +140,7 @@ export class ShardTransaction {
     const out = new Map<number, PgError | null>();
     await Promise.all(
       [...this.servers.entries()]
-        .filter(([shard]) => !only || only.includes(shard))
+        .filter(([shard, h]) => (!only || only.includes(shard)) && (h.joined || !this.inTransaction))
         .map(async ([shard, { srv }]) => {
           let error: PgError | null = null;
           const sql = sqlFor(shard);
@@ -222,12 +252,25 @@ export class ShardTransaction {
   }
 
   releaseAll(): void {
-    // One client transaction ends on each server it used (SHOW STATS, SHOW SERVERS, metrics).
-    for (const { srv, pool } of this.servers.values()) {
-      srv.stats.transactions++;
-      pool.release(srv, !srv.closed && srv.txStatus === 'I');
+    for (const [shard, h] of this.servers) {
+      // One client transaction ends on each server it used (SHOW STATS, SHOW SERVERS, metrics).
+      if (h.used) h.srv.stats.transactions++;
+      h.used = false;
+      h.joined = false;
+      const reusable = !h.srv.closed && h.srv.txStatus === 'I';
+      if (this.keepServers && reusable && !h.pool.closed) continue;
+      h.pool.release(h.srv, reusable);
+      this.servers.delete(shard);
     }
-    this.servers.clear();
+  }
+
+  /** Session pooling: gives back kept servers whose pool was replaced (a cutover or reload). */
+  releaseStale(): void {
+    for (const [shard, h] of this.servers) {
+      if (!h.pool.closed && !h.srv.closed) continue;
+      h.pool.release(h.srv, false);
+      this.servers.delete(shard);
+    }
   }
 
   /** Drops every server without reuse (client gone or connection state unknown). */

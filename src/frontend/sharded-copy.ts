@@ -12,11 +12,11 @@ import { TextCopyRowSplitter } from '../wire/copy-text.js';
 import type { CopyPlan } from '../router/index.js';
 import { NULL_KEY_SHARD } from '../router/index.js';
 import type { ServerConnection } from '../backend/server.js';
-import type { ShardedClient } from './sharded-client.js';
+import type { MultiShardBinding } from './multi-shard-binding.js';
 
 const FLUSH_BYTES = 64 * 1024;
 
-export async function copyInSharded(client: ShardedClient, plan: CopyPlan, sql: string): Promise<boolean> {
+export async function copyInSharded(client: MultiShardBinding, plan: CopyPlan, sql: string): Promise<boolean> {
   if (!plan.broadcast && plan.keyColumn === null) {
     throw new PgError(SQLSTATE.featureNotSupported, `COPY into sharded table "${plan.table}" needs a column list that includes the shard key "${plan.keyColumnName ?? '?'}"`, { hint: `COPY ${plan.table} (col1, col2, ...) FROM STDIN` });
   }

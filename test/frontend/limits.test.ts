@@ -10,7 +10,7 @@ import { PgCluster } from '../harness/pg-cluster.js';
 import { startProxy, type ProxyFixture } from '../harness/proxy.js';
 import net from 'node:net';
 import pino from 'pino';
-import { RawConn, errorFields, startupPacket } from './raw.js';
+import { RawConn, errorFields, assertEndsWithFatal, assertIdleClientClosed, startupPacket } from './raw.js';
 import * as fe from '../../src/wire/frontend-messages.js';
 import { SSL_REQUEST_CODE, GSSENC_REQUEST_CODE } from '../../src/wire/protocol.js';
 
@@ -197,13 +197,7 @@ test('client_idle_in_transaction_timeout frees a pool held by idle transactions;
     const third = await tight.client();
     assert.equal((await third.query('SELECT 3 AS v')).rows[0].v, 3);
     assert.ok(Date.now() - t0 < 2000, `waited ${Date.now() - t0} ms for a server`);
-    for (const h of holders) {
-      const msgs = await h.until('E', 3000).catch(() => []);
-      const f = errorFields(msgs[msgs.length - 1]);
-      assert.equal(f.C, '25P03');
-      assert.equal(f.S, 'FATAL');
-      assert.ok(await h.closesWithin(2000));
-    }
+    for (const h of holders) await assertEndsWithFatal(h, '25P03');
     // Active clients are not touched by either timeout.
     for (let i = 0; i < 4; i++) {
       await sleep(500);
@@ -211,13 +205,7 @@ test('client_idle_in_transaction_timeout frees a pool held by idle transactions;
     }
     await third.end();
     // An idle client (no transaction) is closed after client_idle_timeout, not before.
-    const idle = await RawConn.connect(tight.port);
-    await idle.login('app', 'secret', 'app');
-    const i0 = Date.now();
-    const m = await idle.next(4000);
-    assert.equal(errorFields(m).C, '57P05');
-    assert.ok(Date.now() - i0 >= 1400, `closed after ${Date.now() - i0} ms`);
-    assert.ok(await idle.closesWithin(2000));
+    await assertIdleClientClosed(tight.port, 1400);
   } finally {
     await tight.stop();
   }

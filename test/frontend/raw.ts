@@ -3,6 +3,7 @@
  * truncated frames, odd startup codes) and read exactly what the proxy answers.
  */
 import net from 'node:net';
+import assert from 'node:assert/strict';
 import { FrameReader } from '../../src/wire/frame-reader.js';
 import * as fe from '../../src/wire/frontend-messages.js';
 import { parseErrorFields } from '../../src/wire/pg-error.js';
@@ -155,4 +156,24 @@ export function startupPacket(code: number, body: Buffer = Buffer.alloc(0)): Buf
   out.writeInt32BE(code, 4);
   body.copy(out, 8);
   return out;
+}
+
+/** Asserts that the proxy ends `c` with FATAL `code` (within `timeoutMs`) and closes it. */
+export async function assertEndsWithFatal(c: RawConn, code: string, timeoutMs = 3000): Promise<void> {
+  const msgs = await c.until('E', timeoutMs);
+  const f = errorFields(msgs[msgs.length - 1]);
+  assert.equal(f.C, code);
+  assert.equal(f.S, 'FATAL');
+  assert.ok(await c.closesWithin(2000));
+}
+
+/** Logs in a client that then sends nothing: client_idle_timeout closes it with 57P05, not before `minMs`. */
+export async function assertIdleClientClosed(port: number, minMs: number): Promise<void> {
+  const idle = await RawConn.connect(port);
+  await idle.login('app', 'secret', 'app');
+  const i0 = Date.now();
+  const m = await idle.next(minMs + 2500);
+  assert.equal(errorFields(m).C, '57P05');
+  assert.ok(Date.now() - i0 >= minMs, `closed after ${Date.now() - i0} ms`);
+  assert.ok(await idle.closesWithin(2000));
 }

@@ -1,55 +1,30 @@
 /**
- * The query loop for a client of a sharded database. Each statement is parsed (cached), routed
- * to one shard, several, or all, and the shards' results are forwarded (one shard) or merged
- * (several). Extended-protocol messages are collected up to Sync and executed in order, so the
- * router sees the bound parameter values. Unlike the single-shard loop this path decodes every
- * response; it trades some speed for correctness across shards.
+ * One statement of a multi-shard session: parsed (cached), routed to one shard, several or all
+ * (router/route.ts), run through the session's shard transaction, and its results forwarded
+ * (one shard) or merged (several, router/merger.ts). Statements that write to several shards
+ * outside a transaction run in pgshift's own (implicit) transaction. SETs are remembered so
+ * every shard connection the client gets has them.
  */
-import type net from 'node:net';
-import { FrameReader } from '../wire/frame-reader.js';
-import { B, F, type TxStatus } from '../wire/protocol.js';
+import { B } from '../wire/protocol.js';
 import * as be from '../wire/backend-messages.js';
 import * as fe from '../wire/frontend-messages.js';
-import { decodeParse, decodeBind, decodeTarget, decodeQuery, decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
+import { decodeRowDescription, decodeDataRow, decodeCommandComplete, paramFormat } from '../wire/decode.js';
 import { PgError, SQLSTATE, asPgError, parseErrorFields } from '../wire/pg-error.js';
-import { analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam, type TableColumns } from '../router/index.js';
-import { statementText } from '../router/parse-cache.js';
+import { analyze, route, type ParsedQuery, type RouteDecision, type RouteContext, type MergePlan, type BoundParam } from '../router/index.js';
 import { withUniqueIds } from '../router/unique-id-rewrite.js';
 import { ResultMerger, shardResultFormats } from '../router/merger.js';
-import type { ShardingSchema } from '../sharding/index.js';
-import type { ServerLease } from '../backend/load-balancer.js';
-import { ShardTransaction } from './shard-transaction.js';
-import type { TwoPhaseCoordinator } from './two-phase.js';
 import { copyInSharded } from './sharded-copy.js';
 import { moveRows } from './row-move.js';
 import { shardedSessionRefusal } from './session-state-guard.js';
-import type { GateHolder } from './pause-gate.js';
-import type { ProxyContext, ClientInfo } from './context.js';
-
-/** Column order of the database's tables (see backend/table-columns.ts), loaded on demand. */
-export interface TableColumnSource extends TableColumns {
-  load(run: (sql: string) => Promise<{ rows: (string | null)[][] }>, table: string, schema?: string): Promise<void>;
-  invalidate(): void;
-}
+import type { MultiShardBinding } from './multi-shard-binding.js';
 
 /** Errors after which a cached column order may be stale: undefined column or table, wrong INSERT arity, type mismatch, generated column. */
 const SCHEMA_CHANGED = new Set(['42703', '42P01', '42601', '42804', '428C9']);
 
-export interface ShardedContext extends ProxyContext {
-  shardCheckout(info: ClientInfo, shard: number, readOnly?: boolean): Promise<ServerLease>;
-  tableColumns(info: ClientInfo): TableColumnSource;
-  sharding(info: ClientInfo): { schema: ShardingSchema; shards: number };
-  /** Whether a commit across shards uses 2PC: explicit transactions need two_phase_commit, pgshift's implicit ones also two_phase_commit_auto. */
-  twoPhaseCommit(implicit: boolean): boolean;
-  /** Null until the decision log is open (or when it could not be opened). */
-  twoPhaseCoordinator(): TwoPhaseCoordinator | null;
-  /** The next id of the process's pgshift.unique_id() generator (above unique_id_min). */
-  uniqueId(): Promise<string>;
-}
-
 /** Statements that change rows: several shards written by one of them are made atomic. */
-const WRITE_KINDS = new Set(['insert', 'update', 'delete', 'merge', 'copy_from', 'select', 'explain']);
+export const WRITE_KINDS = new Set(['insert', 'update', 'delete', 'merge', 'copy_from', 'select', 'explain']);
 
+/** An extended-protocol execution: the bound values and formats, and whether to describe the result. */
 export interface Extended {
   paramTypes: number[];
   params: (Buffer | null)[];
@@ -58,222 +33,39 @@ export interface Extended {
   describe: boolean;
 }
 
-interface Statement {
-  query: string;
-  paramTypes: number[];
-}
-interface Portal {
-  stmt: Statement;
-  params: (Buffer | null)[];
-  formats: number[];
-  resultFormats: number[];
-}
-
-export class ShardedClient implements GateHolder {
-  private reader = new FrameReader();
-  private waiter: (() => void) | null = null;
-  private running = false;
-  private closed = false;
-  private skipUntilSync = false;
-  private batch: [number, Buffer][] = [];
-  readonly statements = new Map<string, Statement>();
-  private portals = new Map<string, Portal>();
+export class MultiShardStatements {
   private shardOverride: number | null = null;
   /** The session parameters at BEGIN, kept once the transaction runs a SET (ROLLBACK restores them). */
   private paramsBeforeTx: Map<string, string> | null = null;
   private rr = 0;
-  private inGate = false;
   /** Inside pgshift's implicit transaction the last CommandComplete waits for the commit (as PostgreSQL reports commit errors instead of it). */
   private holdTag = false;
   private heldTag: string | null = null;
-  readonly tx: ShardTransaction;
 
-  constructor(
-    readonly socket: net.Socket,
-    readonly ctx: ShardedContext,
-    readonly info: ClientInfo,
-    readonly params: Map<string, string>,
-  ) {
-    this.reader.limit = ctx.maxPacketSize();
-    this.tx = new ShardTransaction({ checkout: (shard, readOnly) => ctx.shardCheckout(info, shard, readOnly) }, params, {
-      get coordinator() {
-        return ctx.twoPhaseCoordinator();
-      },
-      enabled: (implicit) => ctx.twoPhaseCommit(implicit),
-      database: info.database,
-    });
+  constructor(private readonly b: MultiShardBinding) {}
+
+  private get tx() {
+    return this.b.tx;
   }
 
-  start(leftover: Buffer): void {
-    this.socket.on('data', (c: Buffer) => {
-      this.info.stats.bytesReceived += c.length;
-      this.reader.push(c);
-      this.wake();
-    });
-    this.socket.on('close', () => this.onClose());
-    this.socket.on('error', () => this.onClose());
-    if (leftover.length) this.reader.push(leftover);
-    void this.loop();
+  private get ctx() {
+    return this.b.s.ctx;
   }
 
-  private wake(): void {
-    const w = this.waiter;
-    this.waiter = null;
-    w?.();
+  private get info() {
+    return this.b.s.info;
   }
 
-  /** The next client message (copied, since handling is asynchronous). */
-  async nextMessage(): Promise<[number, Buffer] | null> {
-    for (;;) {
-      if (this.closed) return null;
-      if (this.reader.next()) return [this.reader.type, Buffer.from(this.reader.body())];
-      // Waiting for the client (e.g. its COPY data): whatever is corked must reach it first.
-      while (this.socket.writableCorked > 0) this.socket.uncork();
-      await new Promise<void>((r) => (this.waiter = r));
-    }
+  private get params() {
+    return this.b.s.params;
   }
 
-  write(b: Buffer): void {
-    this.info.stats.bytesSent += b.length;
-    this.socket.write(b);
-  }
-
-  private get status(): TxStatus {
-    return this.tx.inTransaction ? (this.tx.failed ? 'E' : 'T') : 'I';
-  }
-
-  private async loop(): Promise<void> {
-    if (this.running) return;
-    this.running = true;
-    try {
-      for (;;) {
-        const m = await this.nextMessage();
-        if (!m) return;
-        // Responses are written message by message; corking sends each request's answer in
-        // one write instead of one per message.
-        this.socket.cork();
-        try {
-          await this.handle(m[0], m[1]);
-        } finally {
-          this.socket.uncork();
-        }
-      }
-    } catch (err) {
-      const e = asPgError(err, SQLSTATE.protocolViolation);
-      e.severity = 'FATAL';
-      if (!this.closed) this.socket.end(be.errorResponse(e));
-      this.onClose();
-    } finally {
-      this.running = false;
-    }
-  }
-
-  private async handle(t: number, body: Buffer): Promise<void> {
-    switch (t) {
-      case F.Query: {
-        this.info.stats.queries++;
-        await this.withGate(() => this.simpleQuery(decodeQuery(body)));
-        this.write(be.readyForQuery(this.status));
-        return;
-      }
-      case F.Sync:
-        if (!this.skipUntilSync) await this.withGate(() => this.runBatch());
-        this.skipUntilSync = false;
-        this.batch = [];
-        this.write(be.readyForQuery(this.status));
-        return;
-      case F.Flush:
-        // The client waits for the answers so far (postgres.js: Parse, Describe, Flush, then Bind).
-        if (!this.skipUntilSync) await this.withGate(() => this.runBatch());
-        return;
-      case F.Parse:
-      case F.Bind:
-      case F.Describe:
-      case F.Execute:
-      case F.Close:
-        if (!this.skipUntilSync) this.batch.push([t, body]);
-        return;
-      case F.CopyData:
-      case F.CopyDone:
-      case F.CopyFail:
-        return; // a COPY that already failed: the client is still sending its data
-      case F.Terminate:
-        this.socket.end();
-        this.onClose();
-        return;
-      default:
-        throw new PgError(SQLSTATE.protocolViolation, `invalid or unsupported frontend message type '${String.fromCharCode(t)}' for a sharded database`);
-    }
-  }
-
-  /** Holds new transactions at the pause gate, and counts this one as open while it runs. */
-  private async withGate(fn: () => Promise<void>): Promise<void> {
-    if (!this.inGate) {
-      const wait = this.ctx.gate.enter(this.info.database);
-      if (wait) {
-        this.info.state = 'waiting';
-        try {
-          await wait;
-        } catch (err) {
-          this.write(be.errorResponse(asPgError(err)));
-          this.info.state = 'idle';
-          return;
-        }
-      }
-      this.ctx.gate.begin(this.info.database, this);
-      this.inGate = true;
-    }
-    this.info.state = 'active';
-    try {
-      await fn();
-    } finally {
-      if (!this.tx.inTransaction) {
-        this.tx.releaseAll();
-        this.leaveGate();
-        this.info.state = 'idle';
-        this.info.stats.transactions++;
-      }
-    }
-  }
-
-  private leaveGate(): void {
-    if (this.inGate) {
-      this.inGate = false;
-      this.ctx.gate.end(this.info.database, this);
-    }
-  }
-
-  // ---- simple protocol ----------------------------------------------------------------------
-
-  private async simpleQuery(sql: string): Promise<void> {
-    const q = this.ctx.parseCache.parse(sql);
-    if (q.ok && q.statements.length === 0) {
-      this.write(be.emptyQueryResponse());
-      return;
-    }
-    if (q.ok && q.statements.length > 1) {
-      const run = async () => {
-        for (const s of q.statements) {
-          const text = statementText(q, s);
-          if (!(await this.statement(this.ctx.parseCache.parse(text), text, null))) return false;
-        }
-        return true;
-      };
-      // Like PostgreSQL, a multi-statement query outside a transaction is one transaction, so a
-      // failing statement undoes the earlier ones on every shard (unless it manages transactions itself).
-      const stmts = analyze(q).statements;
-      if (!this.tx.inTransaction && stmts.some((s) => WRITE_KINDS.has(s.kind) && !s.readOnly) && !stmts.some((s) => s.transactionControl)) {
-        await this.statement(q, sql, null, () => this.implicitTransaction(run));
-        return;
-      }
-      await run();
-      return;
-    }
-    await this.statement(q, sql, null);
+  private write(m: Buffer): void {
+    this.b.s.write(m);
   }
 
   /** Runs one statement (or `body` instead); returns false when it failed (the error was sent). */
-  private async statement(q: ParsedQuery, sql: string, ext: Extended | null, body?: () => Promise<boolean>): Promise<boolean> {
+  async statement(q: ParsedQuery, sql: string, ext: Extended | null, body?: () => Promise<boolean>): Promise<boolean> {
     try {
       return await (body ? body() : this.statementInner(q, sql, ext));
     } catch (err) {
@@ -447,7 +239,7 @@ export class ShardedClient implements GateHolder {
    * when two_phase_commit and two_phase_commit_auto are on) when it succeeded, rolled back on
    * every shard when it failed.
    */
-  private async implicitTransaction(body: () => Promise<boolean>): Promise<boolean> {
+  async implicitTransaction(body: () => Promise<boolean>): Promise<boolean> {
     const tx = this.tx;
     tx.beginImplicit();
     this.holdTag = true;
@@ -512,9 +304,9 @@ export class ShardedClient implements GateHolder {
         return true;
       }
       case 'copy':
-        return copyInSharded(this, d.copy, sql);
+        return copyInSharded(this.b, d.copy, sql);
       case 'move':
-        return moveRows(this, d.move, d.shards, ext);
+        return moveRows(this.b, d.move, d.shards, ext);
     }
   }
 
@@ -585,177 +377,6 @@ export class ShardedClient implements GateHolder {
     if (ext.describe) parts.push(fe.describe('P', ''));
     parts.push(fe.execute(''), fe.sync());
     return Buffer.concat(parts);
-  }
-
-  // ---- extended protocol --------------------------------------------------------------------
-
-  /** Runs the collected messages; after a failure the rest up to Sync is skipped, as PostgreSQL does. */
-  private async runBatch(): Promise<void> {
-    if (!(await this.runMessages())) this.skipUntilSync = true;
-    this.batch = [];
-  }
-
-  private async runMessages(): Promise<boolean> {
-    const msgs = this.batch;
-    for (let i = 0; i < msgs.length; i++) {
-      const [t, body] = msgs[i];
-      switch (t) {
-        case F.Parse: {
-          const p = decodeParse(body);
-          if (p.name && this.statements.has(p.name)) {
-            this.fail(new PgError(SQLSTATE.duplicatePreparedStatement, `prepared statement "${p.name}" already exists`));
-            return false;
-          }
-          this.statements.set(p.name, { query: p.query, paramTypes: p.paramTypes });
-          this.write(be.parseComplete());
-          break;
-        }
-        case F.Bind: {
-          const b = decodeBind(body);
-          const stmt = this.statements.get(b.statement);
-          if (!stmt) {
-            this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${b.statement}" does not exist`));
-            return false;
-          }
-          this.portals.set(b.portal, { stmt, params: b.params.map((p) => (p ? Buffer.from(p) : null)), formats: b.paramFormats, resultFormats: b.resultFormats });
-          this.write(be.bindComplete());
-          break;
-        }
-        case F.Describe: {
-          const { kind, name } = decodeTarget(body);
-          if (kind === 'S') {
-            if (!(await this.describeStatement(name))) return false;
-            break;
-          }
-          const next = msgs[i + 1];
-          if (next && next[0] === F.Execute && decodeTarget(Buffer.concat([Buffer.from('P'), next[1]])).name === name) {
-            i++;
-            if (!(await this.executePortal(name, true))) return false;
-          } else if (!(await this.describePortal(name))) return false;
-          break;
-        }
-        case F.Execute: {
-          const portal = decodeTarget(Buffer.concat([Buffer.from('P'), body])).name;
-          this.info.stats.queries++;
-          if (!(await this.executePortal(portal, false))) return false;
-          break;
-        }
-        case F.Close: {
-          const { kind, name } = decodeTarget(body);
-          if (kind === 'S') this.statements.delete(name);
-          else this.portals.delete(name);
-          this.write(be.closeComplete());
-          break;
-        }
-        case F.Flush:
-          break;
-      }
-    }
-    return true;
-  }
-
-  private fail(e: PgError): void {
-    this.info.stats.errors++;
-    this.write(be.errorResponse(e));
-    if (this.tx.inTransaction) this.tx.failed = true;
-  }
-
-  private async executePortal(name: string, describe: boolean): Promise<boolean> {
-    const p = this.portals.get(name);
-    if (!p) {
-      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
-      return false;
-    }
-    const q = this.ctx.parseCache.parse(p.stmt.query);
-    if (q.ok && q.statements.length === 0) {
-      this.write(be.emptyQueryResponse());
-      return true;
-    }
-    return this.statement(q, p.stmt.query, { paramTypes: p.stmt.paramTypes, params: p.params, formats: p.formats, resultFormats: p.resultFormats, describe });
-  }
-
-  /** ParameterDescription + RowDescription of a statement, asked of shard 0. */
-  private async describeStatement(name: string): Promise<boolean> {
-    const stmt = this.statements.get(name);
-    if (!stmt) {
-      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `prepared statement "${name}" does not exist`));
-      return false;
-    }
-    const text = await this.describableText(stmt.query);
-    if (text instanceof PgError) {
-      this.fail(text);
-      return false;
-    }
-    return this.describeOn(Buffer.concat([fe.parse('', text, stmt.paramTypes), fe.describe('S', ''), fe.sync()]));
-  }
-
-  /** The text shard 0 can describe: unique_id calls replaced by a placeholder id of the same type. */
-  private async describableText(query: string): Promise<string | PgError> {
-    try {
-      return (await withUniqueIds(this.ctx.parseCache.parse(query), async () => '0')) ?? query;
-    } catch (err) {
-      return asPgError(err);
-    }
-  }
-
-  private async describePortal(name: string): Promise<boolean> {
-    const p = this.portals.get(name);
-    if (!p) {
-      this.fail(new PgError(SQLSTATE.invalidSqlStatementName, `portal "${name}" does not exist`));
-      return false;
-    }
-    const text = await this.describableText(p.stmt.query);
-    if (text instanceof PgError) {
-      this.fail(text);
-      return false;
-    }
-    return this.describeOn(Buffer.concat([fe.parse('', text, p.stmt.paramTypes), fe.bind('', '', p.params, p.formats, p.resultFormats), fe.describe('P', ''), fe.sync()]));
-  }
-
-  private async describeOn(bytes: Buffer): Promise<boolean> {
-    const srv = await this.tx.server(0);
-    let ok = true;
-    await srv.exchange(bytes, (t, _b, raw) => {
-      if (t === B.ParameterDescription || t === B.RowDescription || t === B.NoData) this.write(raw);
-      else if (t === B.ErrorResponse) {
-        ok = false;
-        this.write(raw);
-      }
-    });
-    if (!ok && this.tx.inTransaction) this.tx.failed = true;
-    return ok;
-  }
-
-  // ---- lifecycle ------------------------------------------------------------------------------
-
-  /** GateHolder: the cutover ends a transaction that outlived its grace period. */
-  abortTransaction(err: PgError): void {
-    // The connection ends with FATAL, as with pg_terminate_backend (see Client.abortTransaction).
-    this.tx.destroyAll();
-    this.tx.inTransaction = false;
-    this.leaveGate();
-    const e = new PgError(err.code, err.message, { hint: err.hint, severity: 'FATAL' });
-    this.socket.end(be.errorResponse(e));
-    this.onClose();
-  }
-
-  cancel(): void {
-    for (const { srv } of this.tx.servers.values()) srv.cancel().catch(() => undefined);
-  }
-
-  close(): void {
-    this.socket.end();
-    this.onClose();
-  }
-
-  private onClose(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.tx.destroyAll();
-    this.leaveGate();
-    this.wake();
-    this.ctx.clientGone(this.info);
-    this.socket.destroy();
   }
 }
 
