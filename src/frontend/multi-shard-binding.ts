@@ -110,7 +110,7 @@ export class MultiShardBinding implements Binding {
 
   /** Nothing of a transaction or a batch is open: the session may move to another binding. */
   private betweenTransactions(): boolean {
-    return !this.tx.inTransaction && this.tx.servers.size === 0 && this.extended.batch.length === 0 && !this.extended.skipUntilSync;
+    return !this.tx.inTransaction && this.tx.servers.size === 0 && this.extended.batch.length === 0 && !this.extended.skipUntilSync && !this.extended.openSinceSync;
   }
 
   private get status(): TxStatus {
@@ -161,10 +161,12 @@ export class MultiShardBinding implements Binding {
       case F.Sync:
         if (!this.extended.skipUntilSync) await this.withGate(() => this.extended.run());
         this.extended.skipUntilSync = false;
+        this.extended.openSinceSync = false;
         this.extended.batch = [];
         s.write(be.readyForQuery(this.status));
         return;
       case F.Flush:
+        this.extended.openSinceSync = true;
         // The client waits for the answers so far (postgres.js: Parse, Describe, Flush, then Bind).
         if (!this.extended.skipUntilSync) await this.withGate(() => this.extended.run());
         return;
@@ -173,6 +175,7 @@ export class MultiShardBinding implements Binding {
       case F.Describe:
       case F.Execute:
       case F.Close:
+        this.extended.openSinceSync = true;
         if (!this.extended.skipUntilSync) this.extended.batch.push([t, body]);
         return;
       case F.CopyData:

@@ -24,6 +24,12 @@ export class ExtendedBatch {
   skipUntilSync = false;
   /** The messages collected since the last Sync or Flush. */
   batch: [number, Buffer][] = [];
+  /**
+   * Extended-protocol messages arrived since the last Sync (a Flush included): the client may
+   * Bind next to what it parsed (postgres.js: Parse, Describe, Flush, then Bind), so the session
+   * must not move to another binding before the Sync.
+   */
+  openSinceSync = false;
   private portals = new Map<string, Portal>();
 
   constructor(private readonly b: MultiShardBinding) {}

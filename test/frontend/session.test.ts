@@ -166,3 +166,28 @@ test('a connected client follows its database from several shards to one and bac
     await px.stop();
   }
 });
+
+test('a client between Parse/Describe/Flush and its Bind (postgres.js) is not moved to the direct binding when its database returns to one shard: the Bind finds its unnamed statement', async () => {
+  const px = await sharded('');
+  try {
+    const c = await RawConn.connect(px.port);
+    await c.login('app', 'secret', 'app');
+    c.write(Buffer.concat([fe.parse('', 'SELECT $1::int + 1 AS v', [23]), fe.describe('S', ''), fe.flush()]));
+    assert.deepEqual((await c.until('T')).map((m) => m.type), ['1', 't', 'T']);
+    const toml = readFileSync(px.configPath, 'utf8');
+    writeFileSync(px.configPath, toml.replace(databases, databases.slice(0, databases.indexOf('[[databases]]', 1))));
+    await px.admin('RELOAD');
+    c.write(Buffer.concat([fe.bind('', '', [Buffer.from('41')]), fe.execute(''), fe.sync()]));
+    const reply = await c.until('Z');
+    const error = reply.find((m) => m.type === 'E');
+    assert.equal(error, undefined, error && JSON.stringify(errorFields(error)));
+    const row = reply.find((m) => m.type === 'D');
+    assert.ok(row, 'a DataRow');
+    assert.equal(row.body.subarray(6).toString(), '42');
+    // After the Sync the session moves: served directly by the one shard.
+    c.write(fe.query('SELECT current_database()'));
+    assert.ok((await c.until('Z')).some((m) => m.type === 'D' && m.body.includes('shard_0')));
+  } finally {
+    await px.stop();
+  }
+});
