@@ -142,6 +142,8 @@ export async function main(argv: string[]): Promise<number> {
       const r = await run();
       during.push(r);
       console.log(`fuzzed run ${during.length}: ${fmt(r.tps)} TPS, ${r.failed} failed${r.aborted ? ' (pgbench aborted a client)' : ''}; ${fuzzer.stats.messages} messages so far`);
+      // Why pgbench gave up, in its own words.
+      for (const l of r.raw.split('\n').filter((x) => /aborted|ERROR|FATAL/.test(x)).slice(0, 5)) console.log(`  pgbench: ${l}`);
     } while (fuzzer.stats.messages < s.messages && during.length < s.maxRounds && alive(pid));
     const stats: FuzzStats = await fuzzer.stop();
     const fuzzSeconds = (Date.now() - t0) / 1000;

@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { loadModule } from 'libpg-query';
 import type { Config, UserConfig } from './config/types.js';
 import { reloadConfig, applyRecordedRouting } from './config/index.js';
-import { cutoverJournal, type CutoverJournalFile } from './migrate/cutover/cutover-journal.js';
+import { CutoverJournalFile } from './migrate/cutover/cutover-journal.js';
 import { recoverCutovers } from './migrate/cutover/cutover-recovery.js';
 import { listOrphans } from './migrate/tasks/orphans.js';
 import { autoCutover } from './migrate/cutover/cutover-task.js';
@@ -97,6 +97,7 @@ export class ProxyServer implements SessionContext, LoginContext, AdminContext, 
   inject?: CutoverContext['inject'];
   /** Called after the proxy stopped (serve exits the process). */
   onShutdown: (() => void) | null = null;
+  private journalFile: CutoverJournalFile | null = null;
   readonly twoPhase: TwoPhaseService;
   /** pgshift.unique_id(): one generator per process, its node id from NODE_ID. */
   private readonly uniqueIdGenerator = new UniqueIdGenerator(uniqueIdNode(process.env));
@@ -174,7 +175,7 @@ export class ProxyServer implements SessionContext, LoginContext, AdminContext, 
 
   /** The durable record of cutovers and the routing they put in force. */
   get journal(): CutoverJournalFile {
-    return cutoverJournal(this.stateDir);
+    return (this.journalFile ??= CutoverJournalFile.open(this.stateDir));
   }
 
   async beforeResume(reg: TaskRegistry): Promise<void> {

@@ -11,7 +11,7 @@ import { connect, type Endpoint } from '../migrate/endpoints.js';
 import { resolveBound } from '../migrate/tasks/task-runner.js';
 import { slotInfo } from '../migrate/snapshot.js';
 import { formatLsn } from '../wire/lsn.js';
-import { cutoverJournal, type CutoverJournalFile } from '../migrate/cutover/cutover-journal.js';
+import type { CutoverJournalFile } from '../migrate/cutover/cutover-journal.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
 import { shardsOf } from '../config/index.js';
 import { verifyOutcome } from '../migrate/verify/verify-task.js';
@@ -21,7 +21,10 @@ import type { TaskRegistry } from '../migrate/tasks/task-registry.js';
 
 export type { MigrationContext } from '../migrate/tasks/tasks.js';
 
-export async function runMigrationCommand(cmd: AdminCommand, ctx: TasksContext): Promise<AdminResult> {
+/** What the migration commands need: the tasks, and the cutover journal SHOW TASKS reads. */
+export type MigrationCommandContext = TasksContext & { readonly journal: CutoverJournalFile };
+
+export async function runMigrationCommand(cmd: AdminCommand, ctx: MigrationCommandContext): Promise<AdminResult> {
   const reg = await ctx.tasks.registry();
   switch (cmd.kind) {
     case 'copy_data': {
@@ -43,7 +46,7 @@ export async function runMigrationCommand(cmd: AdminCommand, ctx: TasksContext):
     case 'verify':
       return runVerifyCommand(reg, ctx, cmd);
     case 'show':
-      if (cmd.what === 'tasks') return showTasks(reg.list(), cutoverJournal(ctx.stateDir));
+      if (cmd.what === 'tasks') return showTasks(reg.list(), ctx.journal);
       if (cmd.what === 'table_copies') return showTableCopies(reg.list());
       if (cmd.what === 'replication_slots') return showReplicationSlots(reg.list(), ctx);
       break;

@@ -7,7 +7,7 @@ import type { AdminCommand } from './parser.js';
 import type { AdminContext } from './context.js';
 import { table, INT8, BOOL, type AdminResult, type Cell } from './result.js';
 import { loadConfig, saveConfig, fingerprint, type Config } from '../config/index.js';
-import { cutoverJournal, checkDiscardRouting, type RoutingSwap } from '../migrate/cutover/cutover-journal.js';
+import { checkDiscardRouting, type RoutingSwap } from '../migrate/cutover/cutover-journal.js';
 import { listOrphans, dropOrphans, type Orphan } from '../migrate/tasks/orphans.js';
 import { formatTimestamp } from './migration-commands.js';
 import { PgError, SQLSTATE, asPgError } from '../wire/pg-error.js';
@@ -41,7 +41,7 @@ function showRouting(ctx: AdminContext): AdminResult {
   } catch (err) {
     filesError = asPgError(err).message;
   }
-  return table(ROUTING_COLUMNS, routingRows(ctx.currentConfig, files, filesError, cutoverJournal(ctx.stateDir).routing));
+  return table(ROUTING_COLUMNS, routingRows(ctx.currentConfig, files, filesError, ctx.journal.routing));
 }
 
 export const ROUTING_COLUMNS: (string | [string, number])[] = ['database', 'serving', 'config_file', ['differs', BOOL], 'state', ['cutover_task', INT8], 'switched_at'];
@@ -60,7 +60,7 @@ export function routingRows(serving: Config, files: Config | null, filesError: s
 }
 
 function saveRouting(ctx: AdminContext): AdminResult {
-  const j = cutoverJournal(ctx.stateDir);
+  const j = ctx.journal;
   if (!ctx.currentConfig.paths.config) throw new PgError(SQLSTATE.objectNotInState, 'pgshift was started without a config file; there is nothing to save the routing into');
   saveConfig(ctx.currentConfig, { backup: true });
   j.clearRouting();
@@ -69,7 +69,7 @@ function saveRouting(ctx: AdminContext): AdminResult {
 }
 
 async function discardRouting(ctx: AdminContext): Promise<AdminResult> {
-  const j = cutoverJournal(ctx.stateDir);
+  const j = ctx.journal;
   if (j.routing.length === 0) return table(['discard_routing'], [['nothing recorded: the serving layout is the config files\'']], 'DISCARD_ROUTING');
   const names = new Set(j.routing.flatMap((s) => [s.source, s.destination]));
   checkDiscardRouting(j.routing, (await ctx.tasks.registry()).list());
@@ -88,7 +88,7 @@ export const ORPHAN_COLUMNS: (string | [string, number])[] = ['kind', 'name', 'h
 
 async function orphans(ctx: AdminContext): Promise<Orphan[]> {
   const reg = await ctx.tasks.registry();
-  return listOrphans(ctx.currentConfig, reg.list(), cutoverJournal(ctx.stateDir).all());
+  return listOrphans(ctx.currentConfig, reg.list(), ctx.journal.all());
 }
 
 function orphanTable(list: Orphan[], tag: string): AdminResult {

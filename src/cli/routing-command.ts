@@ -6,7 +6,7 @@
  * it runs, use the admin database.
  */
 import { loadConfig, saveConfig, applyRecordedRouting, type Config } from '../config/index.js';
-import { cutoverJournal, checkDiscardRouting } from '../migrate/cutover/cutover-journal.js';
+import { CutoverJournalFile, checkDiscardRouting } from '../migrate/cutover/cutover-journal.js';
 import { TaskRegistry } from '../migrate/tasks/task-registry.js';
 import { listOrphans, dropOrphans } from '../migrate/tasks/orphans.js';
 import { routingRows, orphanRows } from '../admin/routing-commands.js';
@@ -41,7 +41,7 @@ export async function runRoutingCommand(args: string[]): Promise<number> {
   if (typeof v === 'number') return v;
   const files = loadConfig({ config: v.config as string | undefined, users: v.users as string | undefined });
   const stateDir = stateDirFor(files, v['state-dir'] as string | undefined);
-  const journal = cutoverJournal(stateDir);
+  const journal = CutoverJournalFile.open(stateDir);
   let serving: Config = files;
   let recorded = true;
   try {
@@ -74,7 +74,7 @@ export async function runOrphansCommand(args: string[]): Promise<number> {
   if (typeof v === 'number') return v;
   const files = loadConfig({ config: v.config as string | undefined, users: v.users as string | undefined });
   const stateDir = stateDirFor(files, v['state-dir'] as string | undefined);
-  const journal = cutoverJournal(stateDir);
+  const journal = CutoverJournalFile.open(stateDir);
   const serving = applyRecordedRouting(files, journal.routing, journal.file).config;
   const reg = await TaskRegistry.open(stateDir, createLogger('error'));
   let list = await listOrphans(serving, reg.list(), journal.all());

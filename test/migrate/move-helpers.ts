@@ -11,6 +11,7 @@ import { createLogger, silentLogger } from '../../src/observe/log.js';
 import { MigrationTasks, type MigrationContext, type TasksContext } from '../../src/migrate/tasks/tasks.js';
 import type { PgCluster } from '../harness/pg-cluster.js';
 import type pg from 'pg';
+import { CutoverJournalFile } from '../../src/migrate/cutover/cutover-journal.js';
 
 export interface Place {
   pg: PgCluster;
@@ -51,10 +52,10 @@ export function moveConfig(source: Place[], destination: Place[], extra = SHARDE
   return parseConfig(toml, users, {}, {});
 }
 
-export function moveContext(config: Config, stateDir = mkdtempSync(join(tmpdir(), 'pgshift-state-'))): TasksContext {
+export function moveContext(config: Config, stateDir = mkdtempSync(join(tmpdir(), 'pgshift-state-'))): TasksContext & { journal: CutoverJournalFile } {
   // MOVE_DEBUG=1 shows the tasks' logs when a test needs explaining.
   const ctx: MigrationContext = { config: () => config, log: process.env.MOVE_DEBUG ? createLogger('debug') : silentLogger(), stateDir };
-  return { ...ctx, tasks: new MigrationTasks(ctx) };
+  return { ...ctx, tasks: new MigrationTasks(ctx), journal: CutoverJournalFile.open(stateDir) };
 }
 
 /** Many column types, serial and uuid keys, a FK to an omnisharded table, a CHECK, an index. */

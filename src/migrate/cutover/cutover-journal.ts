@@ -158,14 +158,3 @@ export function checkDiscardRouting(routing: readonly RoutingSwap[], tasks: read
   }
 }
 
-const open = new Map<string, CutoverJournalFile>();
-
-/** The process's journal file for `stateDir` (read once). */
-export function cutoverJournal(stateDir: string): CutoverJournalFile {
-  let j = open.get(stateDir);
-  if (!j) {
-    j = CutoverJournalFile.open(stateDir);
-    open.set(stateDir, j);
-  }
-  return j;
-}

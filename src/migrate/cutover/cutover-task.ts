@@ -17,13 +17,15 @@ import type { CutoverHistory } from './cutover-history.js';
 import { runCutover, cutoverSettings, type CutoverReport, type CutoverSubject, type CutoverTraffic, type FailureInjector, type ReverseHandle } from './cutover.js';
 import type { ServerConnection } from '../../backend/server.js';
 import { parseLsn, formatLsn } from '../../wire/lsn.js';
-import { cutoverJournal, type CutoverJournal, type CutoverJournalFile, type JournalPhase } from './cutover-journal.js';
+import type { CutoverJournal, CutoverJournalFile, JournalPhase } from './cutover-journal.js';
 import { physicalShards } from '../tasks/physical.js';
 import { isConnectionLoss } from '../replicate/reconnect.js';
 
 export interface CutoverContext extends TasksContext {
   /** The cutovers of this proxy: one at a time, the last one's report for /progress. */
   readonly cutovers: CutoverHistory;
+  /** The durable record of this state directory's cutovers (the composition root opens it once). */
+  readonly journal: CutoverJournalFile;
   traffic: CutoverTraffic;
   /** Called with the swapped config once it is live (the proxy remembers it for RELOAD). */
   swapped(source: string, destination: string, saved: boolean): void;
@@ -43,7 +45,7 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
     throw new PgError(SQLSTATE.objectNotInState, `task ${task.id} (${task.type}) cannot be cut over: it is ${task.status}${task.innerStatus ? ` (${task.innerStatus})` : ''}; only a task that is replicating can`);
   }
   if (ctx.cutovers.running !== null) throw new PgError(SQLSTATE.objectNotInState, `a cutover of task ${ctx.cutovers.running} is already running`);
-  const interrupted = cutoverJournal(ctx.stateDir).unsettled().find((j) => j.taskId === task.id);
+  const interrupted = ctx.journal.unsettled().find((j) => j.taskId === task.id);
   if (interrupted) {
     throw new PgError(SQLSTATE.objectNotInState, `an earlier cutover of task ${task.id} was interrupted at ${interrupted.phase} and its recovery has not finished (see the log); restart pgshift to run the recovery again once the clusters are reachable`);
   }
@@ -66,7 +68,7 @@ export async function cutoverTask(ctx: CutoverContext, taskId?: number): Promise
       for (const e of r.src) probes.push(await connect(e, { applicationName: 'pgshift cutover' }));
       return { ...r, journal: await newJournal(task, r.src, r.dst) };
     });
-    const subject = buildSubject(ctx, task, src, dst, probes, destConns, cutoverJournal(ctx.stateDir), journal);
+    const subject = buildSubject(ctx, task, src, dst, probes, destConns, ctx.journal, journal);
     const report = await runCutover(subject, ctx.traffic, cutoverSettings(config), ctx.log, ctx.inject, () => {
       if (task.controller.signal.aborted) throw stoppedDuringCutover(task);
     });

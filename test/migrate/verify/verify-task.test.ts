@@ -8,6 +8,7 @@ import { resumeTasks, stopTask } from '../../../src/migrate/tasks/tasks.js';
 import { runMigrationCommand } from '../../../src/admin/migration-commands.js';
 import { cutoverTask, type CutoverContext } from '../../../src/migrate/cutover/cutover-task.js';
 import { CutoverHistory } from '../../../src/migrate/cutover/cutover-history.js';
+import { CutoverJournalFile } from '../../../src/migrate/cutover/cutover-journal.js';
 import { PauseGate } from '../../../src/frontend/pause-gate.js';
 import { verifyOutcome } from '../../../src/migrate/verify/verify-task.js';
 import { startVerify } from '../../../src/migrate/verify/verify-start.js';
@@ -82,7 +83,7 @@ test('cutover_verify refuses CUTOVER on a difference before the gate closes; the
       closed++;
       close(...a);
     };
-    const cctx: CutoverContext = { ...m.ctx, cutovers: new CutoverHistory(), traffic: { gate, currentConfig: config, applyConfig: () => assert.fail('no swap') }, swapped: () => assert.fail('no swap') };
+    const cctx: CutoverContext = { ...m.ctx, journal: CutoverJournalFile.open(m.ctx.stateDir), cutovers: new CutoverHistory(), traffic: { gate, currentConfig: config, applyConfig: () => assert.fail('no swap') }, swapped: () => assert.fail('no swap') };
     await assert.rejects(cutoverTask(cctx, m.task.id), (e: Error) => {
       assert.match(e.message, /CUTOVER refused by cutover_verify: VERIFY task \d+ verified 5 tables, \d+ rows: 1 row differences/);
       return true;
