@@ -310,6 +310,11 @@ export class ServerConnection {
   }
 
   /** Sends CancelRequest for this backend over a new connection. */
+  /** An exchange pgshift started is waiting for the server's answer (a statement is running). */
+  get answering(): boolean {
+    return this.internal !== null;
+  }
+
   cancel(): Promise<void> {
     return sendCancel(this.address.host, this.address.port, this.pid, this.secret);
   }

@@ -254,7 +254,9 @@ export class MultiShardBinding implements Binding {
   // ---- Binding ------------------------------------------------------------------------------
 
   cancelRunning(): void {
-    for (const { srv } of this.tx.servers.values()) srv.cancel().catch(() => undefined);
+    // Only servers still running a statement: a cancel that reaches an idle server could land
+    // on its next statement (PostgreSQL acts on a cancel whenever its signal arrives).
+    for (const { srv } of this.tx.servers.values()) if (srv.answering) srv.cancel().catch(() => undefined);
   }
 
   abandonRunning(err: PgError): void {
