@@ -139,14 +139,24 @@ test("RESHARD's automatic cutover resumes after a kill -9 at its barrier: the re
 test('the destination stalls during the barrier (pgshift-apply backends SIGSTOPped) until cutover_timeout: the cutover aborts with traffic on the source, the journal says rolled_back, no reverse slot is left, nothing is lost, and a later CUTOVER works', async () => {
   const m = await setUp('cutover_timeout = 3000\n');
   await startMove(m);
+  // Freeze the apply connections between transactions: one frozen inside a transaction would
+  // also block the reverse slot's creation (it waits for running transactions), and the cutover
+  // would abort before the pause instead of at the barrier this test is about.
   const appliers = async () => {
     const pids: number[] = [];
-    for (const d of m.dest) for (const r of await d.pg.query<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgshift-apply'`, [d.db])) pids.push(r.pid);
+    for (const d of m.dest) {
+      const rows = await d.pg.query<{ pid: number; state: string }>(`SELECT pid, state FROM pg_stat_activity WHERE datname = $1 AND application_name = 'pgshift-apply'`, [d.db]);
+      if (rows.some((r) => r.state !== 'idle')) return undefined;
+      for (const r of rows) pids.push(r.pid);
+    }
     return pids;
   };
-  const frozen = await appliers();
+  // The writer pauses while the appliers catch up and are frozen, then writes on.
+  await m.app.stop();
+  const frozen = await poll('every apply connection idle between transactions', appliers, 10000, m.explain);
   assert.ok(frozen.length > 0, 'the apply connections were found');
   for (const pid of frozen) process.kill(pid, 'SIGSTOP');
+  m.app.resume();
   let answer: string;
   try {
     const t0 = Date.now();
