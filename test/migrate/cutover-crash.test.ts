@@ -11,7 +11,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { poll, sleep } from './crash-helpers.js';
-import { ledgerMoves, startMove, startApp, waitTask, assertNoOrphanSlots, assertLedger, servedBy } from './ledger-move.js';
+import { ledgerMoves, startMove, startApp, waitTask, assertNoOrphanSlots, assertLedger, servedBy, cutoverOutcome } from './ledger-move.js';
 
 const ALL = ['reverse_intended', 'reverse_created', 'barrier', 'sequences', 'switched', 'resumed', 'reverse_task', 'forward_finished', 'done'] as const;
 type Step = (typeof ALL)[number];
@@ -160,10 +160,7 @@ test('the destination stalls during the barrier (pgshift-apply backends SIGSTOPp
   let answer: string;
   try {
     const t0 = Date.now();
-    answer = await m.p.admin('CUTOVER 1').then(
-      () => 'completed',
-      (e: Error) => e.message,
-    );
+    answer = await cutoverOutcome(m);
     assert.ok(Date.now() - t0 < 15000, `CUTOVER answered within the timeout plus slack (${Date.now() - t0} ms)`);
     const acked = m.app.acked.size;
     await poll('writes on the source while the destination is still stalled', async () => (m.app.acked.size >= acked + 10 ? true : undefined), 20000, m.explain);

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { poll, sleep } from './crash-helpers.js';
-import { ledgerMoves, startApp, startMove, waitTask, assertNoOrphanSlots, assertLedger, servedBy, moreWrites, slotsOn, type Move } from './ledger-move.js';
+import { ledgerMoves, startApp, startMove, waitTask, assertNoOrphanSlots, assertLedger, servedBy, moreWrites, slotsOn, type Move, cutoverOutcome } from './ledger-move.js';
 
 const moves = ledgerMoves();
 const GENERAL = 'cutover_timeout = 20000\nresharding_replication_retry_min_delay = 300\n';
@@ -60,10 +60,7 @@ test('the destination restarted (immediate) while the cutover holds at barrier, 
   const m = await moves.setUp(GENERAL);
   const pause = pauseAt(m, 'barrier');
   await startMove(m, pause.env);
-  const answer = m.p.admin('CUTOVER 1').then(
-    () => 'completed',
-    (e: Error) => e.message,
-  );
+  const answer = cutoverOutcome(m);
   try {
     await pause.held();
     await m.dst.restart('immediate');

@@ -95,6 +95,14 @@ export async function startMove(m: Move, env: Record<string, string> = {}): Prom
 }
 
 /** SHOW TASKS until task `id` satisfies `ok`; a failed task fails the test at once. */
+/** Runs CUTOVER on task `id`: 'completed', or the error message it was refused or aborted with. */
+export function cutoverOutcome(m: Move, id = '1'): Promise<string> {
+  return m.p.admin(`CUTOVER ${id}`).then(
+    () => 'completed',
+    (e: Error) => e.message,
+  );
+}
+
 export async function waitTask(m: Move, id: string, ok: (t: AdminRow) => boolean, timeoutMs = 30000): Promise<AdminRow> {
   return poll(
     `task ${id} to reach the expected state`,

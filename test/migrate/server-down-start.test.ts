@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { poll, sleep } from './crash-helpers.js';
-import { ledgerMoves, startMove, waitTask, assertNoOrphanSlots, assertLedger, servedBy, moreWrites, type Move } from './ledger-move.js';
+import { ledgerMoves, startMove, waitTask, assertNoOrphanSlots, assertLedger, servedBy, moreWrites, type Move, cutoverOutcome } from './ledger-move.js';
 
 const moves = ledgerMoves();
 const RETRY = 'resharding_replication_retry_min_delay = 300\n';
@@ -54,10 +54,7 @@ test('CUTOVER while the destination is down waits within cutover_timeout; once t
   await m.dst.stopServer('immediate');
   let answer: Promise<string>;
   try {
-    answer = m.p.admin('CUTOVER 1').then(
-      () => 'completed',
-      (e: Error) => e.message,
-    );
+    answer = cutoverOutcome(m);
     await sleep(2500);
     const early = await Promise.race([answer, sleep(0).then(() => 'still waiting')]);
     assert.equal(early, 'still waiting', 'the lag check waits for the destination instead of failing');
@@ -83,10 +80,7 @@ test('CUTOVER while the source stays down past cutover_timeout aborts before any
   let answer: string;
   try {
     const t0 = Date.now();
-    answer = await m.p.admin('CUTOVER 1').then(
-      () => 'completed',
-      (e: Error) => e.message,
-    );
+    answer = await cutoverOutcome(m);
     assert.ok(Date.now() - t0 >= 2500 && Date.now() - t0 < 10000, `CUTOVER answered after about cutover_timeout (${Date.now() - t0} ms)`);
   } finally {
     await m.src.startServer();
